@@ -33,7 +33,7 @@ def build_app() -> typer.Typer:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             # A feature module that does not exist yet is skipped; a missing dependency inside one is a real error.
-            if exc.name == name:
+            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
                 continue
             raise
         module.register(app)

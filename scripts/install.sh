@@ -16,7 +16,8 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 stamp=".venv/.cocina-installed$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     echo "cocina: installing torch (CPU build) and cocina$extras into .venv ..." >&2
-    "${pip[@]}" -c constraints.txt torch
-    "${pip[@]}" -c constraints.txt -e ".$extras"
+    # (This machine's pip configuration lists local indexes that lack most packages; hide its noise.)
+    "${pip[@]}" -c constraints.txt torch 2> >(grep -v "is ignored: it is neither" >&2)
+    "${pip[@]}" -c constraints.txt -e ".$extras" 2> >(grep -v "is ignored: it is neither" >&2)
     touch "$stamp"
 fi
