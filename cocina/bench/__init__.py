@@ -1,0 +1,1 @@
+"""`cocina bench`: serving benchmark with vLLM's metric definitions (see docs/bench.md)."""
