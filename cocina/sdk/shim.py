@@ -1,0 +1,58 @@
+"""Make `import cog` resolve to cocina's SDK, so an unchanged Cog `predict.py` runs under cocina."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+__all__ = ["COG_NAMES", "install_cog_shim"]
+
+COG_NAMES = (
+    "AsyncConcatenateIterator",
+    "BaseModel",
+    "BasePredictor",
+    "BaseRunner",
+    "CancelationException",
+    "ConcatenateIterator",
+    "File",
+    "Input",
+    "Path",
+    "Secret",
+    "current_scope",
+    "emit_metric",
+)
+
+
+def install_cog_shim() -> None:
+    """Put `cog` and `cog.types` into `sys.modules`, pointing at cocina.sdk.
+
+    Always overrides: if the real `cog` package is installed, its server-side machinery would not work inside
+    cocina's worker, and a predictor must see the same `Path`/`Secret` classes the schema module recognizes.
+    Idempotent.
+    """
+    import cocina.sdk as sdk
+    from cocina.sdk import types as sdk_types
+
+    existing = sys.modules.get("cog")
+    if existing is not None and getattr(existing, "__cocina_shim__", False):
+        return
+    # Drop any real cog submodules already imported, so `from cog.x import y` cannot mix two SDKs.
+    for name in [n for n in sys.modules if n == "cog" or n.startswith("cog.")]:
+        del sys.modules[name]
+
+    cog = types.ModuleType("cog", "Cog-compatible SDK provided by cocina.")
+    cog.__path__ = []  # a package, so `import cog.types` works through sys.modules
+    cog.__cocina_shim__ = True  # type: ignore[attr-defined]
+    for name in COG_NAMES:
+        setattr(cog, name, getattr(sdk, name))
+    cog.__all__ = list(COG_NAMES)  # type: ignore[attr-defined]
+    cog.__version__ = "0.16.0+cocina"  # type: ignore[attr-defined]
+
+    cog_types = types.ModuleType("cog.types", "Cog's types, provided by cocina.")
+    for name in sdk_types.__all__:
+        setattr(cog_types, name, getattr(sdk_types, name))
+    cog_types.Input = sdk.Input  # type: ignore[attr-defined]  # old predictors import Input from cog.types
+    cog.types = cog_types  # type: ignore[attr-defined]
+
+    sys.modules["cog"] = cog
+    sys.modules["cog.types"] = cog_types
