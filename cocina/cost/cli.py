@@ -1,7 +1,7 @@
 """`cocina cost`: what serving a workload costs by API, on your own machines, or on rented cloud GPUs.
 
-Every input defaults to the named scenario (`--scenario seed`: the seed document's assumptions) and any option given
-on the command line overrides it. Only light imports at module level: `cocina --help` must stay instant.
+Every input defaults to the named scenario (`--scenario seed`: the seed document's assumptions) and any option
+given on the command line overrides it. Only light imports at module level: `cocina --help` must stay instant.
 """
 
 from __future__ import annotations
@@ -27,30 +27,46 @@ def register(app: typer.Typer) -> None:
 
 
 def cost(
-    scenario: str = typer.Option("seed", "--scenario", help="Named scenario from the presets file giving defaults."),
-    presets: Path | None = typer.Option(None, "--presets", help="An edited copy of cocina/cost/presets.yaml."),
+    scenario: str = typer.Option(
+        "seed", "--scenario", help="Named scenario from the presets file giving defaults."
+    ),
+    presets: Path | None = typer.Option(
+        None, "--presets", help="An edited copy of cocina/cost/presets.yaml."
+    ),
     list_presets: bool = typer.Option(False, "--list-presets", help="Show the API and GPU presets and exit."),
-    requests_per_month: float | None = typer.Option(None, "--requests-per-month", "-n", help="Requests per month."),
+    requests_per_month: float | None = typer.Option(
+        None, "--requests-per-month", "-n", help="Requests per month."
+    ),
     prompt_tokens: float | None = typer.Option(None, "--prompt-tokens", help="Prompt tokens per request."),
     output_tokens: float | None = typer.Option(None, "--output-tokens", help="Output tokens per request."),
     api: list[str] | None = typer.Option(None, "--api", help="API preset name (repeat for several)."),
     api_price: list[str] | None = typer.Option(
-        None, "--api-price", help="A custom API as IN:OUT EUR per million tokens, or NAME=IN:OUT (repeatable)."
+        None,
+        "--api-price",
+        help="A custom API as IN:OUT EUR per million tokens, or NAME=IN:OUT (repeatable).",
     ),
     api_average: bool | None = typer.Option(
-        None, "--api-average/--no-api-average", help="Add the mean of the chosen APIs as an option (the seed does)."
+        None,
+        "--api-average/--no-api-average",
+        help="Add the mean of the chosen APIs as an option (the seed does).",
     ),
     onprem: bool = typer.Option(True, "--onprem/--no-onprem", help="Include the on-premises option."),
     hardware_eur: float | None = typer.Option(None, "--hardware-eur", help="On-premises hardware price."),
     amortization_months: float | None = typer.Option(
-        None, "--amortization-months", help="Months to spread the hardware over; 'inf' leaves it out (the seed)."
+        None,
+        "--amortization-months",
+        help="Months to spread the hardware over; 'inf' leaves it out (the seed).",
     ),
-    power_eur_month: float | None = typer.Option(None, "--power-eur-month", help="On-premises power per month."),
+    power_eur_month: float | None = typer.Option(
+        None, "--power-eur-month", help="On-premises power per month."
+    ),
     maintenance_eur_month: float | None = typer.Option(
         None, "--maintenance-eur-month", help="On-premises maintenance per month."
     ),
     cloud: bool = typer.Option(True, "--cloud/--no-cloud", help="Include the cloud option."),
-    cloud_gpu: str | None = typer.Option(None, "--cloud-gpu", help="GPU preset name (t4, a100, rtx-4090, h100...)."),
+    cloud_gpu: str | None = typer.Option(
+        None, "--cloud-gpu", help="GPU preset name (t4, a100, rtx-4090, h100...)."
+    ),
     cloud_eur_per_hour: float | None = typer.Option(
         None, "--cloud-eur-per-hour", help="Cloud price per GPU-hour (overrides --cloud-gpu)."
     ),
@@ -80,11 +96,15 @@ def cost(
         None, "--cloud-throughput-rps", help="Requests/s of one cloud instance (overrides the above)."
     ),
     min_volume: float = typer.Option(1e3, "--min-volume", help="Smallest requests/month in the plot."),
-    max_volume: float = typer.Option(1e9, "--max-volume", help="Largest requests/month searched and plotted."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here ('-' for stdout)."),
+    max_volume: float = typer.Option(
+        1e9, "--max-volume", help="Largest requests/month searched and plotted."
+    ),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the full result as JSON here ('-' for stdout)."
+    ),
     plot: Path | None = typer.Option(None, "--plot", help="Write the monthly-cost plot (PNG) here."),
 ) -> None:
-    """Compare the cost of serving a workload by API, on-premises and in the cloud, with break-even volumes."""
+    """Compare the cost of serving a workload by API, on-premises and in the cloud, with break-evens."""
     from rich.console import Console
 
     from cocina.cost.presets import load_presets
@@ -122,8 +142,13 @@ def _print_presets(p: Any, console: Any) -> None:
     for col in ("name", "input", "output", "date", "source"):
         t.add_column(col)
     for a in p.apis.values():
-        t.add_row(a.name, f"{a.eur_per_million_input_tokens:.4g}", f"{a.eur_per_million_output_tokens:.4g}", a.date,
-                  a.source)
+        t.add_row(
+            a.name,
+            f"{a.eur_per_million_input_tokens:.4g}",
+            f"{a.eur_per_million_output_tokens:.4g}",
+            a.date,
+            a.source,
+        )
     console.print(t)
     g = Table(title="Cloud GPUs (EUR per GPU-hour)")
     for col in ("name", "price", "date", "source"):
@@ -144,12 +169,21 @@ def _parse_api_price(text: str, index: int) -> tuple[str, float, float]:
         a, b = body.split(":")
         return name, float(a), float(b)
     except ValueError:
-        raise CostInputError(f"--api-price {text!r}: expected IN:OUT or NAME=IN:OUT in EUR per million tokens") from None
+        raise CostInputError(
+            f"--api-price {text!r}: expected IN:OUT or NAME=IN:OUT in EUR per million tokens"
+        ) from None
 
 
 def _build_scenario(p: Any, o: dict[str, Any]) -> Any:
-    """Merge the scenario's defaults with the options given; validate into a `Scenario` (errors are one line)."""
-    from cocina.cost.model import ApiPrice, Cloud, OnPremises, Workload, average_api, requests_per_second_from_tokens
+    """Merge the scenario's defaults with the options given; validate into a `Scenario`."""
+    from cocina.cost.model import (
+        ApiPrice,
+        Cloud,
+        OnPremises,
+        Workload,
+        average_api,
+        requests_per_second_from_tokens,
+    )
     from cocina.cost.scenario import Scenario, read_bench_output_throughput
 
     if o["scenario"] not in p.scenarios:
@@ -165,7 +199,9 @@ def _build_scenario(p: Any, o: dict[str, Any]) -> Any:
     def num(opt: str, key: str, default: Any = None) -> float:
         v = pick(opt, key, default)
         if v is None:
-            raise CostInputError(f"--{opt.replace('_', '-')} is required (scenario {o['scenario']!r} has no {key})")
+            raise CostInputError(
+                f"--{opt.replace('_', '-')} is required (scenario {o['scenario']!r} has no {key})"
+            )
         try:
             return float(v)
         except (TypeError, ValueError):
@@ -201,12 +237,16 @@ def _build_scenario(p: Any, o: dict[str, Any]) -> Any:
             raise CostInputError(f"throughput must be > 0 requests/s (got {rps:g})")
     elif o["throughput_tps"] is not None:
         rps = requests_per_second_from_tokens(float(o["throughput_tps"]), workload.output_tokens_per_request)
-        notes.append(f"{o['throughput_tps']:g} output tok/s / {workload.output_tokens_per_request:g} tokens = {rps:.4g} req/s")
+        notes.append(
+            f"{o['throughput_tps']:g} output tok/s / {workload.output_tokens_per_request:g} tokens "
+            f"= {rps:.4g} req/s"
+        )
     elif o["bench_json"] is not None:
         tps = read_bench_output_throughput(o["bench_json"])
         rps = requests_per_second_from_tokens(tps, workload.output_tokens_per_request)
         notes.append(
-            f"measured {tps:.4g} output tok/s ({o['bench_json']}) / {workload.output_tokens_per_request:g} tokens "
+            f"measured {tps:.4g} output tok/s ({o['bench_json']}) / "
+            f"{workload.output_tokens_per_request:g} tokens "
             f"= {rps:.4g} req/s per machine/instance (decode-bound assumption: prompt processing not charged)"
         )
     util = float(pick("utilization", "utilization", 1.0))
@@ -228,7 +268,8 @@ def _build_scenario(p: Any, o: dict[str, Any]) -> Any:
         )
         if math.isinf(onprem_obj.amortization_months) and onprem_obj.hardware_eur > 0:
             notes.append(
-                f"the {onprem_obj.hardware_eur:,.0f} EUR hardware is left out of the monthly cost (amortization inf), "
+                f"the {onprem_obj.hardware_eur:,.0f} EUR hardware is left out of the monthly cost "
+                "(amortization inf), "
                 "as in the seed; pass --amortization-months 36 to spread it over 3 years"
             )
 
@@ -239,7 +280,9 @@ def _build_scenario(p: Any, o: dict[str, Any]) -> Any:
         else:
             gpu = pick("cloud_gpu", "cloud_gpu")
             if gpu is None:
-                raise CostInputError("the cloud option needs --cloud-gpu or --cloud-eur-per-hour (or --no-cloud)")
+                raise CostInputError(
+                    "the cloud option needs --cloud-gpu or --cloud-eur-per-hour (or --no-cloud)"
+                )
             if gpu not in p.gpus:
                 raise CostInputError(f"unknown GPU preset {gpu!r}; known: {', '.join(p.gpus)}")
             price = p.gpus[gpu].eur_per_gpu_hour

@@ -1,20 +1,24 @@
 """The cost model behind `cocina cost`: pure functions on dataclasses, no I/O.
 
-Three ways of serving the same workload are compared, each as a monthly cost curve C(V) over the request volume V
-(requests per month). Every curve is piecewise linear, so it is represented exactly as a list of `Segment`s and the
-break-even volumes are solved in closed form on each piece instead of being searched numerically:
+Three ways of serving the same workload are compared, each as a monthly cost curve C(V) over the request
+volume V (requests per month). Every curve is piecewise linear, so it is represented exactly as a list of
+`Segment`s and the break-even volumes are solved in closed form on each piece instead of being searched
+numerically:
 
 - API:          C(V) = V * (p_in * prompt_tokens + p_out * output_tokens) / 1e6           (linear, through 0)
 - on-premises:  C(V) = n(V) * (hardware / amortization_months + power + maintenance),
-                n(V) = max(1, ceil(V / capacity))                                         (steps, one per machine)
-- cloud:        C(V) = fixed + price_per_hour * max(V / (3600 * rps * utilization), min_hours)   (linear after a floor)
+                n(V) = max(1, ceil(V / capacity))                      (steps, one per machine)
+- cloud:        C(V) = fixed + price_per_hour * max(V / (3600 * rps * utilization), min_hours)
+                                                                       (linear after a floor)
 
-Units are in the names: `eur_per_month`, `requests_per_month`, `requests_per_second`... All money is in one currency
-(EUR, as in the seed document); presets in other currencies are converted when loaded (see `presets.py`).
+Units are in the names: `eur_per_month`, `requests_per_month`, `requests_per_second`... All money is in one
+currency (EUR, as in the seed document); presets in other currencies are converted when loaded (see
+`presets.py`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -24,7 +28,7 @@ SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
 
 
 class CostInputError(ValueError):
-    """An input that makes the model meaningless (negative volume, zero throughput...). The message is one line."""
+    """An input that makes the model meaningless (negative volume, zero throughput...); one-line message."""
 
 
 def _require(condition: bool, message: str) -> None:
@@ -90,11 +94,13 @@ def average_api(prices: list[ApiPrice], name: str = "API (average)") -> ApiPrice
 
 @dataclass(frozen=True)
 class OnPremises:
-    """Machines you buy. `amortization_months=inf` leaves the purchase out of the monthly cost (the seed does that).
+    """Machines you buy. `amortization_months=inf` leaves the purchase out of the monthly cost (the seed does
+    that).
 
-    `capacity_requests_per_second` is one machine's sustained throughput; None means unlimited (one machine serves
-    any volume, the seed's assumption). `utilization` is the share of the month a machine can actually be kept busy
-    at that throughput (traffic is not flat), so one machine serves `rps * utilization * SECONDS_PER_MONTH` a month.
+    `capacity_requests_per_second` is one machine's sustained throughput; None means unlimited (one machine
+    serves any volume, the seed's assumption). `utilization` is the share of the month a machine can actually
+    be kept busy at that throughput (traffic is not flat), so one machine serves `rps * utilization *
+    SECONDS_PER_MONTH` a month.
     """
 
     hardware_eur: float
@@ -109,7 +115,8 @@ class OnPremises:
         _finite_nonneg("hardware price", self.hardware_eur)
         _require(
             self.amortization_months > 0 and not math.isnan(self.amortization_months),
-            f"amortization months must be > 0 (got {self.amortization_months}); use inf to leave the hardware out",
+            f"amortization months must be > 0 (got {self.amortization_months}); "
+            "use inf to leave the hardware out",
         )
         _finite_nonneg("power per month", self.power_eur_per_month)
         _finite_nonneg("maintenance per month", self.maintenance_eur_per_month)
@@ -122,7 +129,9 @@ class OnPremises:
 
     @property
     def eur_per_machine_month(self) -> float:
-        amortized = 0.0 if math.isinf(self.amortization_months) else self.hardware_eur / self.amortization_months
+        amortized = (
+            0.0 if math.isinf(self.amortization_months) else self.hardware_eur / self.amortization_months
+        )
         return amortized + self.power_eur_per_month + self.maintenance_eur_per_month
 
     @property
@@ -142,9 +151,10 @@ class OnPremises:
 class Cloud:
     """Rented GPUs billed by the hour, plus a fixed monthly cost (storage, administration...).
 
-    `capacity_requests_per_second` is what one instance (of `gpus_per_instance` GPUs) sustains; the instance hours
-    billed are the busy hours divided by `utilization` (you pay for idle time too). `min_instances_always_on` keeps
-    that many instances up all month whatever the volume (0: pure pay-per-use, the seed's assumption).
+    `capacity_requests_per_second` is what one instance (of `gpus_per_instance` GPUs) sustains; the instance
+    hours billed are the busy hours divided by `utilization` (you pay for idle time too).
+    `min_instances_always_on` keeps that many instances up all month whatever the volume (0: pure pay-per-use,
+    the seed's assumption).
     """
 
     eur_per_gpu_hour: float
@@ -162,7 +172,9 @@ class Cloud:
             f"cloud throughput must be > 0 requests/s (got {self.capacity_requests_per_second})",
         )
         _finite_nonneg("cloud fixed cost per month", self.fixed_eur_per_month)
-        _require(self.gpus_per_instance >= 1, f"GPUs per instance must be >= 1 (got {self.gpus_per_instance})")
+        _require(
+            self.gpus_per_instance >= 1, f"GPUs per instance must be >= 1 (got {self.gpus_per_instance})"
+        )
         _require(0 < self.utilization <= 1, f"utilization must be in (0, 1] (got {self.utilization})")
         _require(self.min_instances_always_on >= 0, "instances always on must be >= 0")
 
@@ -178,14 +190,18 @@ class Cloud:
     @property
     def floor_requests_per_month(self) -> float:
         """The volume the always-on instances absorb before hours start to grow."""
-        return self.min_instances_always_on * HOURS_PER_MONTH * 3600.0 * self.capacity_requests_per_second * (
-            self.utilization
+        return (
+            self.min_instances_always_on
+            * HOURS_PER_MONTH
+            * 3600.0
+            * self.capacity_requests_per_second
+            * (self.utilization)
         )
 
 
 @dataclass(frozen=True)
 class Segment:
-    """C(V) = intercept + slope * V for V in (start, end] (the first segment of a curve also includes its start)."""
+    """C(V) = intercept + slope * V for V in (start, end]; a curve's first segment also includes its start."""
 
     start: float
     end: float
@@ -227,14 +243,18 @@ MAX_SEGMENTS = 200_000
 
 
 def api_curve(api: ApiPrice, workload: Workload, max_requests_per_month: float) -> CostCurve:
-    return CostCurve(api.name, "api", (Segment(0.0, max_requests_per_month, 0.0, api.eur_per_request(workload)),))
+    return CostCurve(
+        api.name, "api", (Segment(0.0, max_requests_per_month, 0.0, api.eur_per_request(workload)),)
+    )
 
 
 def on_premises_curve(onprem: OnPremises, max_requests_per_month: float) -> CostCurve:
     per_machine = onprem.eur_per_machine_month
     cap = onprem.requests_per_machine_month
     if math.isinf(cap) or cap >= max_requests_per_month:
-        return CostCurve(onprem.name, "on-premises", (Segment(0.0, max_requests_per_month, per_machine, 0.0),))
+        return CostCurve(
+            onprem.name, "on-premises", (Segment(0.0, max_requests_per_month, per_machine, 0.0),)
+        )
     steps = math.ceil(max_requests_per_month / cap)
     _require(
         steps <= MAX_SEGMENTS,
@@ -242,7 +262,8 @@ def on_premises_curve(onprem: OnPremises, max_requests_per_month: float) -> Cost
         "check the throughput or lower the range",
     )
     segs = tuple(
-        Segment(k * cap, min((k + 1) * cap, max_requests_per_month), (k + 1) * per_machine, 0.0) for k in range(steps)
+        Segment(k * cap, min((k + 1) * cap, max_requests_per_month), (k + 1) * per_machine, 0.0)
+        for k in range(steps)
     )
     return CostCurve(onprem.name, "on-premises", segs)
 
@@ -271,8 +292,8 @@ def cloud_curve(cloud: Cloud, max_requests_per_month: float) -> CostCurve:
 class BreakEven:
     """A volume where the cheaper of two options changes.
 
-    `kind` is "crossing" where the two curves are equal there, "step" where the order flips at a jump of a stepped
-    curve (a new on-premises machine) without the curves ever being equal.
+    `kind` is "crossing" where the two curves are equal there, "step" where the order flips at a jump of a
+    stepped curve (a new on-premises machine) without the curves ever being equal.
     """
 
     a: str
@@ -291,7 +312,7 @@ def _all_breakpoints(curves: list[CostCurve]) -> list[float]:
 
 
 def break_evens(a: CostCurve, b: CostCurve, *, rel_tol: float = 1e-12) -> list[BreakEven]:
-    """Every volume in the curves' range where the cheaper of `a` and `b` changes, solved exactly per segment."""
+    """Every volume in the curves' range where the cheaper of `a` and `b` changes, solved per segment."""
     end = min(a.segments[-1].end, b.segments[-1].end)
     pts = [p for p in _all_breakpoints([a, b]) if p <= end]
     out: list[BreakEven] = []
@@ -301,7 +322,7 @@ def break_evens(a: CostCurve, b: CostCurve, *, rel_tol: float = 1e-12) -> list[B
         return 0 if abs(d) <= rel_tol * scale else (1 if d > 0 else -1)
 
     last_sign = 0  # sign of (a - b) just before the current point; 0 while still unknown or equal
-    for lo, hi in zip(pts, pts[1:], strict=False):
+    for lo, hi in itertools.pairwise(pts):
         sa = _segment_at(a, lo, hi)
         sb = _segment_at(b, lo, hi)
         di = sa.intercept_eur - sb.intercept_eur
@@ -359,7 +380,7 @@ def cheapest_ranges(curves: list[CostCurve], *, min_requests_per_month: float = 
         cuts.update(p for p in c.breakpoints())
     pts = sorted(p for p in cuts if min_requests_per_month <= p <= end)
     ranges: list[CheapestRange] = []
-    for lo, hi in zip(pts, pts[1:], strict=False):
+    for lo, hi in itertools.pairwise(pts):
         if hi - lo <= 1e-9 * max(1.0, hi):
             continue
         mid = (lo + hi) / 2
@@ -382,22 +403,29 @@ class OptionCost:
     detail: dict[str, float | int | str] = field(default_factory=dict)
 
 
-def option_cost(curve: CostCurve, workload: Workload, detail: dict[str, float | int | str] | None = None) -> OptionCost:
+def option_cost(
+    curve: CostCurve, workload: Workload, detail: dict[str, float | int | str] | None = None
+) -> OptionCost:
     v = workload.requests_per_month
     per_month = curve.eur_per_month(v)
     per_request = per_month / v if v > 0 else math.nan
     return OptionCost(curve.name, curve.kind, per_month, per_request, dict(detail or {}))
 
 
-def requests_per_second_from_tokens(output_tokens_per_second: float, output_tokens_per_request: float) -> float:
+def requests_per_second_from_tokens(
+    output_tokens_per_second: float, output_tokens_per_request: float
+) -> float:
     """Turn a measured output-token throughput into requests per second for the workload's output length.
 
-    This assumes decoding dominates (the usual case for generation), so a deployment's output tokens/s holds when the
-    output length changes; prompt processing is not charged separately.
+    This assumes decoding dominates (the usual case for generation), so a deployment's output tokens/s holds
+    when the output length changes; prompt processing is not charged separately.
     """
     _require(
         math.isfinite(output_tokens_per_second) and output_tokens_per_second > 0,
         f"throughput must be > 0 output tokens/s (got {output_tokens_per_second})",
     )
-    _require(output_tokens_per_request > 0, "output tokens per request must be > 0 to convert tokens/s to requests/s")
+    _require(
+        output_tokens_per_request > 0,
+        "output tokens per request must be > 0 to convert tokens/s to requests/s",
+    )
     return output_tokens_per_second / output_tokens_per_request

@@ -77,13 +77,18 @@ def load_presets(path: Path | None = None) -> Presets:
         apis[str(name)] = ApiPrice(
             name=str(name),
             eur_per_million_input_tokens=to_eur(
-                where, entry, _num(f"{where}.price_per_million_input_tokens", entry["price_per_million_input_tokens"])
+                where,
+                entry,
+                _num(f"{where}.price_per_million_input_tokens", entry["price_per_million_input_tokens"]),
             ),
             eur_per_million_output_tokens=to_eur(
-                where, entry, _num(f"{where}.price_per_million_output_tokens", entry["price_per_million_output_tokens"])
+                where,
+                entry,
+                _num(f"{where}.price_per_million_output_tokens", entry["price_per_million_output_tokens"]),
             ),
             date=str(entry["date"]),
-            source=str(entry["source"]) + ("" if entry.get("currency", "EUR") == "EUR" else " (converted to EUR)"),
+            source=str(entry["source"])
+            + ("" if entry.get("currency", "EUR") == "EUR" else " (converted to EUR)"),
         )
 
     gpus: dict[str, GpuPrice] = {}
@@ -96,7 +101,9 @@ def load_presets(path: Path | None = None) -> Presets:
                 raise CostInputError(f"{where}: missing {key}")
         gpus[str(name)] = GpuPrice(
             name=str(name),
-            eur_per_gpu_hour=to_eur(where, entry, _num(f"{where}.price_per_gpu_hour", entry["price_per_gpu_hour"])),
+            eur_per_gpu_hour=to_eur(
+                where, entry, _num(f"{where}.price_per_gpu_hour", entry["price_per_gpu_hour"])
+            ),
             date=str(entry["date"]),
             source=str(entry["source"]),
         )
@@ -104,4 +111,6 @@ def load_presets(path: Path | None = None) -> Presets:
     scenarios = raw.get("scenarios") or {}
     if not isinstance(scenarios, dict):
         raise CostInputError(f"{p}: scenarios must be a mapping")
-    return Presets(p, apis, gpus, {str(k): dict(v or {}) for k, v in scenarios.items()}, eur_per_unit, rates_note)
+    return Presets(
+        p, apis, gpus, {str(k): dict(v or {}) for k, v in scenarios.items()}, eur_per_unit, rates_note
+    )

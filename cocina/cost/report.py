@@ -45,14 +45,15 @@ def print_report(report: CostReport, console: Console) -> None:
         d = o.detail
         if o.kind == "api":
             notes.append(
-                f"{d['eur_per_million_input_tokens']:.4g}/{d['eur_per_million_output_tokens']:.4g} € per M in/out"
-                + (f", price of {d['price_date']}" if d.get("price_date") else "")
+                f"{d['eur_per_million_input_tokens']:.4g}/{d['eur_per_million_output_tokens']:.4g} "
+                "€ per M in/out" + (f", price of {d['price_date']}" if d.get("price_date") else "")
             )
         elif o.kind == "on-premises":
             notes.append(f"{d['machines']} machine(s) at {fmt_eur(float(d['eur_per_machine_month']))}/month")
         elif o.kind == "cloud":
             notes.append(
-                f"{float(d['instance_hours_per_month']):,.1f} instance-hours at {fmt_eur(float(d['eur_per_instance_hour']))}"
+                f"{float(d['instance_hours_per_month']):,.1f} instance-hours at "
+                f"{fmt_eur(float(d['eur_per_instance_hour']))}"
             )
         name = f"[bold green]{o.name}[/]" if o is cheapest else o.name
         table.add_row(name, o.kind, fmt_eur(o.eur_per_request), fmt_eur(o.eur_per_month), "; ".join(notes))
@@ -107,7 +108,8 @@ def plot_report(report: CostReport, path: Path) -> None:
         xs = xs[(xs >= lo) & (xs <= hi)]
         ys = np.array([curve.eur_per_month(float(x)) for x in xs])
         ax.plot(xs, ys, label=curve.name, linewidth=1.8)
-    # Label only where the cheapest option changes; the other crossings get a bare marker so labels do not pile up.
+    # Label only where the cheapest option changes; the other crossings get a bare marker so labels do not
+    # pile up.
     switch_points = {round(r.start, 6) for r in report.cheapest[1:]}
     for b in report.break_evens:
         if lo <= b.requests_per_month <= hi and b.kind == "crossing":
@@ -116,7 +118,11 @@ def plot_report(report: CostReport, path: Path) -> None:
             ax.plot([v], [a.eur_per_month(v)], "ko", markersize=3)
             if round(v, 6) in switch_points:
                 ax.annotate(
-                    f"{v:,.0f}", (v, a.eur_per_month(v)), textcoords="offset points", xytext=(5, -14), fontsize=8
+                    f"{v:,.0f}",
+                    (v, a.eur_per_month(v)),
+                    textcoords="offset points",
+                    xytext=(5, -14),
+                    fontsize=8,
                 )
     w = s.workload.requests_per_month
     if lo <= w <= hi:

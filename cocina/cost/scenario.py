@@ -1,4 +1,4 @@
-"""A whole comparison: one workload, some APIs, optionally on-premises and cloud; evaluated into a `CostReport`."""
+"""A whole comparison: one workload, some APIs, optionally on-premises and cloud, evaluated into a report."""
 
 from __future__ import annotations
 
@@ -158,9 +158,12 @@ def read_bench_output_throughput(path: Path) -> float:
     metrics = data.get("metrics") if isinstance(data, dict) else None
     value = metrics.get("output_token_throughput_tok_s") if isinstance(metrics, dict) else None
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise CostInputError(f"bench file {path} has no metrics.output_token_throughput_tok_s (not `cocina bench --json`?)")
+        raise CostInputError(
+            f"bench file {path} has no metrics.output_token_throughput_tok_s (not `cocina bench --json`?)"
+        )
     if not value > 0:
         raise CostInputError(
-            f"bench file {path} measured zero output throughput (did every request fail?); throughput must be > 0"
+            f"bench file {path} measured zero output throughput (did every request fail?); "
+            "throughput must be > 0"
         )
     return float(value)
