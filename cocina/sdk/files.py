@@ -46,7 +46,8 @@ def _name_from_content_disposition(header: str | None) -> str | None:
 def fetch_to_local(value: str, tmp_dir: pathlib.Path | None = None) -> pathlib.Path:
     """Return a local path for `value`: a download of an http(s) URL, a decoded data URL, or the path itself.
 
-    Downloads and decoded data land in a fresh directory under `tmp_dir` (or the system temp dir), so two inputs with
+    Downloads and decoded data land in a fresh directory under `tmp_dir` (or the system temp dir), so two
+    inputs with
     the same file name never overwrite each other.
     """
     if not is_url(value):
@@ -57,14 +58,20 @@ def fetch_to_local(value: str, tmp_dir: pathlib.Path | None = None) -> pathlib.P
     if value.startswith("data:"):
         header, _, payload = value[5:].partition(",")
         mime = header.split(";")[0] or "application/octet-stream"
-        data = base64.b64decode(payload) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)
+        data = (
+            base64.b64decode(payload)
+            if header.endswith(";base64")
+            else urllib.parse.unquote_to_bytes(payload)
+        )
         ext = mimetypes.guess_extension(mime) or ""
         path = target_dir / f"file{ext}"
         path.write_bytes(data)
         return path
     with httpx.stream("GET", value, follow_redirects=True, timeout=_DOWNLOAD_TIMEOUT_S) as response:
         response.raise_for_status()
-        url_name = urllib.parse.unquote(pathlib.PurePosixPath(urllib.parse.urlparse(str(response.url)).path).name)
+        url_name = urllib.parse.unquote(
+            pathlib.PurePosixPath(urllib.parse.urlparse(str(response.url)).path).name
+        )
         name = _name_from_content_disposition(response.headers.get("content-disposition")) or url_name
         path = target_dir / _safe_name(name, "file")
         with path.open("wb") as out:

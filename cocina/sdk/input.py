@@ -1,7 +1,8 @@
 """`Input(...)`: the default and constraints of one predictor argument, as in Cog.
 
 It only records what it is given. Whether the constraints fit the argument's type is checked by
-`cocina.sdk.schema.derive_schema`, which knows the argument's name and type and can say which argument is wrong.
+`cocina.sdk.schema.derive_schema`, which knows the argument's name and type and can say which argument is
+wrong.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ class BasePredictor:
     """Base class of a Cog predictor: `setup()` once, then `predict(**inputs)` per request."""
 
     def setup(self, weights: Any = None) -> None:
-        """Load the model; called once before any prediction. `weights` is given only if the signature has it."""
+        """Load the model; called once before any prediction. `weights` is given only if the signature has
+        it."""
 
     def predict(self, **kwargs: Any) -> Any:
         """Run one prediction; subclasses declare their inputs as typed keyword arguments."""
@@ -55,7 +56,8 @@ class PredictorLoadError(Exception):
 
 
 def _predict_method_name(cls: type) -> str | None:
-    """`predict` or `run`, whichever the class actually implements (a base class's placeholder does not count)."""
+    """`predict` or `run`, whichever the class actually implements (a base class's placeholder does not
+    count)."""
     for name, placeholder in (("predict", BasePredictor.predict), ("run", BaseRunner.run)):
         method = inspect.getattr_static(cls, name, None)
         if method is not None and callable(method) and method is not placeholder:
@@ -64,7 +66,8 @@ def _predict_method_name(cls: type) -> str | None:
 
 
 def get_predict_function(predictor: Any) -> Callable[..., Any]:
-    """The callable that runs a prediction: the `predict`/`run` method of a class or instance, or the function itself.
+    """The callable that runs a prediction: the `predict`/`run` method of a class or instance, or the
+    function itself.
 
     For a class this is the plain function (its first parameter is `self`); for an instance, the bound method.
     """
@@ -90,8 +93,10 @@ def is_generator_callable(fn: Callable[..., Any]) -> bool:
 def load_predictor(ref: str, project_dir: pathlib.Path) -> Any:
     """Import `file.py:Name` from `project_dir` and return the predictor class or predict function.
 
-    The project directory goes first on `sys.path` so `predict.py` can import its sibling modules, and the `cog`
-    shim is installed first so an unchanged Cog predictor imports. Errors raised while importing the user's module
+    The project directory goes first on `sys.path` so `predict.py` can import its sibling modules, and the
+    `cog`
+    shim is installed first so an unchanged Cog predictor imports. Errors raised while importing the user's
+    module
     propagate unchanged (the worker reports them with their traceback).
     """
     from cocina.sdk.shim import install_cog_shim
@@ -117,12 +122,16 @@ def load_predictor(ref: str, project_dir: pathlib.Path) -> Any:
     obj = getattr(module, name, None)
     if obj is None:
         found = sorted(
-            n for n, v in vars(module).items()
-            if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_")
+            and (inspect.isclass(v) or inspect.isfunction(v))
             and getattr(v, "__module__", None) == module_name
         )
         listing = ", ".join(found) if found else "none"
-        raise PredictorLoadError(f"{file_part} has no {name!r}; classes and functions defined there: {listing}")
+        raise PredictorLoadError(
+            f"{file_part} has no {name!r}; classes and functions defined there: {listing}"
+        )
     if inspect.isfunction(obj):
         return obj
     if inspect.isclass(obj) and _predict_method_name(obj) is not None:
@@ -148,7 +157,8 @@ def get_weights_arg(
     """The `weights` value for `setup`: from `COG_WEIGHTS` if set, else `./weights` if it exists, else None.
 
     The value's form follows the annotation of `weights`: `str` gets the URL/path string, `File` an open file,
-    anything else (`Path`, unannotated) a `Path` (a URL is downloaded first, as Cog does for a `Path` weights).
+    anything else (`Path`, unannotated) a `Path` (a URL is downloaded first, as Cog does for a `Path`
+    weights).
     """
     env = os.environ if environ is None else environ
     try:
@@ -177,7 +187,8 @@ def get_weights_arg(
 def setup_kwargs(
     predictor_instance: Any, project_dir: pathlib.Path, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Keyword arguments for `predictor_instance.setup(...)`: `{"weights": ...}` when setup accepts it, else `{}`."""
+    """Keyword arguments for `predictor_instance.setup(...)`: `{"weights": ...}` when setup accepts it, else
+    `{}`."""
     setup = getattr(predictor_instance, "setup", None)
     if setup is None or not setup_accepts_weights(setup):
         return {}

@@ -2,15 +2,15 @@
 
 Three uses, on two sides of a process boundary:
 
-- child side (user code imported): `derive_schema()` builds the document, `coerce_inputs()` turns validated JSON
-  into Python objects for `predict()`, `encode_output()` turns what `predict()` returned back into JSON;
-- parent side (no user code): `InputValidator` validates and normalizes request inputs and parses CLI `-i` values
-  from the JSON document alone.
+- child side (user code imported): `derive_schema()` builds the document, `coerce_inputs()` turns
+  validated JSON into Python objects for `predict()`, `encode_output()` turns its return value into JSON;
+- parent side (no user code): `InputValidator` validates and normalizes request inputs and parses CLI
+  `-i` values from the JSON document alone.
 
 Compatibility notes (the reference is the output of Cog 0.16.12, see tests/fixtures/schema/reference/):
-- `Literal[...]` inputs are treated like `choices`: the property keeps its `default` and `description`. Cog 0.16
-  drops both for `Literal` (and moves the description into the enum schema), which loses the default.
-- Unions other than `Optional[T]` are not supported as inputs (Cog allows them; pydantic's `anyOf` would be needed).
+- `Literal[...]` inputs are treated like `choices`: the property keeps its `default` and `description`.
+  Cog 0.16 drops both for `Literal` (and moves the description into the enum schema), losing the default.
+- Unions other than `Optional[T]` are not supported as inputs (Cog allows them, as pydantic `anyOf`).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # derive_schema
 
 
@@ -132,7 +132,8 @@ def _predict_params(predictor: Any) -> tuple[list[_Param], Any]:
             raise TypeError(f"predict() parameter `{p.name}`: *args and **kwargs are not supported as inputs")
         if p.name not in hints:
             raise TypeError(
-                f"No input type provided for parameter `{p.name}`. Supported input types are: {_SUPPORTED_INPUTS}."
+                f"No input type provided for parameter `{p.name}`. "
+                f"Supported input types are: {_SUPPORTED_INPUTS}."
             )
         if isinstance(p.default, FieldInfo):
             field = p.default
@@ -150,7 +151,8 @@ def _predict_params(predictor: Any) -> tuple[list[_Param], Any]:
 
 
 def _input_type_schema(name: str, tp: Any) -> dict[str, Any]:
-    """Schema of an input type (no title/default); raises TypeError naming the argument for unsupported types."""
+    """Schema of an input type (no title/default); raises TypeError naming the argument for unsupported
+    types."""
     tp = _strip_annotated(tp)
     inner, nullable = _split_optional(tp)
     if nullable:
@@ -193,7 +195,8 @@ def _enum_schema(name: str, values: list[Any]) -> dict[str, Any]:
     if kinds == {int}:
         return {"type": "integer", "enum": values}
     raise TypeError(
-        f"Input `{name}`: `choices` must be all str or all int, got {', '.join(sorted(k.__name__ for k in kinds))}"
+        f"Input `{name}`: `choices` must be all str or all int, "
+        f"got {', '.join(sorted(k.__name__ for k in kinds))}"
     )
 
 
@@ -213,7 +216,9 @@ def _json_default(name: str, value: Any) -> Any:
         return [_json_default(name, v) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: _json_default(name, v) for k, v in value.items()}
-    raise TypeError(f"Input `{name}`: default {value!r} of type {type(value).__name__} cannot be written in JSON")
+    raise TypeError(
+        f"Input `{name}`: default {value!r} of type {type(value).__name__} cannot be written in JSON"
+    )
 
 
 def _check_constraints(name: str, base: dict[str, Any], field: FieldInfo) -> None:
@@ -244,7 +249,9 @@ def _check_constraints(name: str, base: dict[str, Any], field: FieldInfo) -> Non
         try:
             re.compile(field.regex)
         except re.error as exc:
-            raise TypeError(f"Input `{name}`: `regex` {field.regex!r} is not a valid regular expression: {exc}") from exc
+            raise TypeError(
+                f"Input `{name}`: `regex` {field.regex!r} is not a valid regular expression: {exc}"
+            ) from exc
 
 
 def _input_property(
@@ -261,13 +268,20 @@ def _input_property(
             raise TypeError(f"Input `{name}`: `choices` only applies to str and int inputs")
         choice_schema = _enum_schema(name, list(field.choices))
         if choice_schema["type"] != base["type"]:
-            raise TypeError(f"Input `{name}`: `choices` are {choice_schema['type']}s but the input is {base['type']}")
+            raise TypeError(
+                f"Input `{name}`: `choices` are {choice_schema['type']}s but the input is {base['type']}"
+            )
         base = choice_schema
     _check_constraints(name, base, field)
 
     prop: dict[str, Any]
     if "enum" in base:
-        enums[name] = {"type": base["type"], "enum": base["enum"], "title": name, "description": "An enumeration."}
+        enums[name] = {
+            "type": base["type"],
+            "enum": base["enum"],
+            "title": name,
+            "description": "An enumeration.",
+        }
         prop = {"allOf": [{"$ref": f"{_REF}{name}"}]}
     else:
         prop = {**base, "title": _title(name)}
@@ -301,7 +315,8 @@ def _input_property(
 
 
 def _nullable_anyof(node: Any) -> Any:
-    """OpenAPI 3.0 has no `null` type: turn pydantic's `anyOf [X, null]` into `X` + `nullable: true`, as Cog does."""
+    """OpenAPI 3.0 has no `null` type: turn pydantic's `anyOf [X, null]` into `X` + `nullable: true`, as Cog
+    does."""
     if isinstance(node, list):
         return [_nullable_anyof(n) for n in node]
     if not isinstance(node, dict):
@@ -369,7 +384,12 @@ def _output_schema(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
     if origin in _CONCATENATE or origin in _ITERATOR_ORIGINS:
         args = typing.get_args(tp)
         items = _output_type_schema(args[0], components) if args else {}
-        schema: dict[str, Any] = {"type": "array", "items": items, "title": "Output", "x-cog-array-type": "iterator"}
+        schema: dict[str, Any] = {
+            "type": "array",
+            "items": items,
+            "title": "Output",
+            "x-cog-array-type": "iterator",
+        }
         if origin in _CONCATENATE:
             if items.get("type") != "string" or "format" in items:
                 raise TypeError("ConcatenateIterator output must be ConcatenateIterator[str]")
@@ -377,7 +397,7 @@ def _output_schema(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
         return schema
     if _is_model(tp) and tp.__name__ == "Output":
         schema = _model_schema(tp, components)
-        return components.pop("Output")  # type: ignore[no-any-return]
+        return components.pop("Output")
     if _is_model(tp):
         return _model_schema(tp, components)  # Cog 0.16 gives a bare $ref, without a title
     return {**_output_type_schema(tp, components), "title": "Output"}
@@ -426,7 +446,12 @@ _VALIDATION_RESPONSE = {
     "description": "Validation Error",
     "content": {"application/json": {"schema": {"$ref": f"{_REF}HTTPValidationError"}}},
 }
-_PREFER_HEADER = {"name": "prefer", "in": "header", "required": False, "schema": {"title": "Prefer", "type": "string"}}
+_PREFER_HEADER = {
+    "name": "prefer",
+    "in": "header",
+    "required": False,
+    "schema": {"title": "Prefer", "type": "string"},
+}
 _PREDICTION_ID = {
     "name": "prediction_id",
     "in": "path",
@@ -436,7 +461,8 @@ _PREDICTION_ID = {
 
 
 def _paths() -> dict[str, Any]:
-    """The paths of Cog's HTTP server, with FastAPI's generated summaries and operation ids (clients show them)."""
+    """The paths of Cog's HTTP server, with FastAPI's generated summaries and operation ids (clients show
+    them)."""
     prediction_response = _json_response({"$ref": f"{_REF}PredictionResponse"})
     return {
         "/shutdown": {
@@ -499,7 +525,9 @@ def _paths() -> dict[str, Any]:
                 "operationId": "cancel_predictions__prediction_id__cancel_post",
                 "parameters": [dict(_PREDICTION_ID)],
                 "responses": {
-                    "200": _json_response({"title": "Response Cancel Predictions  Prediction Id  Cancel Post"}),
+                    "200": _json_response(
+                        {"title": "Response Cancel Predictions  Prediction Id  Cancel Post"}
+                    ),
                     "422": _VALIDATION_RESPONSE,
                 },
             }
@@ -513,7 +541,8 @@ def _nullable(schema: dict[str, Any], title: str | None = None) -> dict[str, Any
 
 
 def _static_components() -> dict[str, Any]:
-    """The request/response schemas that do not depend on the predictor (as Cog 0.16 with pydantic 2 emits them)."""
+    """The request/response schemas that do not depend on the predictor (as Cog 0.16 with pydantic 2 emits
+    them)."""
     timestamp = {"type": "string", "format": "date-time"}
     return {
         "HTTPValidationError": {
@@ -528,7 +557,9 @@ def _static_components() -> dict[str, Any]:
                 "input": {"$ref": f"{_REF}Input", "nullable": True},
                 "id": _nullable({"type": "string"}, "Id"),
                 "created_at": _nullable(timestamp, "Created At"),
-                "context": _nullable({"additionalProperties": {"type": "string"}, "type": "object"}, "Context"),
+                "context": _nullable(
+                    {"additionalProperties": {"type": "string"}, "type": "object"}, "Context"
+                ),
                 "output_file_prefix": _nullable({"type": "string"}, "Output File Prefix"),
                 "webhook": _nullable(
                     {"type": "string", "maxLength": 65536, "minLength": 1, "format": "uri"}, "Webhook"
@@ -589,7 +620,7 @@ def _static_components() -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # InputValidator (parent side: JSON only)
 
 
@@ -620,8 +651,10 @@ class InputValidator:
     """Validates and normalizes prediction inputs from the OpenAPI JSON document alone (no user code needed).
 
     Type checks follow pydantic's lax mode, which Cog uses: an integer accepts an int, an integral float (3.0)
-    and a string of digits ("3"); a number accepts ints, floats and numeric strings; a boolean accepts true/false
-    and the strings "true"/"false"/"yes"/"no"/"on"/"off"/"1"/"0" and the ints 0/1; a string accepts only strings.
+    and a string of digits ("3"); a number accepts ints, floats and numeric strings; a boolean accepts
+    true/false
+    and the strings "true"/"false"/"yes"/"no"/"on"/"off"/"1"/"0" and the ints 0/1; a string accepts only
+    strings.
     Booleans are never taken as numbers. A `format: uri` string must be an http(s) or data URL or (a cocina
     extension, for local runs) an absolute local path.
     """
@@ -636,9 +669,7 @@ class InputValidator:
         self._required: list[str] = list(input_schema.get("required", []))
 
     @classmethod
-    def _for_property(
-        cls, name: str, prop: dict[str, Any], enums: Mapping[str, Any]
-    ) -> InputValidator:
+    def _for_property(cls, name: str, prop: dict[str, Any], enums: Mapping[str, Any]) -> InputValidator:
         return cls({"components": {"schemas": {**enums, "Input": {"properties": {name: prop}}}}})
 
     def _resolve(self, prop: dict[str, Any]) -> dict[str, Any]:
@@ -666,9 +697,11 @@ class InputValidator:
         return copy.deepcopy(self._properties[name])
 
     def validate(self, raw: Any) -> dict[str, Any]:
-        """Check `raw` against the schema; return normalized JSON values with defaults filled, unknown keys dropped.
+        """Check `raw` against the schema; return normalized JSON values with defaults filled, unknown keys
+        dropped.
 
-        Inputs neither given nor defaulted in the schema (an optional argument whose default is None, a default
+        Inputs neither given nor defaulted in the schema (an optional argument whose default is None, a
+        default
         factory or a Secret) are left out: the child then uses the Python default.
         """
         if raw is None:
@@ -679,7 +712,9 @@ class InputValidator:
         out: dict[str, Any] = {}
         for name in self.names:
             prop = self._properties[name]
-            if name in raw and not (raw[name] is None and not prop.get("nullable") and name not in self._required):
+            if name in raw and not (
+                raw[name] is None and not prop.get("nullable") and name not in self._required
+            ):
                 try:
                     out[name] = self._check(name, prop, raw[name])
                 except InputValidationError as exc:
@@ -711,7 +746,10 @@ class InputValidator:
             if not isinstance(value, str):
                 fail(f"must be a string, got {_describe(value)}", "string_type")
             if prop.get("format") == "uri" and not (is_url(value) or value.startswith("/")):
-                fail(f"must be an http(s) or data URL or an absolute file path, got {_describe(value)}", "url_parsing")
+                fail(
+                    f"must be an http(s) or data URL or an absolute file path, got {_describe(value)}",
+                    "url_parsing",
+                )
         elif kind == "array":
             if not isinstance(value, list):
                 fail(f"must be a list, got {_describe(value)}", "list_type")
@@ -727,9 +765,8 @@ class InputValidator:
             if item_errors:
                 raise InputValidationError(item_errors)
             value = items
-        elif kind == "object":
-            if not isinstance(value, dict):
-                fail(f"must be an object, got {_describe(value)}", "dict_type")
+        elif kind == "object" and not isinstance(value, dict):
+            fail(f"must be an object, got {_describe(value)}", "dict_type")
 
         if "enum" in prop and value not in prop["enum"]:
             choices = ", ".join(repr(c) for c in prop["enum"])
@@ -798,13 +835,17 @@ class InputValidator:
         """Turn the text of `-i name=text` into a JSON value by the input's type.
 
         Numbers and booleans are parsed; strings are taken as they are; a `Path` input takes `@file` (made an
-        absolute path; the file must exist), an existing relative file name, or a URL; a list takes a JSON array,
+        absolute path; the file must exist), an existing relative file name, or a URL; a list takes a JSON
+        array,
         or for lists of numbers/booleans also `1,2,3`, or else a single item; a dict takes a JSON object.
-        Unknown names raise InputValidationError listing the valid ones. The result still goes through `validate`.
+        Unknown names raise InputValidationError listing the valid ones. The result still goes through
+        `validate`.
         """
         if name not in self._properties:
             valid = ", ".join(self.names) or "none"
-            raise InputValidationError([_error(name, f"unknown input {name!r}; valid inputs: {valid}", "unknown")])
+            raise InputValidationError(
+                [_error(name, f"unknown input {name!r}; valid inputs: {valid}", "unknown")]
+            )
         return self._parse_text(name, self._properties[name], text)
 
     def _parse_text(self, name: str, prop: Mapping[str, Any], text: str) -> Any:
@@ -851,7 +892,7 @@ class InputValidator:
         return text
 
 
-# ---------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # coerce_inputs / encode_output (child side)
 
 
@@ -884,9 +925,12 @@ def coerce_inputs(
 ) -> dict[str, Any]:
     """Keyword arguments for `predict_fn` from validated JSON inputs (child side).
 
-    `Path` inputs become local files (URLs downloaded under `tmp_dir`, keeping their file names; data URLs decoded;
-    local paths kept), `Secret` inputs are wrapped, `File` inputs opened. Arguments missing from `normalized` get
-    their Python default (`Input(default=...)`, `default_factory`, or a plain default), so `predict` never receives
+    `Path` inputs become local files (URLs downloaded under `tmp_dir`, keeping their file names; data URLs
+    decoded;
+    local paths kept), `Secret` inputs are wrapped, `File` inputs opened. Arguments missing from `normalized`
+    get
+    their Python default (`Input(default=...)`, `default_factory`, or a plain default), so `predict` never
+    receives
     an `Input(...)` object. Unknown keys are ignored.
     """
     hints = typing.get_type_hints(predict_fn, include_extras=True)
@@ -905,7 +949,9 @@ def coerce_inputs(
             if default.default_factory is not None:
                 kwargs[param.name] = default.default_factory()
             elif default.default is not MISSING:
-                kwargs[param.name] = _coerce(hints.get(param.name, Any), copy.deepcopy(default.default), tmp_dir)
+                kwargs[param.name] = _coerce(
+                    hints.get(param.name, Any), copy.deepcopy(default.default), tmp_dir
+                )
             else:
                 kwargs[param.name] = None
         elif default is not inspect.Parameter.empty:
@@ -917,9 +963,11 @@ def coerce_inputs(
 
 
 def encode_output(value: Any) -> Any:
-    """A predictor's return value (or one yielded item) as JSON: files become `{"__cocina_file__": "/abs/path"}`.
+    """A predictor's return value (or one yielded item) as JSON: files become `{"__cocina_file__":
+    "/abs/path"}`.
 
-    pydantic models become dicts, enums their values, secrets `**********`; containers are encoded recursively.
+    pydantic models become dicts, enums their values, secrets `**********`; containers are encoded
+    recursively.
     Objects with `.tolist()` (numpy arrays, tensors) are converted through it without importing numpy.
     """
     if value is None or isinstance(value, bool | int | str):
@@ -949,12 +997,13 @@ def encode_output(value: Any) -> Any:
 
 
 def _file_object_to_path(fileobj: io.IOBase) -> str:
-    """Cog's deprecated `File` outputs: a file object; reuse its path if it has one, else copy it to a temp file."""
+    """Cog's deprecated `File` outputs: a file object; reuse its path if it has one, else copy it to a temp
+    file."""
     name = getattr(fileobj, "name", None)
     if isinstance(name, str) and pathlib.Path(name).is_file():
         return str(pathlib.Path(name).resolve())
     suffix = pathlib.Path(name).suffix if isinstance(name, str) else ""
     with tempfile.NamedTemporaryFile(prefix="output-", suffix=suffix, delete=False) as out:
         fileobj.seek(0) if fileobj.seekable() else None
-        shutil.copyfileobj(fileobj, out)  # type: ignore[misc]
+        shutil.copyfileobj(fileobj, out)
     return out.name

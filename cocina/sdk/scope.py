@@ -1,4 +1,5 @@
-"""`current_scope()` and `emit_metric()`: a predictor records custom metrics on the running prediction, as in Cog."""
+"""`current_scope()` and `emit_metric()`: a predictor records custom metrics on the running prediction, as in
+Cog."""
 
 from __future__ import annotations
 

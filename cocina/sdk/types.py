@@ -1,6 +1,7 @@
 """The types a Cog predictor uses in its signature: `Path`, `File`, `Secret`, iterator markers, `BaseModel`.
 
-They are plain Python classes; the schema module reads them from type hints. Each carries pydantic hooks only so a
+They are plain Python classes; the schema module reads them from type hints. Each carries pydantic hooks only
+so a
 user's `BaseModel` output may hold a `Path` or a `Secret` field, as it can in Cog.
 """
 
@@ -28,12 +29,18 @@ __all__ = [
 T = TypeVar("T")
 
 _URI_SCHEMA: dict[str, Any] = {"type": "string", "format": "uri"}
-SECRET_SCHEMA: dict[str, Any] = {"type": "string", "format": "password", "writeOnly": True, "x-cog-secret": True}
+SECRET_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "format": "password",
+    "writeOnly": True,
+    "x-cog-secret": True,
+}
 REDACTED = "**********"
 
 
 class Path(pathlib.PosixPath):
-    """A file given to or returned by a predictor; in the request and response it is a URL (schema `format: uri`)."""
+    """A file given to or returned by a predictor; in the request and response it is a URL (schema `format:
+    uri`)."""
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: pydantic.GetCoreSchemaHandler) -> Any:
@@ -42,7 +49,9 @@ class Path(pathlib.PosixPath):
         )
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, schema: Any, handler: pydantic.GetJsonSchemaHandler) -> dict[str, Any]:
+    def __get_pydantic_json_schema__(
+        cls, schema: Any, handler: pydantic.GetJsonSchemaHandler
+    ) -> dict[str, Any]:
         return dict(_URI_SCHEMA)
 
     @classmethod
@@ -53,19 +62,23 @@ class Path(pathlib.PosixPath):
 
 
 class File(io.IOBase):
-    """Deprecated in Cog in favour of `Path`: an input arrives as an open binary file; an output may be any file object."""
+    """Deprecated in Cog in favour of `Path`: an input arrives as an open binary file; an output may be any
+    file object."""
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: pydantic.GetCoreSchemaHandler) -> Any:
         return core_schema.is_instance_schema(io.IOBase)
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, schema: Any, handler: pydantic.GetJsonSchemaHandler) -> dict[str, Any]:
+    def __get_pydantic_json_schema__(
+        cls, schema: Any, handler: pydantic.GetJsonSchemaHandler
+    ) -> dict[str, Any]:
         return dict(_URI_SCHEMA)
 
 
 class Secret:
-    """A string that never shows itself in `repr`, `str`, logs or outputs; call `get_secret_value()` to read it."""
+    """A string that never shows itself in `repr`, `str`, logs or outputs; call `get_secret_value()` to read
+    it."""
 
     __slots__ = ("_value",)
 
@@ -96,7 +109,9 @@ class Secret:
         )
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, schema: Any, handler: pydantic.GetJsonSchemaHandler) -> dict[str, Any]:
+    def __get_pydantic_json_schema__(
+        cls, schema: Any, handler: pydantic.GetJsonSchemaHandler
+    ) -> dict[str, Any]:
         return dict(SECRET_SCHEMA)
 
 

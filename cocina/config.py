@@ -1,0 +1,366 @@
+"""Project configuration: `cocina.yaml` (a superset of `cog.yaml`) or `cog.yaml` -> a typed, frozen
+`ProjectConfig`.
+
+Every error is a `ConfigError` that names the file, the key path, the line, and what to do about it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import pathlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+__all__ = ["CONFIG_FILES", "BuildConfig", "ConfigError", "ProjectConfig", "load_project"]
+
+CONFIG_FILES = ("cocina.yaml", "cog.yaml")
+
+_TOP_KEYS = (
+    "build",
+    "predict",
+    "run",
+    "train",
+    "concurrency",
+    "environment",
+    "image",
+    "cocina",
+    "weights",
+    "tests",
+)
+_BUILD_KEYS = (
+    "python_version",
+    "python_requirements",
+    "python_packages",
+    "system_packages",
+    "gpu",
+    "cuda",
+    "cudnn",
+    "run",
+    "pre_install",
+    "sdk_version",
+    "cog_runtime",
+    "fast",
+)
+_CONCURRENCY_KEYS = ("max",)
+
+
+class ConfigError(Exception):
+    """A problem in the project configuration, located as precisely as possible."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: pathlib.Path | None = None,
+        key: str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = path
+        self.key = key
+        self.line = line
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = str(self.path) if self.path else "config"
+        if self.line is not None:
+            where += f":{self.line}"
+        text = f"{where}: {f'{self.key}: ' if self.key else ''}{self.message}"
+        return f"{text}\n  hint: {self.hint}" if self.hint else text
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """The `build:` section. cocina does not build images; it reads these to check and document the
+    environment."""
+
+    python_version: str | None = None
+    python_requirements: str | None = None
+    python_packages: tuple[str, ...] = ()
+    system_packages: tuple[str, ...] = ()
+    gpu: bool = False
+    cuda: str | None = None
+    run: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """A loaded project. `predict_ref` is like "predict.py:Predictor"; `cocina` holds the cocina-only
+    section."""
+
+    root: pathlib.Path
+    config_file: pathlib.Path
+    predict_ref: str
+    build: BuildConfig = field(default_factory=BuildConfig)
+    concurrency_max: int = 1
+    environment: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
+    train: str | None = None
+    cocina: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def predict_file(self) -> pathlib.Path:
+        """The predictor's source file."""
+        return self.root / self.predict_ref.split(":", 1)[0]
+
+    @property
+    def model(self) -> str | None:
+        """`cocina.model`: a model id or path for the built-in LLM predictor, if set."""
+        value = self.cocina.get("model")
+        return str(value) if value is not None else None
+
+    @property
+    def engine(self) -> Mapping[str, Any]:
+        """`cocina.engine`: engine options, passed on as given."""
+        value = self.cocina.get("engine")
+        return value if isinstance(value, Mapping) else {}
+
+
+class _Reader:
+    """Walks the composed YAML node tree, so each error can point to the line of the offending key."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+
+    def error(
+        self, message: str, key: str | None, node: yaml.Node | None, hint: str | None = None
+    ) -> ConfigError:
+        line = node.start_mark.line + 1 if node is not None else None
+        return ConfigError(message, path=self.path, key=key, line=line, hint=hint)
+
+    def mapping(
+        self, node: yaml.Node, key: str | None, allowed: tuple[str, ...] | None
+    ) -> dict[str, yaml.Node]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(f"must be a mapping, got {_kind(node)}", key, node)
+        out: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            full = f"{key}.{name}" if key else str(name)
+            if not isinstance(name, str):
+                raise self.error("keys must be strings", key, key_node)
+            if allowed is not None and name not in allowed:
+                close = difflib.get_close_matches(name, allowed, n=1)
+                hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(allowed)}"
+                raise self.error("unknown key", full, key_node, hint)
+            if name in out:
+                raise self.error("key given twice", full, key_node)
+            out[name] = value_node
+        return out
+
+    def scalar(self, node: yaml.Node, key: str, tag_kind: str) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error(f"must be a {tag_kind}, got {_kind(node)}", key, node)
+        value = yaml.safe_load(yaml.serialize(node))
+        return value
+
+    def string(self, node: yaml.Node, key: str, *, allow_number: bool = False) -> str | None:
+        value = self.scalar(node, key, "string")
+        if value is None:
+            return None
+        if isinstance(value, bool) or (not isinstance(value, str) and not allow_number):
+            raise self.error(f"must be a string, got {value!r}", key, node)
+        if not isinstance(value, str | int | float):
+            raise self.error(f"must be a string, got {value!r}", key, node)
+        return str(value)
+
+    def boolean(self, node: yaml.Node, key: str) -> bool:
+        value = self.scalar(node, key, "boolean")
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise self.error(f"must be true or false, got {value!r}", key, node)
+        return value
+
+    def string_list(self, node: yaml.Node, key: str) -> tuple[str, ...]:
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            return ()
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(f"must be a list of strings, got {_kind(node)}", key, node)
+        items = []
+        for index, item in enumerate(node.value):
+            if isinstance(item, yaml.MappingNode) and key.endswith("build.run"):
+                # Cog allows `- command: ...` entries (with mounts); cocina keeps the command only.
+                entry = self.mapping(item, f"{key}[{index}]", None)
+                if "command" not in entry:
+                    raise self.error("a run entry needs a `command`", f"{key}[{index}]", item)
+                items.append(str(self.string(entry["command"], f"{key}[{index}].command")))
+                continue
+            value = self.string(item, f"{key}[{index}]", allow_number=True)
+            if value is None:
+                raise self.error("must not be empty", f"{key}[{index}]", item)
+            items.append(value)
+        return tuple(items)
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return repr(yaml.safe_load(yaml.serialize(node)))
+
+
+def _to_python(node: yaml.Node) -> Any:
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _find_config(root: pathlib.Path) -> pathlib.Path:
+    for name in CONFIG_FILES:
+        candidate = root / name
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no cocina.yaml or cog.yaml in {root}",
+        path=root,
+        hint="run `cocina init` to create one, or pass the project directory",
+    )
+
+
+def load_project(directory: pathlib.Path) -> ProjectConfig:
+    """Read and check `cocina.yaml` (or else `cog.yaml`) in `directory`.
+
+    Checks keys and types, that the predictor file exists and that it defines the named class or function (by
+    reading its source, without importing it). Raises `ConfigError`.
+    """
+    root = pathlib.Path(directory).resolve()
+    path = _find_config(root)
+    reader = _Reader(path)
+    text = path.read_text()
+    try:
+        document = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path, line=line) from exc
+    if document is None:
+        raise ConfigError("the file is empty", path=path, hint='add `predict: "predict.py:Predictor"`')
+    top = reader.mapping(document, None, _TOP_KEYS)
+
+    if "predict" in top and "run" in top:
+        raise reader.error("give either `predict` or `run`, not both", "run", top["run"])
+    ref_key = "predict" if "predict" in top else "run"
+    if ref_key not in top:
+        raise ConfigError(
+            "no predictor configured",
+            path=path,
+            key="predict",
+            hint='add `predict: "predict.py:Predictor"`',
+        )
+    predict_ref = reader.string(top[ref_key], ref_key)
+    if not predict_ref or ":" not in predict_ref:
+        raise reader.error(
+            f"must look like 'predict.py:Predictor', got {predict_ref!r}", ref_key, top[ref_key]
+        )
+    _check_predictor(reader, root, predict_ref, ref_key, top[ref_key])
+
+    build = BuildConfig()
+    if "build" in top and not (
+        isinstance(top["build"], yaml.ScalarNode) and _to_python(top["build"]) is None
+    ):
+        build_nodes = reader.mapping(top["build"], "build", _BUILD_KEYS)
+        build = BuildConfig(
+            python_version=reader.string(
+                build_nodes["python_version"], "build.python_version", allow_number=True
+            )
+            if "python_version" in build_nodes
+            else None,
+            python_requirements=reader.string(build_nodes["python_requirements"], "build.python_requirements")
+            if "python_requirements" in build_nodes
+            else None,
+            python_packages=reader.string_list(build_nodes["python_packages"], "build.python_packages")
+            if "python_packages" in build_nodes
+            else (),
+            system_packages=reader.string_list(build_nodes["system_packages"], "build.system_packages")
+            if "system_packages" in build_nodes
+            else (),
+            gpu=reader.boolean(build_nodes["gpu"], "build.gpu") if "gpu" in build_nodes else False,
+            cuda=reader.string(build_nodes["cuda"], "build.cuda", allow_number=True)
+            if "cuda" in build_nodes
+            else None,
+            run=reader.string_list(build_nodes["run"], "build.run") if "run" in build_nodes else (),
+        )
+        if build.python_requirements is not None and not (root / build.python_requirements).is_file():
+            raise reader.error(
+                f"file {build.python_requirements!r} not found in {root}",
+                "build.python_requirements",
+                build_nodes["python_requirements"],
+            )
+
+    concurrency_max = 1
+    if "concurrency" in top:
+        conc = reader.mapping(top["concurrency"], "concurrency", _CONCURRENCY_KEYS)
+        if "max" in conc:
+            value = reader.scalar(conc["max"], "concurrency.max", "integer")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise reader.error(f"must be an integer >= 1, got {value!r}", "concurrency.max", conc["max"])
+            concurrency_max = value
+
+    environment: dict[str, str] = {}
+    if "environment" in top:
+        for index, entry in enumerate(reader.string_list(top["environment"], "environment")):
+            name, sep, value = entry.partition("=")
+            if not sep or not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+                item_node = top["environment"].value[index]
+                raise reader.error(
+                    f"must be KEY=VALUE, got {entry!r}",
+                    f"environment[{index}]",
+                    item_node,
+                    'e.g. "HF_HOME=/cache"',
+                )
+            environment[name] = value
+
+    image = reader.string(top["image"], "image") if "image" in top else None
+    train = reader.string(top["train"], "train") if "train" in top else None
+
+    cocina: dict[str, Any] = {}
+    if "cocina" in top:
+        reader.mapping(top["cocina"], "cocina", None)
+        cocina = _to_python(top["cocina"]) or {}
+
+    return ProjectConfig(
+        root=root,
+        config_file=path,
+        predict_ref=predict_ref,
+        build=build,
+        concurrency_max=concurrency_max,
+        environment=environment,
+        image=image,
+        train=train,
+        cocina=cocina,
+    )
+
+
+def _check_predictor(reader: _Reader, root: pathlib.Path, ref: str, key: str, node: yaml.Node) -> None:
+    """The predictor file must exist and define the name; checked from the source text, never by importing
+    it."""
+    import ast
+
+    file_part, _, name = ref.partition(":")
+    file_path = root / file_part
+    if not file_path.is_file():
+        raise reader.error(f"predictor file {file_part!r} not found in {root}", key, node)
+    try:
+        tree = ast.parse(file_path.read_text(), filename=str(file_path))
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"cannot parse the predictor: {exc.msg}", path=file_path, line=exc.lineno, key=None
+        ) from exc
+    defined: list[str] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            defined.append(stmt.name)
+        elif isinstance(stmt, ast.Assign):
+            defined.extend(t.id for t in stmt.targets if isinstance(t, ast.Name))
+        elif isinstance(stmt, ast.ImportFrom | ast.Import):
+            defined.extend((a.asname or a.name).split(".")[0] for a in stmt.names)
+    if name not in defined:
+        listing = ", ".join(n for n in defined if not n.startswith("_")) or "nothing"
+        close = difflib.get_close_matches(name, defined, n=1)
+        hint = f"did you mean `{file_part}:{close[0]}`?" if close else f"{file_part} defines: {listing}"
+        raise reader.error(f"{file_part} has no class or function {name!r}", key, node, hint)
