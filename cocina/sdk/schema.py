@@ -304,7 +304,7 @@ def _input_property(
         default = _json_default(name, field.default)
         checker = InputValidator._for_property(name, prop, enums)
         try:
-            checker._check(name, prop, default)
+            checker._check(name, checker._properties[name], default)
         except InputValidationError as exc:
             raise TypeError(f"Input `{name}`: the default {default!r} is not valid: {exc}") from exc
         prop["default"] = default
