@@ -1,0 +1,322 @@
+"""The model runner: loads a Hugging Face causal LM, owns its paged KV cache, runs one scheduled step.
+
+A step's tokens (decodes first, then prefill chunks) are packed into one row with explicit position ids and
+run through the model's own modules (its base model: embeddings, decoder layers, final norm); attention is
+replaced by :mod:`cocina.engine.attention`'s paged attention. The LM head runs only on the rows that need a
+sample (one per sequence whose chunk reaches its end), which saves a [T, vocab] matmul on every prefill.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cocina.engine.attention import (
+    ATTN_IMPLEMENTATION,
+    PagedAttention,
+    PrefillChunk,
+    StepMetadata,
+    falcon_alibi_bias,
+    patch_falcon_attention,
+    register_paged_attention,
+)
+from cocina.engine.config import EngineConfig
+from cocina.engine.errors import EngineError
+from cocina.engine.scheduler import ScheduledSeq, SchedulerOutput
+
+__all__ = ["MemoryReport", "ModelRunner", "cpu_supports_bf16", "resolve_device", "resolve_dtype"]
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matmuls (AVX512-BF16 or AMX); without them bf16 is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 where the hardware runs it natively, else fp16 on GPU and fp32 on CPU."""
+    if dtype != "auto":
+        if dtype == "float16" and device.type == "cpu":
+            raise EngineError("float16 is for GPUs; on CPU use bfloat16 or float32")
+        return _DTYPES[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """What the engine holds in memory, reported at start (``cocina serve`` / ``predict`` print it)."""
+
+    device: str
+    dtype: str
+    quantize: str | None
+    weight_bytes: int
+    kv_cache_bytes: int
+    num_kv_blocks: int
+    block_size: int
+    max_model_len: int
+
+    def describe(self) -> str:
+        """One line for logs."""
+        gib = 2**30
+        return (
+            f"model on {self.device} ({self.dtype}{', ' + self.quantize if self.quantize else ''}): "
+            f"weights {self.weight_bytes / gib:.2f} GiB, KV cache {self.kv_cache_bytes / gib:.2f} GiB "
+            f"({self.num_kv_blocks} blocks of {self.block_size} tokens), max_model_len {self.max_model_len}"
+        )
+
+
+class ModelRunner:
+    """Owns the model and the KV cache; :meth:`run` computes the logits of one scheduled step."""
+
+    def __init__(self, model_path: str | Path, config: EngineConfig, *, model: nn.Module | None = None) -> None:
+        """Load ``model_path`` (a local directory or hub id) per ``config``; ``model`` skips the load (tests)."""
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        if config.quantize == "int8" and self.device.type != "cpu":
+            raise EngineError("quantize=int8 is the CPU method; on GPU use bnb8 or bnb4")
+        if config.quantize in ("bnb8", "bnb4") and self.device.type != "cuda":
+            raise EngineError(f"quantize={config.quantize} needs a CUDA GPU; on CPU use int8")
+        self.model = model if model is not None else self._load(model_path)
+        self.model.eval()
+        self.hf_config: Any = self.model.config
+        self.block_size = config.block_size
+        self.paged = PagedAttention(config.block_size)
+        self._route_attention()
+        self.base: nn.Module = self.model.base_model
+        head = self.model.get_output_embeddings()
+        if head is None:
+            raise EngineError(f"{type(self.model).__name__} has no output embeddings (LM head)")
+        self.lm_head: nn.Module = head
+        self.max_model_len = self._model_max_len()
+        # One forward on a single token with the cache unallocated records each layer's KV shape.
+        self.paged.probing = True
+        with torch.inference_mode():
+            self._forward(
+                torch.zeros(1, dtype=torch.long, device=self.device),
+                torch.zeros(1, dtype=torch.long, device=self.device),
+            )
+        self.paged.probing = False
+        if not self.paged.probed_shapes:
+            raise EngineError(f"{type(self.model).__name__}: no attention layer reached the paged attention")
+        kv_dtype = self.dtype
+        bytes_per_block = self.paged.bytes_per_block(kv_dtype)
+        self.num_kv_blocks = config.num_kv_blocks or config.kv_cache_bytes // bytes_per_block
+        if self.num_kv_blocks < 1:
+            raise EngineError(
+                f"kv_cache_bytes={config.kv_cache_bytes} holds no block ({bytes_per_block} bytes per block)"
+            )
+        # A sequence must always fit in the cache alone, or the scheduler could never finish it.
+        self.max_model_len = min(self.max_model_len, self.num_kv_blocks * self.block_size)
+        self.paged.allocate(self.num_kv_blocks, kv_dtype, self.device)
+        if getattr(self.hf_config, "alibi", False):
+            self.paged.alibi = falcon_alibi_bias(
+                self.hf_config.num_attention_heads, self._head_dim(), self.max_model_len, self.dtype
+            ).to(self.device)
+        self.kv_cache_bytes = bytes_per_block * self.num_kv_blocks
+
+    # -- loading -------------------------------------------------------------------------------------------
+    def _load(self, model_path: str | Path) -> nn.Module:
+        from transformers import AutoModelForCausalLM
+
+        kwargs: dict[str, Any] = {"dtype": self.dtype}
+        if self.config.quantize in ("bnb8", "bnb4"):
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = (
+                BitsAndBytesConfig(load_in_8bit=True)
+                if self.config.quantize == "bnb8"
+                else BitsAndBytesConfig(
+                    load_in_4bit=True, bnb_4bit_compute_dtype=self.dtype, bnb_4bit_quant_type="nf4"
+                )
+            )
+            kwargs["device_map"] = {"": self.device.index or 0}
+        model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
+        if "quantization_config" not in kwargs:
+            model = model.to(self.device)
+        if self.config.quantize == "int8":
+            from cocina.engine.quantize import quantize_model
+
+            model = quantize_model(model, "int8")
+        return model
+
+    def _route_attention(self) -> None:
+        """Send every attention layer to the paged cache (interface models) or patch it (Falcon)."""
+        model = self.model
+        for m in model.modules():
+            m._cocina_paged = self.paged  # type: ignore[assignment]
+        if getattr(model, "_supports_attention_backend", False):
+            register_paged_attention()
+            model.set_attn_implementation(ATTN_IMPLEMENTATION)  # type: ignore[operator]
+        elif self.hf_config.model_type == "falcon":
+            patch_falcon_attention(model, self.paged)
+            # Not a mask-interface name: transformers then skips building the [T, T] causal mask.
+            self.hf_config._attn_implementation = ATTN_IMPLEMENTATION
+        else:
+            raise EngineError(
+                f"{type(model).__name__} does not route attention through transformers' AttentionInterface "
+                "and has no cocina adapter (supported: Llama/Mistral/Qwen2/GPT-2-style models and Falcon)"
+            )
+
+    def _model_max_len(self) -> int:
+        cfg = self.hf_config
+        limit = None
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(cfg, name, None)
+            if isinstance(value, int) and value > 0:
+                limit = value
+                break
+        limit = limit or 2048
+        # Sliding-window attention is not implemented: keep sequences inside the window, where it is exact.
+        window = getattr(cfg, "sliding_window", None)
+        if isinstance(window, int) and window > 0 and getattr(cfg, "use_sliding_window", True):
+            limit = min(limit, window)
+        if self.config.max_model_len is not None:
+            limit = min(limit, self.config.max_model_len)
+        return limit
+
+    def _head_dim(self) -> int:
+        cfg = self.hf_config
+        return int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+
+    def memory_report(self) -> MemoryReport:
+        """Weights and KV cache bytes, for the start-up log line and the stats."""
+        weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        weight_bytes += sum(b.numel() * b.element_size() for b in self.model.buffers())
+        try:
+            from cocina.engine.quantize import model_memory_bytes
+
+            weight_bytes = model_memory_bytes(self.model)
+        except ImportError:  # pragma: no cover - quantize.py is part of the package
+            pass
+        return MemoryReport(
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+            quantize=self.config.quantize,
+            weight_bytes=weight_bytes,
+            kv_cache_bytes=self.kv_cache_bytes,
+            num_kv_blocks=self.num_kv_blocks,
+            block_size=self.block_size,
+            max_model_len=self.max_model_len,
+        )
+
+    # -- one step ------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def run(self, out: SchedulerOutput) -> Tensor:
+        """Compute the step; return float32 logits [S, V] for the scheduled sequences that need a sample."""
+        if not out.scheduled:
+            return torch.empty(0, self.vocab_size, dtype=torch.float32, device=self.device)
+        input_ids, positions, sample_rows, metadata = self._prepare(out.scheduled)
+        self.paged.metadata = metadata
+        try:
+            hidden = self._forward(input_ids, positions)  # [T, hidden]
+        finally:
+            self.paged.metadata = None
+        if not sample_rows:
+            return torch.empty(0, self.vocab_size, dtype=torch.float32, device=self.device)
+        rows = hidden[torch.tensor(sample_rows, device=self.device)]  # [S, hidden]
+        return self.lm_head(rows).float()  # [S, V]
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the LM head (may exceed the tokenizer's vocabulary)."""
+        weight = getattr(self.lm_head, "weight", None)
+        return int(weight.shape[0]) if weight is not None else int(self.hf_config.vocab_size)
+
+    def _forward(self, input_ids: Tensor, positions: Tensor) -> Tensor:
+        """The base model over one packed row: ``input_ids``/``positions`` [T] -> hidden states [T, hidden]."""
+        out = self.base(
+            input_ids=input_ids.unsqueeze(0), position_ids=positions.unsqueeze(0), use_cache=False
+        )
+        return out.last_hidden_state[0] if hasattr(out, "last_hidden_state") else out[0][0]
+
+    def _prepare(self, scheduled: list[ScheduledSeq]) -> tuple[Tensor, Tensor, list[int], StepMetadata]:
+        """Pack the step's tokens and build the attention metadata shared by all layers."""
+        bs = self.block_size
+        dev = self.device
+        alibi = self.paged.alibi
+        ids: list[int] = []
+        pos: list[int] = []
+        slots: list[int] = []
+        sample_rows: list[int] = []
+        # Leading single-token rows (decodes, or a prefill whose last token is all that is left) batch together.
+        num_decodes = 0
+        while num_decodes < len(scheduled) and scheduled[num_decodes].num_new_tokens == 1:
+            num_decodes += 1
+        dec_ctx: list[int] = []
+        dec_tables: list[list[int]] = []
+        chunks: list[tuple[int, int, int, list[int]]] = []  # q_start, n, start, block_table
+        for i, s in enumerate(scheduled):
+            seq, n = s.seq, s.num_new_tokens
+            start = seq.num_computed_tokens
+            q_start = len(ids)
+            ids.extend(seq.token_ids[start : start + n])
+            pos.extend(range(start, start + n))
+            table = seq.block_table
+            slots.extend(table[p // bs] * bs + p % bs for p in range(start, start + n))
+            if s.needs_sample:
+                sample_rows.append(q_start + n - 1)
+            if i < num_decodes:
+                dec_ctx.append(start + 1)
+                dec_tables.append(table)
+            else:
+                chunks.append((q_start, n, start, table))
+        metadata = StepMetadata(slot_mapping=torch.tensor(slots, dtype=torch.long, device=dev))
+        if num_decodes:
+            max_ctx = max(dec_ctx)
+            nblk = (max_ctx + bs - 1) // bs
+            table_t = torch.tensor(
+                [t[:nblk] + [0] * (nblk - len(t[:nblk])) for t in dec_tables], dtype=torch.long
+            )  # [n, nblk]
+            kpos = torch.arange(max_ctx)
+            dslots = table_t[:, kpos // bs] * bs + kpos % bs  # [n, Lmax]
+            valid = kpos[None, :] < torch.tensor(dec_ctx)[:, None]  # [n, Lmax]
+            metadata.num_decodes = num_decodes
+            metadata.decode_slots = dslots.to(dev)
+            if alibi is not None:
+                bias = alibi[:, :max_ctx].unsqueeze(0).expand(num_decodes, -1, -1)  # [n, H, Lmax]
+                metadata.decode_mask = bias.masked_fill(~valid.to(dev)[:, None, :], float("-inf")).unsqueeze(2)
+            elif min(dec_ctx) != max_ctx:
+                metadata.decode_mask = valid.to(dev)[:, None, None, :]  # [n, 1, 1, Lmax]
+        for q_start, n, start, table in chunks:
+            ctx = start + n
+            ctx_slots = None
+            mask: Tensor | None = None
+            if start > 0 or alibi is not None:
+                kpos = torch.arange(ctx)
+                allowed = kpos[None, :] <= (start + torch.arange(n))[:, None]  # [n, ctx] causal with offset
+                if alibi is not None:
+                    mask = alibi[:, :ctx].unsqueeze(1).masked_fill(~allowed.to(dev)[None], float("-inf"))
+                else:
+                    mask = allowed.to(dev)[None]  # [1, n, ctx]
+                if start > 0:
+                    tt = torch.tensor(table, dtype=torch.long)
+                    ctx_slots = (tt[kpos // bs] * bs + kpos % bs).to(dev)
+            metadata.prefills.append(PrefillChunk(q_start, n, start, ctx_slots, mask))
+        input_ids = torch.tensor(ids, dtype=torch.long, device=dev)
+        positions = torch.tensor(pos, dtype=torch.long, device=dev)
+        return input_ids, positions, sample_rows, metadata
