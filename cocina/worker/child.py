@@ -1,0 +1,502 @@
+"""The worker child: a separate process that imports the user's predict.py, runs setup() and predictions.
+
+Started by `cocina.worker.runner` as `python -m cocina.worker.child SPEC_JSON`. It talks to the parent through
+two pipes of JSON lines (see `events.py`): requests in, events out. Its own fd 1 and fd 2 are pipes read by
+the parent, so output written below Python (C extensions, subprocesses, a segfault's fault handler dump) is
+captured there; Python-level `print`/`logging` goes through `sys.stdout`/`sys.stderr` replacements that send
+tagged `Log` events, which is how concurrent async predictions get their own logs.
+
+A sync predictor runs in the main thread so that cancellation can work like Cog's: the parent's `Cancel` makes
+the child signal itself with SIGUSR1 and the handler raises `CancelationException` inside `predict`. An async
+predictor runs on an event loop in the main thread and is cancelled with `Task.cancel()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import ctypes
+import faulthandler
+import inspect
+import io
+import json
+import os
+import pathlib
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Literal
+
+from cocina.worker.events import (
+    Cancel,
+    Done,
+    Log,
+    Output,
+    OutputKind,
+    PredictionStatus,
+    PredictRequest,
+    SchemaReady,
+    SetupDone,
+    SetupStatus,
+    Shutdown,
+    decode,
+    encode,
+    output_kind,
+)
+
+# The prediction whose code is running in this context. Async predictions each set it in their task; threads
+# started by a sync predict() do not inherit contextvars, hence the `_Sync.current` fallback.
+_TAG: contextvars.ContextVar[str | None] = contextvars.ContextVar("cocina_prediction", default=None)
+
+
+class _Channel:
+    """The event pipe to the parent: whole lines written under a lock, so threads never interleave messages."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def send(self, event: Any, tag: str | None = None) -> None:
+        data = encode(event, tag)
+        with _SIGNALS.sending(), self._lock:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+
+
+class _SyncCancel:
+    """SIGUSR1 handling for sync predictors.
+
+    The handler raises only while a prediction is armed, and never while the main thread is writing a message:
+    an exception in the middle of `os.write` would tear a line on the event pipe. Such a cancel is kept
+    pending and raised right after the write.
+    """
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+        self._armed = False
+        self._pending = False
+        self._sending_depth = 0
+
+    def arm(self, tag: str) -> None:
+        self.current = tag
+        self._pending = False
+        self._armed = True
+
+    def disarm(self) -> None:
+        self._armed = False
+        self._pending = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if not self._armed:
+            return
+        if self._sending_depth:
+            self._pending = True
+            return
+        self._armed = False
+        from cocina.sdk import CancelationException
+
+        raise CancelationException()
+
+    def sending(self) -> _Sending:
+        return _Sending(self)
+
+
+class _Sending:
+    def __init__(self, owner: _SyncCancel) -> None:
+        self._owner = owner
+        self._main = threading.current_thread() is threading.main_thread()
+
+    def __enter__(self) -> None:
+        if self._main:
+            self._owner._sending_depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._main:
+            return
+        owner = self._owner
+        owner._sending_depth -= 1
+        if owner._sending_depth == 0 and owner._pending and owner._armed and exc[0] is None:
+            owner._pending = False
+            owner._armed = False
+            from cocina.sdk import CancelationException
+
+            raise CancelationException()
+
+
+_SIGNALS = _SyncCancel()
+
+
+class _LogStream(io.TextIOBase):
+    """Replaces sys.stdout / sys.stderr: sends each complete line as a `Log` tagged with its prediction."""
+
+    def __init__(self, channel: _Channel, source: Literal["stdout", "stderr"], fd: int) -> None:
+        super().__init__()
+        self._channel = channel
+        self._source: Literal["stdout", "stderr"] = source
+        self._fd = fd
+        self._buffers: dict[str | None, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        # Code that hands sys.stdout to a subprocess gets the real fd, which the parent captures too.
+        return self._fd
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        tag = _current_tag()
+        with self._lock:
+            text = self._buffers.pop(tag, "") + s
+            cut = text.rfind("\n") + 1
+            if cut < len(text):
+                self._buffers[tag] = text[cut:]
+            ready = text[:cut]
+        if ready:
+            self._channel.send(Log(ready, self._source), tag)
+        return len(s)
+
+    def flush(self, tag: str | Literal["all"] | None = "all") -> None:
+        with self._lock:
+            if tag == "all":
+                pending = list(self._buffers.items())
+                self._buffers.clear()
+            else:
+                text = self._buffers.pop(tag, "")
+                pending = [(tag, text)] if text else []
+        for t, text in pending:
+            self._channel.send(Log(text, self._source), t)
+
+
+def _current_tag() -> str | None:
+    tag = _TAG.get()
+    return tag if tag is not None else _SIGNALS.current
+
+
+def _flush_c_stdio() -> None:
+    """Flush C stdio buffers, so that printf output reaches the parent before the prediction's `Done`."""
+    with contextlib.suppress(Exception):  # no libc symbol table: nothing we can flush
+        ctypes.CDLL(None).fflush(None)
+
+
+def _describe(exc: BaseException) -> str:
+    """The one-line error of a failed prediction: the exception's message, as Cog reports it."""
+    if isinstance(exc, SystemExit):
+        return f"the predictor called sys.exit({exc.code!r})"
+    message = str(exc).strip()
+    return message if message else type(exc).__name__
+
+
+def _describe_setup(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"setup() called sys.exit({exc.code!r})"
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _is_stream(result: Any, kind: OutputKind) -> bool:
+    if isinstance(result, str | bytes | bytearray | dict):
+        return False
+    if inspect.isgenerator(result) or isinstance(result, Iterator):
+        return True
+    # `-> Iterator[str]` implemented by returning a list still streams item by item.
+    return kind is not OutputKind.VALUE and isinstance(result, list | tuple)
+
+
+class Child:
+    """One worker process: owns the predictor instance and serves the parent's requests."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.root = pathlib.Path(spec["root"])
+        self.predict_ref: str = spec["predict_ref"]
+        self.channel = _Channel(spec["event_fd"])
+        self.request_fd: int = spec["request_fd"]
+        self.requests: queue.Queue[tuple[str | None, Any]] = queue.Queue()
+        self.stdout = _LogStream(self.channel, "stdout", 1)
+        self.stderr = _LogStream(self.channel, "stderr", 2)
+        self.predictor: Any = None
+        self.predict_fn: Callable[..., Any] | None = None
+        self.kind = OutputKind.VALUE
+        self.is_async = False
+        self.canceled_before_start: set[str] = set()
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # --- plumbing ---
+
+    def _read_requests(self) -> None:
+        """Reader thread: requests from the parent. EOF means the parent is gone or gave up: exit at once."""
+        buffer = b""
+        while True:
+            try:
+                chunk = os.read(self.request_fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                os._exit(0)
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line:
+                    tag, message = decode(line)
+                    if isinstance(message, Cancel):
+                        self._cancel(tag)
+                    else:
+                        self.requests.put((tag, message))
+
+    def _cancel(self, tag: str | None) -> None:
+        if tag is None:
+            return
+        if self.is_async:
+            loop = self.loop
+            if loop is not None:
+                loop.call_soon_threadsafe(self._cancel_task, tag)
+        elif _SIGNALS.current == tag:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        else:
+            # Not started yet (still in our queue): it ends as canceled without running.
+            self.canceled_before_start.add(tag)
+
+    def _cancel_task(self, tag: str) -> None:
+        task = self.tasks.get(tag)
+        if task is not None:
+            task.cancel()
+        else:
+            self.canceled_before_start.add(tag)
+
+    def _log_traceback(self, exc: BaseException, tag: str | None) -> None:
+        text = "".join(traceback.format_exception(exc))
+        self.channel.send(Log(text, "stderr", traceback=True), tag)
+
+    def _finish(
+        self, tag: str, status: PredictionStatus, error: str | None, started: float, metrics: dict[str, Any]
+    ) -> None:
+        self.stdout.flush(tag)
+        self.stderr.flush(tag)
+        _flush_c_stdio()
+        try:
+            metrics = json.loads(json.dumps(metrics, default=str))
+        except ValueError:
+            metrics = {}
+        self.channel.send(Done(status, error, time.monotonic() - started, metrics), tag)
+
+    # --- lifecycle ---
+
+    def run(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the parent's to handle
+        signal.signal(signal.SIGUSR1, _SIGNALS.handler)
+        faulthandler.enable(file=sys.__stderr__ or sys.stderr, all_threads=True)
+        sys.stdout = self.stdout
+        sys.stderr = self.stderr
+        threading.Thread(target=self._read_requests, name="cocina-requests", daemon=True).start()
+        os.chdir(self.root)
+
+        if not self._load():
+            return
+        if self.is_async:
+            asyncio.run(self._amain())
+        else:
+            if self._setup_sync():
+                self._serve_sync()
+
+    def _load(self) -> bool:
+        """Import predict.py and derive the schema; on failure report setup failed."""
+        try:
+            from cocina.sdk.predictor import get_predict_function, is_async_callable, load_predictor
+            from cocina.sdk.schema import derive_schema
+            from cocina.sdk.shim import install_cog_shim
+
+            install_cog_shim()
+            loaded = load_predictor(self.predict_ref, self.root)
+            openapi = derive_schema(loaded)
+            self.predictor = loaded() if inspect.isclass(loaded) else loaded
+            self.predict_fn = get_predict_function(self.predictor)
+            self.is_async = is_async_callable(self.predict_fn)
+            self.kind = output_kind(openapi)
+        except BaseException as exc:
+            self._log_traceback(exc, None)
+            self.stdout.flush()
+            self.stderr.flush()
+            self.channel.send(SetupDone(SetupStatus.FAILED, _describe_setup(exc)))
+            return False
+        self.channel.send(SchemaReady(json.loads(json.dumps(openapi, default=str)), self.is_async))
+        return True
+
+    def _setup_call(self) -> Any:
+        from cocina.sdk.predictor import setup_kwargs
+
+        setup = getattr(self.predictor, "setup", None)
+        if setup is None or inspect.isfunction(self.predictor):
+            return None
+        return setup(**setup_kwargs(self.predictor, self.root))
+
+    def _setup_failed(self, exc: BaseException) -> None:
+        self._log_traceback(exc, None)
+        self.stdout.flush()
+        self.stderr.flush()
+        _flush_c_stdio()
+        self.channel.send(SetupDone(SetupStatus.FAILED, _describe_setup(exc)))
+
+    def _setup_succeeded(self) -> None:
+        self.stdout.flush()
+        self.stderr.flush()
+        _flush_c_stdio()
+        self.channel.send(SetupDone(SetupStatus.SUCCEEDED))
+
+    def _setup_sync(self) -> bool:
+        try:
+            result = self._setup_call()
+            if inspect.isawaitable(result):
+                asyncio.run(_await(result))
+        except BaseException as exc:
+            self._setup_failed(exc)
+            return False
+        self._setup_succeeded()
+        return True
+
+    # --- sync predictions (main thread) ---
+
+    def _serve_sync(self) -> None:
+        while True:
+            tag, message = self.requests.get()
+            if isinstance(message, Shutdown):
+                return
+            if isinstance(message, PredictRequest) and tag is not None:
+                self._predict_sync(tag, message.inputs)
+
+    def _predict_sync(self, tag: str, inputs: dict[str, Any]) -> None:
+        from cocina.sdk import CancelationException
+        from cocina.sdk.schema import coerce_inputs, encode_output
+        from cocina.sdk.scope import prediction_scope
+
+        started = time.monotonic()
+        status, error = PredictionStatus.SUCCEEDED, None
+        metrics: dict[str, Any] = {}
+        token = _TAG.set(tag)
+        assert self.predict_fn is not None
+        try:
+            _SIGNALS.arm(tag)
+            if tag in self.canceled_before_start:
+                self.canceled_before_start.discard(tag)
+                raise CancelationException()
+            with prediction_scope() as scope:
+                metrics = scope.metrics
+                kwargs = coerce_inputs(self.predict_fn, inputs)
+                result = self.predict_fn(**kwargs)
+                if _is_stream(result, self.kind):
+                    for item in result:
+                        self.channel.send(Output(encode_output(item)), tag)
+                else:
+                    self.channel.send(Output(encode_output(result)), tag)
+            _SIGNALS.disarm()
+        except CancelationException:
+            _SIGNALS.disarm()
+            status = PredictionStatus.CANCELED
+        except BaseException as exc:
+            # SystemExit and KeyboardInterrupt too: one bad prediction must not take the worker down.
+            _SIGNALS.disarm()
+            status, error = PredictionStatus.FAILED, _describe(exc)
+            self._log_traceback(exc, tag)
+        finally:
+            _SIGNALS.disarm()
+            _TAG.reset(token)
+        self._finish(tag, status, error, started, metrics)
+        _SIGNALS.current = None
+
+    # --- async predictions (event loop in the main thread) ---
+
+    async def _amain(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        try:
+            result = self._setup_call()
+            if inspect.isawaitable(result):
+                await result
+        except BaseException as exc:
+            self._setup_failed(exc)
+            return
+        self._setup_succeeded()
+        while True:
+            # The reader thread feeds a thread-safe queue; one executor thread waits on it for the loop.
+            tag, message = await self.loop.run_in_executor(None, self.requests.get)
+            if isinstance(message, Shutdown):
+                break
+            if isinstance(message, PredictRequest) and tag is not None:
+                if tag in self.canceled_before_start:
+                    self.canceled_before_start.discard(tag)
+                    self._finish(tag, PredictionStatus.CANCELED, None, time.monotonic(), {})
+                    continue
+                self.tasks[tag] = asyncio.create_task(self._predict_async(tag, message.inputs))
+        if self.tasks:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+    async def _predict_async(self, tag: str, inputs: dict[str, Any]) -> None:
+        from cocina.sdk.schema import coerce_inputs, encode_output
+        from cocina.sdk.scope import prediction_scope
+
+        started = time.monotonic()
+        status, error = PredictionStatus.SUCCEEDED, None
+        metrics: dict[str, Any] = {}
+        _TAG.set(tag)  # this task's own context
+        assert self.predict_fn is not None
+        try:
+            with prediction_scope() as scope:
+                metrics = scope.metrics
+                kwargs = coerce_inputs(self.predict_fn, inputs)
+                result = self.predict_fn(**kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                if isinstance(result, AsyncIterator):
+                    async for item in result:
+                        self.channel.send(Output(encode_output(item)), tag)
+                elif _is_stream(result, self.kind):
+                    for item in result:
+                        self.channel.send(Output(encode_output(item)), tag)
+                else:
+                    self.channel.send(Output(encode_output(result)), tag)
+        except asyncio.CancelledError:
+            status = PredictionStatus.CANCELED
+        except BaseException as exc:
+            status, error = PredictionStatus.FAILED, _describe(exc)
+            self._log_traceback(exc, tag)
+        finally:
+            self.tasks.pop(tag, None)
+        self._finish(tag, status, error, started, metrics)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the child process; `argv[1]` is the JSON spec written by the runner."""
+    args = sys.argv if argv is None else argv
+    spec = json.loads(args[1])
+    for fd in (spec["event_fd"], spec["request_fd"]):
+        # pass_fds made them inheritable; the user's subprocesses must not hold our pipes open.
+        os.set_inheritable(fd, False)
+    Child(spec).run()
+    # Skip interpreter teardown: non-daemon threads a predictor started must not keep a finished worker alive.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _flush_c_stdio()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Typed messages between the runner (parent) and the worker child, and the events a prediction yields.
+
+Three public events reach the runner's callers: `Log`, `Output` and `Done`. The rest are wire messages between
+the two processes. On the wire every message is one line of JSON `{"type": ..., "tag": ..., ...}` so that the
+framing survives a child that dies halfway: the parent reads whole lines and ignores a torn last one.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+__all__ = [
+    "Cancel",
+    "Done",
+    "Log",
+    "Output",
+    "OutputKind",
+    "PredictRequest",
+    "PredictionEvent",
+    "PredictionStatus",
+    "SchemaReady",
+    "SetupDone",
+    "SetupResult",
+    "SetupStatus",
+    "Shutdown",
+    "decode",
+    "encode",
+    "output_kind",
+]
+
+
+class PredictionStatus(enum.StrEnum):
+    """The lifecycle of one prediction, with Cog's names."""
+
+    STARTING = "starting"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for succeeded, failed and canceled."""
+        return self in (PredictionStatus.SUCCEEDED, PredictionStatus.FAILED, PredictionStatus.CANCELED)
+
+
+class SetupStatus(enum.StrEnum):
+    """The outcome of `setup()` (Cog's health-check `setup.status`)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class OutputKind(enum.StrEnum):
+    """How a predictor's output is delivered, read from the schema's `Output`."""
+
+    VALUE = "value"  # one Output event with the whole value
+    ITERATOR = "iterator"  # one Output event per item
+    CONCATENATE = "concatenate"  # one per item, and the items are text to be joined without separators
+
+
+# --- public events (what `Runner.predict` yields) ---
+
+
+@dataclass(frozen=True)
+class Log:
+    """A chunk of the predictor's stdout or stderr; `traceback` marks the traceback of a failure."""
+
+    data: str
+    source: Literal["stdout", "stderr"] = "stdout"
+    traceback: bool = False
+
+
+@dataclass(frozen=True)
+class Output:
+    """One item of an iterator output, or the whole value of a plain output (JSON-able, files as markers)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Done:
+    """The end of a prediction; always the last event."""
+
+    status: PredictionStatus
+    error: str | None = None
+    predict_time: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)  # what the predictor recorded with record_metric
+
+
+PredictionEvent = Log | Output | Done
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    """What `Runner.start()` returns."""
+
+    status: SetupStatus
+    logs: str
+    started_at: datetime
+    completed_at: datetime
+    error: str | None = None
+
+
+def output_kind(openapi: dict[str, Any]) -> OutputKind:
+    """Read from an OpenAPI schema whether the output streams (Cog's `x-cog-array-type` extensions)."""
+    output = openapi.get("components", {}).get("schemas", {}).get("Output", {})
+    if output.get("x-cog-array-type") != "iterator":
+        return OutputKind.VALUE
+    if output.get("x-cog-array-display") == "concatenate":
+        return OutputKind.CONCATENATE
+    return OutputKind.ITERATOR
+
+
+# --- wire messages ---
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """Parent -> child: run a prediction with normalized JSON inputs."""
+
+    inputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Parent -> child: cancel the prediction with this tag."""
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Parent -> child: finish the running predictions and exit."""
+
+
+@dataclass(frozen=True)
+class SchemaReady:
+    """Child -> parent: predict.py imported; its OpenAPI schema, sent before setup() runs."""
+
+    openapi: dict[str, Any]
+    is_async: bool = False
+
+
+@dataclass(frozen=True)
+class SetupDone:
+    """Child -> parent: setup() finished (or import failed, in which case no SchemaReady came before)."""
+
+    status: SetupStatus
+    error: str | None = None
+
+
+_TYPES: dict[str, type] = {
+    cls.__name__: cls for cls in (Log, Output, Done, PredictRequest, Cancel, Shutdown, SchemaReady, SetupDone)
+}
+
+
+def encode(event: Any, tag: str | None = None) -> bytes:
+    """One wire line for `event`, attributed to prediction `tag` (None: the process, e.g. during setup)."""
+    body = asdict(event)
+    body["type"] = type(event).__name__
+    body["tag"] = tag
+    return (json.dumps(body, separators=(",", ":"), default=str) + "\n").encode()
+
+
+def decode(line: bytes) -> tuple[str | None, Any]:
+    """The (tag, event) of one wire line; raises ValueError on a line that is not a message."""
+    body = json.loads(line)
+    kind = _TYPES.get(body.pop("type", None))
+    if kind is None:
+        raise ValueError(f"unknown message {line[:80]!r}")
+    tag = body.pop("tag", None)
+    if kind is Done:
+        body["status"] = PredictionStatus(body["status"])
+    elif kind is SetupDone:
+        body["status"] = SetupStatus(body["status"])
+    return tag, kind(**body)
