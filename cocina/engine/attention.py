@@ -5,12 +5,12 @@ chunks) with explicit position ids. Every attention layer then calls :meth:`Page
 
 1. writes each new token's key and value into its cache slot (``slot_mapping``, computed once per step), and
 2. computes attention for each sequence against that sequence's cached keys and values: all single-token rows
-   (decodes) in one padded SDPA call, each prefill chunk in its own call (causal within the chunk, full over the
-   cached prefix).
+   (decodes) in one padded SDPA call, each prefill chunk in its own call (causal within the chunk, full
+   over the cached prefix).
 
 Models whose attention routes through transformers' ``AttentionInterface`` (Llama, Mistral, Qwen2, GPT-2, ...)
-reach it through :func:`paged_attention_forward`, registered as ``"cocina_paged"``. Falcon does not route through
-the interface; :func:`patch_falcon_attention` replaces the forward of its attention modules instead.
+reach it through :func:`paged_attention_forward`, registered as ``"cocina_paged"``. Falcon does not route
+through the interface; :func:`patch_falcon_attention` replaces the forward of its attention modules instead.
 
 The step's metadata lives on the :class:`PagedAttention` object that the runner owns and attaches to every
 attention module, so two engines in one process never share state and nothing global has to be patched.
@@ -37,7 +37,9 @@ class PrefillChunk:
     q_start: int  # offset of the chunk's first token in the packed row
     num_tokens: int
     start_pos: int  # tokens of this sequence already in the cache before this chunk
-    ctx_slots: Tensor | None  # [start_pos + num_tokens] cache slots; None when start_pos == 0 (no gather needed)
+    ctx_slots: (
+        Tensor | None
+    )  # [start_pos + num_tokens] cache slots; None when start_pos == 0 (no gather needed)
     mask: Tensor | None  # [1 | H, num_tokens, ctx] bool (True attends) or float bias (ALiBi); None: is_causal
 
 
@@ -55,8 +57,8 @@ class StepMetadata:
 class PagedAttention:
     """The paged KV cache of one model and the attention computed against it.
 
-    ``k_cache[layer]`` and ``v_cache[layer]`` are ``[num_blocks * block_size, kv_heads, head_dim]``: a slot is one
-    token's keys (or values) for all KV heads, so a sequence's context is gathered with one ``index_select``.
+    ``k_cache[layer]`` and ``v_cache[layer]`` are ``[num_blocks * block_size, kv_heads, head_dim]``: a slot is
+    one token's keys (or values) for all KV heads: a sequence's context is one ``index_select``.
     """
 
     def __init__(self, block_size: int) -> None:
@@ -64,7 +66,7 @@ class PagedAttention:
         self.k_cache: list[Tensor] = []
         self.v_cache: list[Tensor] = []
         self.metadata: StepMetadata | None = None
-        # Probing: one forward with the cache unallocated records each layer's (kv_heads, head_dim) in call order.
+        # Probing: a forward with no cache allocated records each layer's (kv_heads, head_dim) in call order.
         self.probing = False
         self.probed_shapes: list[tuple[int, int]] = []
         self.alibi: Tensor | None = None  # [H, max_len] ALiBi bias (already scaled) for Falcon-style models
@@ -79,8 +81,12 @@ class PagedAttention:
     def allocate(self, num_blocks: int, dtype: torch.dtype, device: torch.device) -> None:
         """Allocate the cache for ``num_blocks`` blocks (zeros, so padded gathers never read NaNs)."""
         num_slots = num_blocks * self.block_size
-        self.k_cache = [torch.zeros(num_slots, h, d, dtype=dtype, device=device) for h, d in self.probed_shapes]
-        self.v_cache = [torch.zeros(num_slots, h, d, dtype=dtype, device=device) for h, d in self.probed_shapes]
+        self.k_cache = [
+            torch.zeros(num_slots, h, d, dtype=dtype, device=device) for h, d in self.probed_shapes
+        ]
+        self.v_cache = [
+            torch.zeros(num_slots, h, d, dtype=dtype, device=device) for h, d in self.probed_shapes
+        ]
 
     # -- attention -----------------------------------------------------------------------------------------
     def attend(self, module: nn.Module, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> Tensor:
@@ -156,7 +162,7 @@ def register_paged_attention() -> None:
 
 # -- Falcon ------------------------------------------------------------------------------------------------
 def _falcon_attention_forward(
-    self: nn.Module,
+    self: Any,  # a FalconAttention (typed Any: its attributes come from the transformers class)
     hidden_states: Tensor,
     alibi: Tensor | None = None,
     attention_mask: Tensor | None = None,
@@ -170,12 +176,12 @@ def _falcon_attention_forward(
     """FalconAttention.forward on the paged cache. Same projections and head split as transformers' own."""
     from transformers.models.falcon.modeling_falcon import apply_rotary_pos_emb
 
-    paged: PagedAttention = self._cocina_paged  # type: ignore[assignment]
+    paged: PagedAttention = self._cocina_paged
     heads, head_dim = self.num_heads, self.head_dim
     fused = self.query_key_value(hidden_states)[0]  # [T, (H + 2 * Hkv) * D]
     t = fused.shape[0]
     if self.new_decoder_architecture:
-        # Grouped layout [groups, H / groups + 2, D]; keep K/V per group (no broadcast) so the cache stays small.
+        # Grouped layout [groups, H / groups + 2, D]; keep K/V per group (no broadcast): a smaller cache.
         qkv = fused.view(t, -1, heads // self.num_kv_heads + 2, head_dim)
         q = qkv[:, :, :-2].reshape(t, heads, head_dim)
         k, v = qkv[:, :, -2], qkv[:, :, -1]  # [T, Hkv, D]
@@ -205,7 +211,7 @@ def patch_falcon_attention(model: nn.Module, paged: PagedAttention) -> None:
 
 
 def falcon_alibi_bias(num_heads: int, head_dim: int, max_len: int, dtype: torch.dtype) -> Tensor:
-    """[H, max_len] ALiBi bias per key position, rounded exactly as transformers' Falcon does (bf16, then /sqrt(D))."""
+    """[H, max_len] ALiBi bias per key position, rounded as transformers' Falcon does (bf16, /sqrt(D))."""
     from transformers.models.falcon.modeling_falcon import build_alibi_tensor
 
     ones = torch.ones(1, max_len, dtype=torch.long)

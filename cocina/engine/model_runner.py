@@ -37,7 +37,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 matmuls (AVX512-BF16 or AMX); without them bf16 is slower than fp32."""
+    """True when the CPU has native bf16 matmuls (AVX512-BF16, AMX); without them bf16 is slower than fp32."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -92,8 +92,8 @@ class MemoryReport:
 class ModelRunner:
     """Owns the model and the KV cache; :meth:`run` computes the logits of one scheduled step."""
 
-    def __init__(self, model_path: str | Path, config: EngineConfig, *, model: nn.Module | None = None) -> None:
-        """Load ``model_path`` (a local directory or hub id) per ``config``; ``model`` skips the load (tests)."""
+    def __init__(self, model_path: str | Path, config: EngineConfig, *, model: Any = None) -> None:
+        """Load ``model_path`` (local directory or hub id) per ``config``; ``model`` skips loading."""
         self.config = config
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
@@ -101,9 +101,9 @@ class ModelRunner:
             raise EngineError("quantize=int8 is the CPU method; on GPU use bnb8 or bnb4")
         if config.quantize in ("bnb8", "bnb4") and self.device.type != "cuda":
             raise EngineError(f"quantize={config.quantize} needs a CUDA GPU; on CPU use int8")
-        self.model = model if model is not None else self._load(model_path)
+        self.model: Any = model if model is not None else self._load(model_path)
         self.model.eval()
-        self.hf_config: Any = self.model.config
+        self.hf_config: Any = self.model.config  # a transformers PretrainedConfig
         self.block_size = config.block_size
         self.paged = PagedAttention(config.block_size)
         self._route_attention()
@@ -140,7 +140,7 @@ class ModelRunner:
         self.kv_cache_bytes = bytes_per_block * self.num_kv_blocks
 
     # -- loading -------------------------------------------------------------------------------------------
-    def _load(self, model_path: str | Path) -> nn.Module:
+    def _load(self, model_path: str | Path) -> Any:
         from transformers import AutoModelForCausalLM
 
         kwargs: dict[str, Any] = {"dtype": self.dtype}
@@ -157,7 +157,7 @@ class ModelRunner:
             kwargs["device_map"] = {"": self.device.index or 0}
         model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
         if "quantization_config" not in kwargs:
-            model = model.to(self.device)
+            model = model.to(self.device)  # type: ignore[arg-type]
         if self.config.quantize == "int8":
             from cocina.engine.quantize import quantize_model
 
@@ -168,10 +168,10 @@ class ModelRunner:
         """Send every attention layer to the paged cache (interface models) or patch it (Falcon)."""
         model = self.model
         for m in model.modules():
-            m._cocina_paged = self.paged  # type: ignore[assignment]
+            m._cocina_paged = self.paged
         if getattr(model, "_supports_attention_backend", False):
             register_paged_attention()
-            model.set_attn_implementation(ATTN_IMPLEMENTATION)  # type: ignore[operator]
+            model.set_attn_implementation(ATTN_IMPLEMENTATION)
         elif self.hf_config.model_type == "falcon":
             patch_falcon_attention(model, self.paged)
             # Not a mask-interface name: transformers then skips building the [T, T] causal mask.
@@ -248,7 +248,7 @@ class ModelRunner:
         return int(weight.shape[0]) if weight is not None else int(self.hf_config.vocab_size)
 
     def _forward(self, input_ids: Tensor, positions: Tensor) -> Tensor:
-        """The base model over one packed row: ``input_ids``/``positions`` [T] -> hidden states [T, hidden]."""
+        """The base model over one packed row: ids and positions [T] -> hidden states [T, hidden]."""
         out = self.base(
             input_ids=input_ids.unsqueeze(0), position_ids=positions.unsqueeze(0), use_cache=False
         )
@@ -263,7 +263,7 @@ class ModelRunner:
         pos: list[int] = []
         slots: list[int] = []
         sample_rows: list[int] = []
-        # Leading single-token rows (decodes, or a prefill whose last token is all that is left) batch together.
+        # Leading single-token rows (decodes, or a prefill with one token left) are batched together.
         num_decodes = 0
         while num_decodes < len(scheduled) and scheduled[num_decodes].num_new_tokens == 1:
             num_decodes += 1
@@ -299,7 +299,9 @@ class ModelRunner:
             metadata.decode_slots = dslots.to(dev)
             if alibi is not None:
                 bias = alibi[:, :max_ctx].unsqueeze(0).expand(num_decodes, -1, -1)  # [n, H, Lmax]
-                metadata.decode_mask = bias.masked_fill(~valid.to(dev)[:, None, :], float("-inf")).unsqueeze(2)
+                metadata.decode_mask = bias.masked_fill(~valid.to(dev)[:, None, :], float("-inf")).unsqueeze(
+                    2
+                )
             elif min(dec_ctx) != max_ctx:
                 metadata.decode_mask = valid.to(dev)[:, None, None, :]  # [n, 1, 1, Lmax]
         for q_start, n, start, table in chunks:
