@@ -31,11 +31,10 @@ __all__ = [
 class BasePredictor:
     """Base class of a Cog predictor: `setup()` once, then `predict(**inputs)` per request."""
 
-    def setup(self, weights: Any = None) -> None:
-        """Load the model; called once before any prediction. `weights` is given only if the signature has
-        it."""
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        """Load the model, once, before any prediction; `weights` is passed only if declared."""
 
-    def predict(self, **kwargs: Any) -> Any:
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
         """Run one prediction; subclasses declare their inputs as typed keyword arguments."""
         raise NotImplementedError("predict() must be implemented")
 
@@ -43,10 +42,10 @@ class BasePredictor:
 class BaseRunner:
     """Cog's newer name for a predictor: `setup()` and `run(**inputs)`."""
 
-    def setup(self, weights: Any = None) -> None:
+    def setup(self, *args: Any, **kwargs: Any) -> None:
         """Load the model; called once before any run."""
 
-    def run(self, **kwargs: Any) -> Any:
+    def run(self, *args: Any, **kwargs: Any) -> Any:
         """Run one prediction."""
         raise NotImplementedError("run() must be implemented")
 

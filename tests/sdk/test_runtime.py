@@ -6,11 +6,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Optional
 
 import pytest
 
-from cocina.sdk import BaseModel, BasePredictor, Input, Path, Secret
+from cocina.sdk import BaseModel, Input, Path, Secret
 from cocina.sdk.predictor import (
     PredictorLoadError,
     get_predict_function,
@@ -51,7 +50,7 @@ def http_url() -> Iterator[str]:
 def predict(
     image: Path,
     images: list[Path] = Input(default=[]),
-    token: Optional[Secret] = Input(default=None),
+    token: Secret | None = Input(default=None),
     scale: float = Input(default=1),
     tags: list[str] = Input(default_factory=lambda: ["a"]),
 ) -> str:
@@ -63,7 +62,11 @@ def test_coerce_local_path_url_and_secret(tmp_path: pathlib.Path, http_url: str)
     local.write_bytes(b"x")
     kwargs = coerce_inputs(
         predict,
-        {"image": str(local), "images": [f"{http_url}/dir/cat.png", "data:text/plain;base64,aGk="], "token": "k"},
+        {
+            "image": str(local),
+            "images": [f"{http_url}/dir/cat.png", "data:text/plain;base64,aGk="],
+            "token": "k",
+        },
         tmp_dir=tmp_path / "downloads",
     )
     assert isinstance(kwargs["image"], Path) and kwargs["image"] == local
@@ -88,7 +91,7 @@ def test_secret_is_redacted() -> None:
 class Result(BaseModel):
     text: str
     file: Path
-    score: Optional[float] = None
+    score: float | None = None
 
 
 def test_encode_output(tmp_path: pathlib.Path) -> None:
@@ -107,12 +110,14 @@ def test_encode_output(tmp_path: pathlib.Path) -> None:
 
 
 def test_load_predictor_errors(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(PredictorLoadError, match="'missing.py' not found"):
+    with pytest.raises(PredictorLoadError, match=r"'missing\.py' not found"):
         load_predictor("missing.py:Predictor", tmp_path)
-    with pytest.raises(PredictorLoadError, match="has no 'Nope'; classes and functions defined there: Predictor"):
+    with pytest.raises(
+        PredictorLoadError, match="has no 'Nope'; classes and functions defined there: Predictor"
+    ):
         load_predictor("output_path.py:Nope", FIXTURES)
     (tmp_path / "notpred.py").write_text("class Thing:\n    pass\n\nVALUE = 3\n")
-    with pytest.raises(PredictorLoadError, match="notpred.py:Thing is not a predictor"):
+    with pytest.raises(PredictorLoadError, match=r"notpred\.py:Thing is not a predictor"):
         load_predictor("notpred.py:Thing", tmp_path)
     with pytest.raises(PredictorLoadError, match="not a predictor"):
         load_predictor("notpred.py:VALUE", tmp_path)
@@ -128,15 +133,15 @@ def test_predict_function_and_async_detection() -> None:
 
 
 def test_weights(tmp_path: pathlib.Path) -> None:
-    class WithWeights(BasePredictor):
+    class WithWeights:
         def setup(self, weights: Path) -> None:
             pass
 
-    class WithStr(BasePredictor):
+    class WithStr:
         def setup(self, weights: str) -> None:
             pass
 
-    class NoWeights(BasePredictor):
+    class NoWeights:
         def setup(self) -> None:
             pass
 

@@ -2,7 +2,7 @@
 
 import json
 import pathlib
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -92,7 +92,7 @@ def test_title_case_of_names() -> None:
 def test_optional_list_and_secret_inputs() -> None:
     def predict(
         files: list[Path] = Input(min_length=1, max_length=3),
-        maybe: Optional[int] = Input(default=None, ge=0),
+        maybe: int | None = Input(default=None, ge=0),
         key: Secret = Input(default=Secret("s3cret")),
         options: dict = Input(default={"a": 1}),
     ) -> Any:
@@ -108,7 +108,13 @@ def test_optional_list_and_secret_inputs() -> None:
         "maxItems": 3,
         "x-order": 0,
     }
-    assert props["maybe"] == {"type": "integer", "title": "Maybe", "nullable": True, "minimum": 0, "x-order": 1}
+    assert props["maybe"] == {
+        "type": "integer",
+        "title": "Maybe",
+        "nullable": True,
+        "minimum": 0,
+        "x-order": 1,
+    }
     # A Secret's default is never published in the schema.
     assert props["key"] == {
         "type": "string",
@@ -132,7 +138,7 @@ class _Plain:
     [(_Plain, "_Plain"), (set, "set"), (tuple[int, int], "tuple")],
 )
 def test_unsupported_input_types_name_the_argument(annotation: Any, needle: str) -> None:
-    def predict(thing: annotation) -> str:  # type: ignore[valid-type]
+    def predict(thing: annotation) -> str:
         return ""
 
     with pytest.raises(TypeError, match=r"parameter `thing`.*Supported input types are: str, int") as info:
@@ -141,10 +147,10 @@ def test_unsupported_input_types_name_the_argument(annotation: Any, needle: str)
 
 
 def test_missing_annotations_are_errors() -> None:
-    def no_input_type(x) -> str:  # type: ignore[no-untyped-def]
+    def no_input_type(x) -> str:
         return ""
 
-    def no_output_type(x: int):  # type: ignore[no-untyped-def]
+    def no_output_type(x: int):
         return ""
 
     with pytest.raises(TypeError, match="parameter `x`"):
@@ -154,7 +160,7 @@ def test_missing_annotations_are_errors() -> None:
 
 
 def test_unsupported_output_type() -> None:
-    def predict(x: int) -> set:  # type: ignore[type-arg]
+    def predict(x: int) -> set:
         return set()
 
     with pytest.raises(TypeError, match="Unsupported output type set"):
@@ -165,7 +171,7 @@ def test_unsupported_output_type() -> None:
     ("annotation", "field", "message"),
     [
         (str, Input(ge=1), "`ge` only applies to int and float"),
-        (int, Input(le="9"), "`le` must be a number"),
+        (int, Input(le="9"), "`le` must be a number"),  # type: ignore[arg-type]
         (int, Input(ge=5, le=1), "`ge` \\(5\\) is greater than `le`"),
         (int, Input(min_length=1), "`min_length` only applies"),
         (int, Input(regex="a+"), "`regex` only applies to str"),
@@ -180,7 +186,7 @@ def test_unsupported_output_type() -> None:
     ],
 )
 def test_input_misuse_is_a_type_error_naming_the_argument(annotation: Any, field: Any, message: str) -> None:
-    def predict(arg: annotation = field) -> str:  # type: ignore[valid-type]
+    def predict(arg: annotation = field) -> str:
         return ""
 
     with pytest.raises(TypeError, match=rf"Input `arg`: .*{message}|Input `arg`: {message}"):

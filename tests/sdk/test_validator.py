@@ -1,7 +1,7 @@
 """InputValidator works from the JSON document alone: constraints, messages, defaults, CLI parsing."""
 
 import pathlib
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +17,7 @@ def predict(
     temperature: float = Input(default=0.7, ge=0.0, le=2.0),
     stream: bool = False,
     color: str = Input(default="red", choices=["red", "green"]),
-    image: Optional[Path] = Input(default=None),
+    image: Path | None = Input(default=None),
     sizes: list[int] = Input(default=[1]),
 ) -> str:
     return ""
@@ -47,7 +47,11 @@ def test_fills_defaults_and_drops_unknown_fields() -> None:
     ("raw", "msg", "type_"),
     [
         ({}, "prompt: required input is missing", "missing"),
-        ({"prompt": "abc", "max_new_tokens": 1000}, "max_new_tokens: must be <= 512, got 1000", "less_than_equal"),
+        (
+            {"prompt": "abc", "max_new_tokens": 1000},
+            "max_new_tokens: must be <= 512, got 1000",
+            "less_than_equal",
+        ),
         ({"prompt": "abc", "max_new_tokens": 0}, "max_new_tokens: must be >= 1, got 0", "greater_than_equal"),
         ({"prompt": ""}, "prompt: must have at least 1 characters, got 0", "string_too_short"),
         ({"prompt": "abcdef"}, "prompt: must have at most 5 characters, got 6", "string_too_long"),
@@ -86,7 +90,12 @@ def test_lax_coercions_like_pydantic() -> None:
 
 
 def test_uri_accepts_urls_and_absolute_paths() -> None:
-    for value in ("https://example.com/a.png", "http://127.0.0.1/x", "data:image/png;base64,AA==", "/tmp/a.png"):
+    for value in (
+        "https://example.com/a.png",
+        "http://127.0.0.1/x",
+        "data:image/png;base64,AA==",
+        "/tmp/a.png",
+    ):
         assert VALIDATOR.validate({"prompt": "a", "image": value})["image"] == value
     assert VALIDATOR.validate({"prompt": "a", "image": None})["image"] is None
 
@@ -103,7 +112,9 @@ def test_non_object_input() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=10,
 )
 
@@ -111,7 +122,9 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["prompt", "max_new_tokens", "temperature", "stream", "color", "image", "sizes", "x"]),
+        st.sampled_from(
+            ["prompt", "max_new_tokens", "temperature", "stream", "color", "image", "sizes", "x"]
+        ),
         json_values,
     )
     | json_values
@@ -139,7 +152,9 @@ def test_parse_cli_by_type(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_parse_cli_errors() -> None:
-    with pytest.raises(InputValidationError, match="unknown input 'promt'; valid inputs: prompt, max_new_tokens"):
+    with pytest.raises(
+        InputValidationError, match="unknown input 'promt'; valid inputs: prompt, max_new_tokens"
+    ):
         VALIDATOR.parse_cli("promt", "x")
     with pytest.raises(InputValidationError, match="max_new_tokens: must be an integer"):
         VALIDATOR.parse_cli("max_new_tokens", "lots")

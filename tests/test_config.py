@@ -1,0 +1,107 @@
+"""load_project: cocina.yaml / cog.yaml into ProjectConfig, and located errors."""
+
+import pathlib
+
+import pytest
+
+from cocina.config import ConfigError, load_project
+
+PREDICT = (
+    "from cog import BasePredictor\n\n"
+    "class Predictor(BasePredictor):\n    def predict(self) -> str:\n        return ''\n"
+)
+
+
+def _project(tmp_path: pathlib.Path, config: str, name: str = "cog.yaml") -> pathlib.Path:
+    (tmp_path / "predict.py").write_text(PREDICT)
+    (tmp_path / name).write_text(config)
+    return tmp_path
+
+
+def test_full_cog_yaml(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "requirements.txt").write_text("torch\n")
+    project = load_project(
+        _project(
+            tmp_path,
+            'build:\n  gpu: true\n  python_version: "3.11"\n  python_requirements: requirements.txt\n'
+            "  system_packages: [ffmpeg]\n  run:\n    - echo hi\n    - command: echo there\n"
+            'predict: "predict.py:Predictor"\nconcurrency:\n  max: 4\nenvironment:\n  - HF_HOME=/cache\n'
+            "image: r8.im/me/model\n",
+        )
+    )
+    assert project.predict_ref == "predict.py:Predictor"
+    assert project.build.gpu is True and project.build.python_version == "3.11"
+    assert project.build.system_packages == ("ffmpeg",)
+    assert project.build.run == ("echo hi", "echo there")
+    assert project.concurrency_max == 4
+    assert project.environment == {"HF_HOME": "/cache"}
+    assert project.image == "r8.im/me/model"
+    assert project.config_file.name == "cog.yaml"
+
+
+def test_run_key_and_cocina_section_prefer_cocina_yaml(tmp_path: pathlib.Path) -> None:
+    _project(tmp_path, 'predict: "predict.py:Predictor"\n')
+    (tmp_path / "cocina.yaml").write_text(
+        'run: "predict.py:Predictor"\ncocina:\n  model: tiny\n  engine:\n    max_num_seqs: 8\n'
+    )
+    project = load_project(tmp_path)
+    assert project.config_file.name == "cocina.yaml"
+    assert project.predict_ref == "predict.py:Predictor"
+    assert project.model == "tiny"
+    assert project.engine == {"max_num_seqs": 8}
+    assert project.concurrency_max == 1
+
+
+def test_unknown_key_has_line_and_suggestion(tmp_path: pathlib.Path) -> None:
+    _project(tmp_path, 'predict: "predict.py:Predictor"\nbuild:\n  gpu: true\n  pyhton_version: "3.11"\n')
+    with pytest.raises(ConfigError) as info:
+        load_project(tmp_path)
+    err = info.value
+    assert err.key == "build.pyhton_version" and err.line == 4
+    assert err.hint == "did you mean `python_version`?"
+    assert "cog.yaml:4: build.pyhton_version: unknown key" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "line", "message"),
+    [
+        (
+            'predict: "predict.py:Predictor"\nbuild:\n  gpu: "yes please"\n',
+            "build.gpu",
+            3,
+            "must be true or false",
+        ),
+        ('predict: "predict.py:Predictor"\nconcurrency:\n  max: 0\n', "concurrency.max", 3, "integer >= 1"),
+        ('predict: "predict.py:Predictor"\nbuild: [1]\n', "build", 2, "must be a mapping"),
+        ('predict: "predict.py:Predictor"\nenvironment:\n  - NOVALUE\n', "environment[0]", 3, "KEY=VALUE"),
+        ('predict: "predict.py"\n', "predict", 1, "must look like"),
+    ],
+)
+def test_wrong_types(tmp_path: pathlib.Path, config: str, key: str, line: int, message: str) -> None:
+    _project(tmp_path, config)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_project(tmp_path)
+    assert (info.value.key, info.value.line) == (key, line)
+
+
+def test_missing_predictor_file_and_class(tmp_path: pathlib.Path) -> None:
+    _project(tmp_path, 'predict: "other.py:Predictor"\n')
+    with pytest.raises(ConfigError, match=r"'other\.py' not found"):
+        load_project(tmp_path)
+    _project(tmp_path, 'predict: "predict.py:Predicter"\n')
+    with pytest.raises(ConfigError, match="has no class or function 'Predicter'") as info:
+        load_project(tmp_path)
+    assert info.value.hint == "did you mean `predict.py:Predictor`?"
+
+
+def test_no_config_file(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ConfigError, match=r"no cocina\.yaml or cog\.yaml") as info:
+        load_project(tmp_path)
+    assert info.value.hint is not None and "cocina init" in info.value.hint
+
+
+def test_invalid_yaml_has_a_line(tmp_path: pathlib.Path) -> None:
+    _project(tmp_path, 'predict: "predict.py:Predictor"\nbuild:\n  gpu: [\n')
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_project(tmp_path)
+    assert info.value.line is not None
