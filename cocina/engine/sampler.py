@@ -243,10 +243,7 @@ def _ban_stop_tokens(
 ) -> None:
     """Forbid EOS and stop token ids for rows that have not produced ``min_tokens`` yet."""
     pairs = [
-        (i, t)
-        for i in ban_rows
-        for t in (set(rows[i].stop_token_ids) | set(eos_token_ids))
-        if 0 <= t < vocab
+        (i, t) for i in ban_rows for t in (set(rows[i].stop_token_ids) | set(eos_token_ids)) if 0 <= t < vocab
     ]
     if pairs:
         r, t = zip(*pairs, strict=True)
@@ -344,4 +341,3 @@ def _topp_thresholds(
     m = torch.searchsorted(mass, (1.0 - p) * total, right=True).clamp_(max=vocab - 1)
     cutoff = srt.gather(1, m).squeeze(1)
     thr[g] = torch.maximum(thr[g], cutoff.to(thr.device))
-
