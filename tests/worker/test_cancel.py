@@ -1,15 +1,19 @@
-"""Canceling predictions: sync ones get CancelationException, async ones CancelledError, queued ones never run."""
+"""Canceling: sync predictors get CancelationException, async ones CancelledError, queued ones never run."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from cocina.worker import Done, Log, PredictionStatus, Runner
-from tests.worker.support import make_runner, run
+
+from .support import make_runner, run
 
 
-async def _start_and_wait_for(runner: Runner, inputs: dict[str, object], prediction_id: str, marker: str):
-    """Start a prediction in the background; return (task collecting its events, events list) once `marker` logs."""
+async def _start_and_wait_for(
+    runner: Runner, inputs: dict[str, object], prediction_id: str, marker: str
+) -> tuple[asyncio.Future[None], list[object]]:
+    """Start a prediction in the background; once `marker` is logged, return (its task, its events so far)."""
     events: list[object] = []
     seen = asyncio.Event()
 
@@ -67,7 +71,7 @@ async def test_cancel_async_predictor_cancels_its_task() -> None:
         await runner.shutdown()
 
 
-async def test_a_predictor_that_ignores_cancel_is_killed_and_replaced(tmp_path) -> None:
+async def test_a_predictor_that_ignores_cancel_is_killed_and_replaced(tmp_path: Path) -> None:
     project = tmp_path / "stubborn"
     project.mkdir()
     (project / "cocina.yaml").write_text('predict: "predict.py:Predictor"\n')

@@ -8,14 +8,15 @@ import pytest
 import pytest_asyncio
 
 from cocina.worker import PredictionStatus, Runner, RunnerState, SetupStatus
-from tests.worker.support import make_runner, run
+
+from .support import make_runner, run
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def failing() -> AsyncIterator[Runner]:
-    """One runner shared by the predict-time failure tests: each test also proves the next prediction works."""
+    """One runner shared by the predict-time failure tests; each also proves the next prediction works."""
     runner = make_runner("predict_failures")
     setup = await runner.start()
     assert setup.status is SetupStatus.SUCCEEDED, setup.logs

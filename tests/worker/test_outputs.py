@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from cocina.worker import OutputKind, PredictionStatus, SetupStatus
-from tests.worker.support import make_runner, run
+
+from .support import make_runner, run
 
 SUCCEEDED = PredictionStatus.SUCCEEDED
 
