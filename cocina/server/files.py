@@ -1,0 +1,138 @@
+"""Files: uploads for file inputs (`POST /v1/files`) and file outputs made into URLs.
+
+An uploaded file's `urls.get` is `{base}/v1/files/{id}`; when a prediction input holds such a URL of this
+server, the
+runtime hands the backend the local path instead of making the worker download it from ourselves. A
+predictor's
+file output (`{"__cocina_file__": path}` from the worker) becomes a data URL when small, or an uploaded
+file's URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import mimetypes
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cocina.server.store import utc_now
+
+_FILE_ID = re.compile(r"^[a-z0-9]{20,40}$")
+_OWN_URL = re.compile(r"^https?://[^/]+/v1/files/([a-z0-9]{20,40})(?:/download)?$")
+FILE_MARKER = "__cocina_file__"
+
+
+def new_id() -> str:
+    """A random lowercase id, like Replicate's (26 base-32 characters)."""
+    return base64.b32encode(secrets.token_bytes(20)).decode().lower().rstrip("=")[:26]
+
+
+class FileStore:
+    """Files under `root`: `<id>` (content) and `<id>.json` (metadata)."""
+
+    def __init__(self, root: Path, base_url: str) -> None:
+        self.root = root
+        self.base_url = base_url.rstrip("/")
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _urls(self, file_id: str, base_url: str | None) -> dict[str, str]:
+        base = (base_url or self.base_url).rstrip("/")
+        return {"get": f"{base}/v1/files/{file_id}", "download": f"{base}/v1/files/{file_id}/download"}
+
+    def save(
+        self, content: bytes, *, name: str, content_type: str, metadata: dict[str, Any], base_url: str | None
+    ) -> dict[str, Any]:
+        """Store an upload; returns the Replicate File object."""
+        file_id = new_id()
+        (self.root / file_id).write_bytes(content)
+        meta = {
+            "id": file_id,
+            "name": name,
+            "content_type": content_type,
+            "size": len(content),
+            "etag": hashlib.md5(content, usedforsecurity=False).hexdigest(),
+            "checksums": {"sha256": hashlib.sha256(content).hexdigest()},
+            "metadata": metadata,
+            "created_at": utc_now(),
+            "expires_at": None,
+        }
+        (self.root / f"{file_id}.json").write_text(json.dumps(meta))
+        return {**meta, "urls": self._urls(file_id, base_url)}
+
+    def get(self, file_id: str, base_url: str | None = None) -> dict[str, Any] | None:
+        """The File object, or None."""
+        if not _FILE_ID.match(file_id):
+            return None
+        meta_path = self.root / f"{file_id}.json"
+        if not meta_path.is_file():
+            return None
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
+        return {**meta, "urls": self._urls(file_id, base_url)}
+
+    def content_path(self, file_id: str) -> Path | None:
+        if not _FILE_ID.match(file_id):
+            return None
+        path = self.root / file_id
+        return path if path.is_file() else None
+
+    def delete(self, file_id: str) -> bool:
+        path = self.content_path(file_id)
+        if path is None:
+            return False
+        path.unlink(missing_ok=True)
+        (self.root / f"{file_id}.json").unlink(missing_ok=True)
+        return True
+
+    def localize_inputs(self, value: Any) -> Any:
+        """Replace URLs of files uploaded here by their local paths (recursively)."""
+        if isinstance(value, str):
+            m = _OWN_URL.match(value)
+            if m:
+                path = self.content_path(m.group(1))
+                if path is not None:
+                    return str(path)
+            return value
+        if isinstance(value, list):
+            return [self.localize_inputs(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.localize_inputs(v) for k, v in value.items()}
+        return value
+
+    def publish_outputs(self, value: Any, inline_max_bytes: int) -> Any:
+        """Turn file markers from the worker into data URLs (small) or URLs of files stored here."""
+        if isinstance(value, dict):
+            if set(value) == {FILE_MARKER}:
+                return self._publish(Path(str(value[FILE_MARKER])), inline_max_bytes)
+            return {k: self.publish_outputs(v, inline_max_bytes) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.publish_outputs(v, inline_max_bytes) for v in value]
+        return value
+
+    def _publish(self, path: Path, inline_max_bytes: int) -> str:
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return ""
+        if size <= inline_max_bytes:
+            return f"data:{content_type};base64,{base64.b64encode(path.read_bytes()).decode()}"
+        file_id = new_id()
+        shutil.copyfile(path, self.root / file_id)
+        meta = {
+            "id": file_id,
+            "name": path.name,
+            "content_type": content_type,
+            "size": size,
+            "etag": "",
+            "checksums": {},
+            "metadata": {},
+            "created_at": utc_now(),
+            "expires_at": None,
+        }
+        (self.root / f"{file_id}.json").write_text(json.dumps(meta))
+        return self._urls(file_id, None)["download"]
