@@ -8,7 +8,8 @@ model). Errors are problem+json (see `errors.py`).
 
 `Prefer: wait[=N]` holds the answer until the prediction finishes or N seconds (at most 60) pass. When time
 runs out
-the prediction is shown as `starting`: the 1.x client's `run()` treats any other status as terminal.
+the prediction is shown as `starting` without output: the 1.x client's `run()` treats any other status as
+terminal, and its output iterator skips output already present in the creation answer.
 """
 
 from __future__ import annotations
@@ -176,7 +177,10 @@ async def _create(request: Request, body: ReplicatePredictionRequest) -> Respons
         rec = final or rec
         if not rec.status.is_terminal:
             shown = replicate_prediction(rec, _settings(request), _base(request))
+            # Shown as it was at `starting` (no output yet): the client's output iterator skips the output the
+            # creation answer already carries, so partial output here would be lost to it.
             shown["status"] = PredictionStatus.STARTING.value
+            shown["output"] = None
             return JSONResponse(shown, status_code=201, headers=headers)
     return JSONResponse(
         replicate_prediction(rec, _settings(request), _base(request)), status_code=201, headers=headers

@@ -38,7 +38,6 @@ class LiveServer:
         runtime: Runtime = self.server.app.state.runtime
         return runtime
 
-
     def wait_status(self, status: str, timeout_s: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         body: dict[str, Any] = {}
@@ -54,7 +53,6 @@ class LiveServer:
         self.thread.join(timeout_s)
         self.client.close()
         assert not self.thread.is_alive(), "server did not stop"
-
 
 
 def free_socket() -> socket.socket:
