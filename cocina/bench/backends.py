@@ -185,8 +185,9 @@ async def send_request(
         result.error = f"{type(exc).__name__}: {exc}"
     if result.error is not None:
         result.success = False
-        if rec.last is None:
-            result.latency = time.perf_counter() - sent
+        # A failed request's latency is the time until it failed: excluded from the latency statistics, but it
+        # counts as in flight until then.
+        result.latency = time.perf_counter() - sent
         result.generated_text = "".join(rec.text)
         return
     rec.finish(cfg.count_tokens)

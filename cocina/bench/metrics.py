@@ -149,9 +149,7 @@ def compute_metrics(
 
     series = output_tokens_series(ok, bucket_s)
     # Requests in flight at once, from the start/end events of every request (successful or not).
-    events = sorted(
-        [(r.start, 1) for r in results] + [(r.start + r.latency, -1) for r in results if r.success]
-    )
+    events = sorted([(r.start, 1) for r in results] + [(r.start + r.latency, -1) for r in results])
     running = peak = 0
     for _, d in events:
         running += d

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,8 @@ def print_summary(m: dict[str, Any], config: dict[str, Any], console: Console) -
     ):
         d = m[key]
         t.add_section()
-        for stat in ("mean", "median", *[k for k in d if k.startswith("p")]):
+        # The median is p50: show it once.
+        for stat in ("mean", "median", *[k for k in d if k.startswith("p") and k != "p50"]):
             t.add_row(f"{label} {stat} (ms)", _f(d[stat]))
     console.print(t)
     if m["failed"]:
@@ -68,30 +70,43 @@ def print_summary(m: dict[str, Any], config: dict[str, Any], console: Console) -
             console.print(f"  {line}", highlight=False, markup=False)
 
 
+def _finite(x: Any) -> Any:
+    """JSON has no NaN or infinity (a run with no successful request has undefined means): write null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
+
+
 def to_json(m: dict[str, Any], config: dict[str, Any], results: list[RequestResult]) -> dict[str, Any]:
     ok = [r for r in results if r.success]
-    return {
-        "config": config,
-        "metrics": m,
-        "output_tokens_per_s_series": [[t, v] for t, v in output_tokens_series(ok)],
-        "requests": [
-            {
-                "index": r.index,
-                "start_s": r.start,
-                "success": r.success,
-                "error": r.error,
-                "status_code": r.status_code,
-                "prompt_len": r.prompt_len,
-                "expected_output_len": r.expected_output_len,
-                "output_tokens": r.output_tokens,
-                "ttft_ms": r.ttft * 1000 if r.success else None,
-                "tpot_ms": (r.tpot * 1000 if r.tpot is not None else None) if r.success else None,
-                "e2el_ms": r.latency * 1000,
-                "itl_ms": [x * 1000 for x in r.itl],
-            }
-            for r in results
-        ],
-    }
+    return _finite(
+        {
+            "config": config,
+            "metrics": m,
+            "output_tokens_per_s_series": [[t, v] for t, v in output_tokens_series(ok)],
+            "requests": [
+                {
+                    "index": r.index,
+                    "start_s": r.start,
+                    "success": r.success,
+                    "error": r.error,
+                    "status_code": r.status_code,
+                    "prompt_len": r.prompt_len,
+                    "expected_output_len": r.expected_output_len,
+                    "output_tokens": r.output_tokens,
+                    "ttft_ms": r.ttft * 1000 if r.success else None,
+                    "tpot_ms": (r.tpot * 1000 if r.tpot is not None else None) if r.success else None,
+                    "e2el_ms": r.latency * 1000,
+                    "itl_ms": [x * 1000 for x in r.itl],
+                }
+                for r in results
+            ],
+        }
+    )
 
 
 def plot(results: list[RequestResult], m: dict[str, Any], path: Path, title: str) -> None:

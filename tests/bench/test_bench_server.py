@@ -168,6 +168,7 @@ def test_failures_and_timeouts_are_counted_not_dropped(server: FakeServer, tmp_p
     assert code == 0, stderr  # some requests succeeded
     m = json.loads(out.read_text())["metrics"]
     assert m["completed"] == 3 and m["failed"] == 4 and m["total_requests"] == 7
+    assert m["max_concurrent_requests"] <= 7  # failed requests leave the in-flight count when they fail
     assert m["errors_by_status"]["HTTP 500"] == 1
     assert m["errors_by_status"]["HTTP 429"] == 1
     assert m["errors_by_status"]["timeout after 0.6 s"] == 1
