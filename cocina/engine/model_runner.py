@@ -155,9 +155,9 @@ class ModelRunner:
                 )
             )
             kwargs["device_map"] = {"": self.device.index or 0}
-        model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
         if "quantization_config" not in kwargs:
-            model = model.to(self.device)  # type: ignore[arg-type]
+            model = model.to(self.device)
         if self.config.quantize == "int8":
             from cocina.engine.quantize import quantize_model
 
