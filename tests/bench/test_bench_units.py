@@ -160,3 +160,16 @@ def test_dataset_lines_cycle_and_errors(tmp_path: Path) -> None:
     f.write_text("not json\n")
     with pytest.raises(WorkloadError, match="not JSON"):
         dataset_requests(f, None)
+
+
+def test_exact_prompt_lengths_with_a_real_tokenizer(tmp_path: Path) -> None:
+    from cocina.bench.workload import load_tokenizer
+    from cocina.models.tiny import sample_corpus, train_tokenizer
+
+    train_tokenizer(sample_corpus(), 400, tmp_path / "tok")
+    enc, dec = load_tokenizer(str(tmp_path / "tok"))
+    reqs = synthetic_requests(3, 48, 8, tokenizer=(enc, dec))
+    assert [r.prompt_len for r in reqs] == [48, 48, 48]
+    assert [len(enc(r.prompt)) for r in reqs] == [48, 48, 48]
+    with pytest.raises(WorkloadError, match="cannot load tokenizer"):
+        load_tokenizer(str(tmp_path / "missing"))
