@@ -69,6 +69,7 @@ def test_stream(authed: LiveServer) -> None:
 def test_stream_events_have_ids_and_error_event(authed: LiveServer) -> None:
     c = client(authed)
     pred = c.predictions.create(version=VERSION, input={"text": "e", "mode": "fail"}, stream=True)
+    assert pred.urls is not None
     url = pred.urls["stream"]
     with httpx.stream(
         "GET", url, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {TOKEN}"}
@@ -82,7 +83,7 @@ def test_predictions_create_get_list_cancel(authed: LiveServer) -> None:
     c = client(authed)
     pred = c.predictions.create(version=VERSION, input={"text": "c", "n": 200, "delay": 0.02})
     assert pred.status == "starting" and pred.model == "acme/echo" and pred.version == VERSION
-    assert pred.urls["get"].endswith(f"/v1/predictions/{pred.id}")
+    assert pred.urls is not None and pred.urls["get"].endswith(f"/v1/predictions/{pred.id}")
     time.sleep(0.1)
     c.predictions.cancel(pred.id)
     pred.wait()
