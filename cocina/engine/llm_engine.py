@@ -415,7 +415,6 @@ class AsyncLLMEngine:
         self._ids = itertools.count()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._stats_cache: EngineStats = engine.stats()
 
     @classmethod
     def from_pretrained(cls, model: str | Path, config: EngineConfig | None = None) -> AsyncLLMEngine:
@@ -472,10 +471,8 @@ class AsyncLLMEngine:
                 self._cv.notify()
 
     def stats(self) -> EngineStats:
-        """The latest statistics (refreshed by the engine thread after every step)."""
-        if self._thread is None or not self._thread.is_alive():
-            return self.engine.stats()
-        return self._stats_cache
+        """The engine's statistics now (reads of counters the engine thread updates; safe under the GIL)."""
+        return self.engine.stats()
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop the engine thread; pending requests get an ``ErrorEvent``."""
@@ -527,7 +524,6 @@ class AsyncLLMEngine:
                         self._deliver(request_id, [error], final=True)
                 for o in outputs:
                     self._deliver(o.request_id, o.events(), final=o.finished)
-            self._stats_cache = engine.stats()
         for stream in streams:
             stream.put([ErrorEvent("engine shut down")])
 

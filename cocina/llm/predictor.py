@@ -1,0 +1,189 @@
+"""``LLMPredictor``: a Cog predictor whose predictions all run on one :class:`AsyncLLMEngine`.
+
+The engine options come from the caller (``load_engine(...)``) or, for a predictor started by
+``cocina serve`` / ``cocina predict``, from environment variables read in ``setup`` (never at import):
+
+=========================  ================================================================
+``COCINA_MODEL``           model id or directory (default: the class's ``model``)
+``COCINA_DTYPE``           auto | float32 | bfloat16 | float16
+``COCINA_QUANTIZE``        int8 (CPU) | bnb8 | bnb4 (CUDA)
+``COCINA_DEVICE``          auto | cpu | cuda | cuda:N
+``COCINA_KV_CACHE_BYTES``  KV cache budget in bytes (suffixes K, M, G accepted: ``512M``)
+``COCINA_MAX_NUM_SEQS``    sequences decoded together
+``COCINA_MAX_MODEL_LEN``   prompt + output limit
+=========================  ================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cocina.engine.config import EngineConfig
+from cocina.engine.llm_engine import AsyncLLMEngine, ErrorEvent, LLMEngine, TokenEvent
+from cocina.engine.sequence import SamplingParams
+from cocina.sdk import AsyncConcatenateIterator, BasePredictor, Input
+
+__all__ = ["LLMPredictor", "build_prompt", "engine_config_from_env", "load_engine"]
+
+log = logging.getLogger(__name__)
+
+_SUFFIXES = {"K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def _parse_bytes(text: str) -> int:
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    if text and text[-1] in _SUFFIXES:
+        return int(float(text[:-1]) * _SUFFIXES[text[-1]])
+    return int(text)
+
+
+def engine_config_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> EngineConfig:
+    """An :class:`EngineConfig` from ``COCINA_*`` variables (see the module docstring), then ``overrides``."""
+    env = os.environ if env is None else env
+    kw: dict[str, Any] = {}
+    if env.get("COCINA_DTYPE"):
+        kw["dtype"] = env["COCINA_DTYPE"]
+    if env.get("COCINA_QUANTIZE"):
+        q = env["COCINA_QUANTIZE"]
+        kw["quantize"] = None if q.lower() in ("none", "off", "") else q
+    if env.get("COCINA_DEVICE"):
+        kw["device"] = env["COCINA_DEVICE"]
+    if env.get("COCINA_KV_CACHE_BYTES"):
+        kw["kv_cache_bytes"] = _parse_bytes(env["COCINA_KV_CACHE_BYTES"])
+    if env.get("COCINA_MAX_NUM_SEQS"):
+        kw["max_num_seqs"] = int(env["COCINA_MAX_NUM_SEQS"])
+    if env.get("COCINA_MAX_MODEL_LEN"):
+        kw["max_model_len"] = int(env["COCINA_MAX_MODEL_LEN"])
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    return EngineConfig(**kw)
+
+
+def load_engine(
+    model: str | Path,
+    *,
+    dtype: str | None = None,
+    quantize: str | None = None,
+    kv_cache_bytes: int | None = None,
+    device: str | None = None,
+    config: EngineConfig | None = None,
+    **engine_options: Any,
+) -> AsyncLLMEngine:
+    """Resolve ``model`` (never downloading), load it into an engine and log the memory it uses.
+
+    ``config`` is the base configuration (default: :func:`engine_config_from_env`); the keyword arguments
+    that are not None override it.
+    """
+    import dataclasses
+
+    from cocina.models.resolve import resolve_model
+
+    path = resolve_model(str(model))
+    base = config if config is not None else engine_config_from_env()
+    overrides: dict[str, Any] = {
+        "dtype": dtype,
+        "quantize": quantize,
+        "kv_cache_bytes": kv_cache_bytes,
+        "device": device,
+    }
+    overrides.update(engine_options)
+    cfg = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    engine = LLMEngine.from_pretrained(path, cfg)
+    # Printed as well as logged: `cocina predict` / `serve` show setup output to the user.
+    print(f"cocina engine: {engine.memory_report().describe()}", flush=True)
+    return AsyncLLMEngine(engine)
+
+
+def build_prompt(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> list[int]:
+    """Token ids for ``prompt``: through the chat template when the tokenizer has one, else plain text.
+
+    Without a chat template a system prompt is simply put before the prompt, separated by a blank line.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}]
+        if system_prompt:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, Mapping) or hasattr(ids, "input_ids"):  # transformers 5 returns a BatchEncoding
+            ids = ids["input_ids"]
+        return [int(t) for t in ids]
+    text = f"{system_prompt}\n\n{prompt}" if system_prompt else prompt
+    return [int(t) for t in tokenizer.encode(text)]
+
+
+class LLMPredictor(BasePredictor):
+    """A language model behind Cog's interface, on cocina's engine; subclass and set ``model``."""
+
+    model: str = "cocina/demo"
+    engine: AsyncLLMEngine
+
+    def setup(self) -> None:
+        """Load the model into a shared engine (options from ``COCINA_*`` environment variables)."""
+        self.engine = load_engine(os.environ.get("COCINA_MODEL") or self.model)
+
+    async def predict(  # type: ignore[misc]  # Cog's marker type for an async generator of text
+        self,
+        prompt: str = Input(description="The prompt (the user message, for chat models)", default=None),
+        pregunta: str = Input(description="The same as prompt (the seed project's name)", default=None),
+        system_prompt: str = Input(
+            description="System prompt (the system message for chat models)", default=None
+        ),
+        max_new_tokens: int = Input(description="The most tokens to generate", default=128, ge=1, le=8192),
+        temperature: float = Input(
+            description="Sampling temperature; 0 picks the likeliest token", default=0.7, ge=0, le=5
+        ),
+        top_p: float = Input(
+            description="Nucleus sampling: the smallest token set with this probability",
+            default=0.95,
+            ge=0.01,
+            le=1,
+        ),
+        top_k: int = Input(description="Keep only the k likeliest tokens; 0 keeps all", default=0, ge=0),
+        min_p: float = Input(
+            description="Drop tokens less likely than min_p times the likeliest", default=0.0, ge=0, le=1
+        ),
+        repetition_penalty: float = Input(
+            description="Penalty for tokens already seen; 1 is none", default=1.0, ge=0.01, le=5
+        ),
+        stop: str = Input(description="Stop sequences, separated by commas", default=None),
+        seed: int = Input(
+            description="Random seed for repeatable answers; empty for a random one", default=None
+        ),
+    ) -> AsyncConcatenateIterator[str]:
+        """Stream the model's answer, piece by piece, as the engine generates it."""
+        text = prompt if prompt is not None else pregunta
+        if text is None:
+            raise ValueError("give a prompt (or pregunta)")
+        if seed is None:
+            seed = random.randint(0, 2**31 - 1)
+        print(f"seed: {seed}")
+        params = SamplingParams(
+            max_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
+            stop=tuple(s for s in (stop or "").split(",") if s),
+            seed=seed,
+        )
+        token_ids = build_prompt(self.engine.engine.tokenizer, text, system_prompt)
+        room = self.engine.engine.max_model_len - len(token_ids)
+        if room < 1:
+            raise ValueError(
+                f"the prompt is {len(token_ids)} tokens; this model reads at most "
+                f"{self.engine.engine.max_model_len - 1}"
+            )
+        if params.max_tokens > room:
+            params = SamplingParams(**{**params.__dict__, "max_tokens": room})
+        # Leaving this generator early (a cancelled prediction) closes the engine's stream: abort.
+        async for ev in self.engine.generate(token_ids, params):
+            if isinstance(ev, TokenEvent):
+                if ev.text:
+                    yield ev.text
+            elif isinstance(ev, ErrorEvent):
+                raise RuntimeError(ev.message)
