@@ -130,11 +130,15 @@ def predict_command(
     ] = None,
 ) -> None:
     """Run one prediction: start the predictor, stream its output to stdout, write file outputs to disk."""
-    code = asyncio.run(
-        _predict(
-            directory, inputs or [], json_output=json_output, debug=debug, output_dir=output_dir or Path(".")
+    out = output_dir or Path(".")
+    try:
+        code = asyncio.run(
+            _predict(directory, inputs or [], json_output=json_output, debug=debug, output_dir=out)
         )
-    )
+    except KeyboardInterrupt:
+        # Ctrl-C before the prediction started (during setup); the worker is gone with the event loop.
+        _console().print("[yellow]canceled[/]")
+        code = EXIT_CANCELED
     raise typer.Exit(code)
 
 

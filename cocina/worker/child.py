@@ -55,7 +55,7 @@ _TAG: contextvars.ContextVar[str | None] = contextvars.ContextVar("cocina_predic
 
 
 class _Channel:
-    """The event pipe to the parent: whole lines written under a lock, so threads never interleave messages."""
+    """The event pipe to the parent: whole lines under a lock, so threads never interleave messages."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd

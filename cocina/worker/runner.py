@@ -71,7 +71,7 @@ class QueueFullError(RuntimeError):
 
 
 def secret_values(openapi: Mapping[str, Any], inputs: Mapping[str, Any]) -> list[str]:
-    """The string values of `inputs` that the schema marks as secrets (`x-cog-secret` or `format: password`)."""
+    """The string values of `inputs` the schema marks secret (`x-cog-secret` or `format: password`)."""
     props = openapi.get("components", {}).get("schemas", {}).get("Input", {}).get("properties", {})
     found: list[str] = []
 
@@ -102,6 +102,7 @@ class _Prediction:
     cancel_requested: bool = False
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
     sent: bool = False  # the request reached the child
+    sent_at: float = 0.0  # time.monotonic() when it did
     done: bool = False
 
 
@@ -402,7 +403,7 @@ class Runner:
         return await asyncio.shield(self._ready)
 
     async def wait_schema(self) -> dict[str, Any] | None:
-        """Wait until predict.py is imported: its schema, or None if the import failed. Call after start() began."""
+        """Wait until predict.py is imported: its schema, or None if the import failed."""
         while self._schema_ready is None:
             await asyncio.sleep(0.01)
         await self._schema_ready.wait()
@@ -446,6 +447,7 @@ class Runner:
                 return
             child.running[pid] = prediction
             prediction.sent = child.send(PredictRequest(dict(inputs)), pid)
+            prediction.sent_at = time.monotonic()
             if not prediction.sent:
                 child.running.pop(pid, None)
                 yield Done(PredictionStatus.FAILED, "the predictor process is not running")
@@ -490,7 +492,8 @@ class Runner:
             return
         if not child.exited:
             child.send(Shutdown())
-            deadline = time.monotonic() + grace_s
+            # A child still in setup() would only read the request when setup ends: nothing to wait for.
+            deadline = time.monotonic() + (grace_s if child.setup_done.done() else 0.0)
             while not child.exited and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             if not child.exited:
@@ -618,10 +621,12 @@ class Runner:
         if child is not self._child:
             return
         for prediction in list(child.running.values()):
+            elapsed = time.monotonic() - prediction.sent_at
             if prediction.cancel_requested:
-                self._finish(prediction, Done(PredictionStatus.CANCELED))
+                self._finish(prediction, Done(PredictionStatus.CANCELED, None, elapsed))
             else:
-                self._finish(prediction, Done(PredictionStatus.FAILED, f"the predictor process {reason}"))
+                error = f"the predictor process {reason}"
+                self._finish(prediction, Done(PredictionStatus.FAILED, error, elapsed))
         child.running.clear()
         if self.state is RunnerState.READY:
             # Replace the dead child so the next prediction works; queued predictions wait for its setup.
