@@ -570,6 +570,12 @@ class Runner:
             self.is_async = schema.is_async
             if self._slots is None:
                 self._slots = asyncio.Semaphore(self.concurrency)
+            if self._requested_concurrency > 1 and not self.is_async:
+                # Cog refuses this combination; cocina runs it, one prediction at a time, and says so.
+                self._setup_logs.append(
+                    f"cocina: concurrency.max is {self._requested_concurrency} but predict() is not async; "
+                    "predictions run one at a time\n"
+                )
         if self._schema_ready is not None:
             self._schema_ready.set()
         setup = await child.setup_done

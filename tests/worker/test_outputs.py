@@ -17,7 +17,7 @@ from .support import make_runner, run
 SUCCEEDED = PredictionStatus.SUCCEEDED
 
 
-async def test_value_output_with_setup_logs() -> None:
+async def test_value_output_with_setup_logs_and_the_project_environment() -> None:
     runner = make_runner("value_output")
     try:
         setup = await runner.start()
