@@ -121,6 +121,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._predict_times: deque[float] = deque(maxlen=32)
         self._ready = asyncio.Event()
+        self.concurrency = self.settings.concurrency or 1  # settled when setup succeeds
 
     # ---- lifecycle
     # -------------------------------------------------------------------------------------------
@@ -161,9 +162,10 @@ class Runtime:
         if info.status is SetupStatus.SUCCEEDED:
             output = self.backend.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
             self.iterator_output = output.get("x-cog-array-type") == "iterator"
+            self.concurrency = self.settings.concurrency or max(1, self.backend.max_concurrency)
             self.state = ServerState.READY
             loop = asyncio.get_running_loop()
-            for _ in range(self.settings.concurrency):
+            for _ in range(self.concurrency):
                 self._tasks.append(loop.create_task(self._worker()))
         else:
             self.state = ServerState.SETUP_FAILED
@@ -246,7 +248,7 @@ class Runtime:
 
     @property
     def queue_full(self) -> bool:
-        return len(self._queue) + len(self._running) >= self.settings.concurrency + self.settings.max_queue
+        return len(self._queue) + len(self._running) >= self.concurrency + self.settings.max_queue
 
     def health(self) -> dict[str, Any]:
         """Cog's `/health-check` body."""
@@ -348,7 +350,7 @@ class Runtime:
     def _retry_after_s(self) -> int:
         mean = sum(self._predict_times) / len(self._predict_times) if self._predict_times else 1.0
         waiting = len(self._queue) + 1
-        return max(1, math.ceil(mean * waiting / self.settings.concurrency))
+        return max(1, math.ceil(mean * waiting / self.concurrency))
 
     # ---- reading
     # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ class ServerSettings:
         data_dir: holds the SQLite store (`predictions.db`) and uploaded files (`files/`).
         model_owner, model_name: the served project as a Replicate model (`owner/name`).
         version_id: the model version id (a content hash of the project), computed by the CLI.
-        concurrency: predictions running at once (workers feeding the backend).
+        concurrency: predictions running at once (workers feeding the backend); None: as many as the backend
+            says it can run (`max_concurrency`, known after setup).
         max_queue: predictions waiting beyond the running ones; more are refused with 429 + Retry-After.
         max_body_bytes: request bodies above this are refused with 413.
         prediction_timeout_s: a per-prediction deadline (None: none); an overrun prediction fails.
@@ -42,7 +43,7 @@ class ServerSettings:
     model_owner: str = "local"
     model_name: str = "model"
     version_id: str = "0" * 64
-    concurrency: int = 1
+    concurrency: int | None = None
     max_queue: int = 64
     max_body_bytes: int = 16 * 2**20
     prediction_timeout_s: float | None = None
@@ -57,7 +58,7 @@ class ServerSettings:
     public_url: str | None = None
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.max_queue < 0:
             raise ValueError(f"max_queue must be >= 0, got {self.max_queue}")

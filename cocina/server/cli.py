@@ -1,0 +1,124 @@
+"""`cocina serve`: a predictor project (or a language model) over the Cog, Replicate and OpenAI APIs.
+
+Module-level imports are light (typer only) so that `cocina --help` stays instant; the server, the worker and
+the engine are imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+_SKIP_DIRS = {".git", ".cocina", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".ruff_cache"}
+
+
+def project_version_id(root: Path) -> str:
+    """The model version id: a SHA-256 over the project's files (relative paths and contents), so editing
+    predict.py or cog.yaml gives a new version and an unchanged project keeps its id across restarts."""
+    h = hashlib.sha256()
+    if root.is_file():
+        h.update(root.read_bytes())
+        return h.hexdigest()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.suffix in (".pyc",) or path.stat().st_size > 64 * 2**20:
+                # Large files (weights) are hashed by name and size: reading gigabytes at start is too slow.
+                h.update(f"{path.relative_to(root)}:{path.stat().st_size}\n".encode())
+                continue
+            h.update(f"{path.relative_to(root)}\n".encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def serve_command(
+    directory: Annotated[Path, typer.Argument(help="The project directory (cog.yaml or cocina.yaml)")] = Path(
+        "."
+    ),
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Serve this language model (id or path) instead of a project"),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 5000,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the prediction store and files live")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="The model's owner/name in the Replicate API")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Predictions run at once (default: what the predictor supports)")
+    ] = None,
+    max_queue: Annotated[int, typer.Option(help="Predictions that may wait; beyond, 429")] = 64,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB; beyond, 413")] = 16.0,
+    timeout: Annotated[float | None, typer.Option(help="Per-prediction deadline in seconds")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Most tokens one OpenAI request may ask for")] = 4096,
+    drain_grace: Annotated[
+        float, typer.Option(help="Seconds running predictions get to finish on shutdown")
+    ] = 30.0,
+    retention: Annotated[
+        float | None, typer.Option(help="Remove inputs/outputs of predictions older than this many seconds")
+    ] = None,
+    api_token_env: Annotated[
+        str,
+        typer.Option(help="Environment variable holding the bearer token required on /v1 (unset: no auth)"),
+    ] = "COCINA_API_TOKEN",
+) -> None:
+    """Serve a Cog predictor project, or a language model with --model, over HTTP."""
+    from cocina.server.backend import PredictorBackend
+    from cocina.server.serve import build_server
+    from cocina.server.settings import ServerSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    generator = None
+    backend: PredictorBackend
+    if model is not None:
+        from cocina.llm import load_engine
+        from cocina.server.adapters import EngineGenerator, InProcessLLMBackend
+
+        aengine = load_engine(model)
+        model_name = name or (f"local/{Path(model).name}" if Path(model).exists() else model)
+        generator = EngineGenerator(aengine, model_name)
+        backend = InProcessLLMBackend(aengine, concurrency=max(1, aengine.engine.config.max_num_seqs))
+        source = Path(model) if Path(model).exists() else None
+        version_id = project_version_id(source) if source else hashlib.sha256(model.encode()).hexdigest()
+        root = Path(".")
+    else:
+        from cocina.config import load_project
+        from cocina.server.adapters import RunnerBackend
+        from cocina.worker.runner import Runner
+
+        root = directory.resolve()
+        project = load_project(root)
+        backend = RunnerBackend(Runner(project, max_concurrency=concurrency))
+        model_name = name or f"local/{root.name}"
+        version_id = project_version_id(root)
+    owner, _, short = model_name.rpartition("/") if "/" in model_name else ("local", "", model_name)
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        data_dir=data_dir or (root / ".cocina"),
+        model_owner=owner or "local",
+        model_name=short,
+        version_id=version_id,
+        concurrency=concurrency,
+        max_queue=max_queue,
+        max_body_bytes=int(max_body_mb * 2**20),
+        prediction_timeout_s=timeout,
+        max_tokens_limit=max_tokens,
+        drain_grace_s=drain_grace,
+        retention_s=retention,
+        api_token=os.environ.get(api_token_env) or None,
+    )
+    build_server(settings, backend, generator).run()
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` to the `cocina` command."""
+    app.command("serve")(serve_command)
