@@ -11,7 +11,7 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cocina.worker import Done, PredictionStatus, RunnerState
+from cocina.worker import Done, PredictionEvent, PredictionStatus, RunnerState
 
 from .support import make_runner
 
@@ -29,7 +29,7 @@ async def _scenario(modes: list[str]) -> None:
         await runner.start()
         finished: list[int] = []
 
-        async def one(index: int, mode: str) -> list[object]:
+        async def one(index: int, mode: str) -> list[PredictionEvent]:
             events = [e async for e in runner.predict(runner.validator.validate({"mode": mode}))]
             finished.append(index)
             return events
