@@ -4,7 +4,7 @@ The predictor backend gives `components.schemas.Input` and `Output` (derived fro
 module adds
 what the Cog server adds around them — `PredictionRequest`, `PredictionResponse`, `Status`, `WebhookEvent`,
 the
-validation error shapes and the paths — without overwriting what the backend already provides.
+validation error shapes and the paths — keeping the component schemas the backend already provides.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import copy
 from typing import Any
 
 _REF = "#/components/schemas/"
+# Prediction ids cocina accepts from clients (they appear in URLs and file names).
+_ID = {"title": "Id", "type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._-]+$"}
 
 
 def _json(schema: dict[str, Any], description: str = "Successful Response") -> dict[str, Any]:
@@ -43,8 +45,11 @@ _PREDICT_HEADERS = [
 
 
 def _paths() -> dict[str, Any]:
-    request_body = {"content": {"application/json": {"schema": {"$ref": _REF + "PredictionRequest"}}}}
-    path_id = {"name": "prediction_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    request_body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF + "PredictionRequest"}}},
+    }
+    path_id = {"name": "prediction_id", "in": "path", "required": True, "schema": _ID}
     return {
         "/": {
             "get": {
@@ -74,7 +79,7 @@ def _paths() -> dict[str, Any]:
                 "summary": "Predict Idempotent",
                 "operationId": "predict_idempotent_predictions__prediction_id__put",
                 "parameters": [path_id, *_PREDICT_HEADERS],
-                "requestBody": {**request_body, "required": True},
+                "requestBody": request_body,
                 "responses": _PREDICT_RESPONSES,
             }
         },
@@ -113,7 +118,7 @@ def _schemas() -> dict[str, Any]:
         "title": "PredictionRequest",
         "type": "object",
         "properties": {
-            "id": {"title": "Id", "type": "string"},
+            "id": _ID,
             "input": {"$ref": _REF + "Input"},
             "webhook": {
                 "title": "Webhook",
@@ -199,7 +204,10 @@ def cog_openapi(predictor_schema: dict[str, Any]) -> dict[str, Any]:
     schemas.setdefault("Output", {"title": "Output"})
     for name, schema in _schemas().items():
         schemas.setdefault(name, schema)
-    paths = doc.setdefault("paths", {})
-    for path, item in _paths().items():
-        paths.setdefault(path, item)
+    request = schemas["PredictionRequest"]
+    if schemas["Input"].get("required") and "input" not in request.get("required", []):
+        # A missing `input` fails validation when some input is required: say so, as the server answers 422.
+        request["required"] = [*request.get("required", []), "input"]
+    # The paths describe this server's behaviour (queueing: 429, limits: 413, ...), so ours replace the backend's.
+    doc.setdefault("paths", {}).update(_paths())
     return doc
