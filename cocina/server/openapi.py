@@ -208,6 +208,6 @@ def cog_openapi(predictor_schema: dict[str, Any]) -> dict[str, Any]:
     if schemas["Input"].get("required") and "input" not in request.get("required", []):
         # A missing `input` fails validation when some input is required: say so, as the server answers 422.
         request["required"] = [*request.get("required", []), "input"]
-    # The paths describe this server's behaviour (queueing: 429, limits: 413, ...), so ours replace the backend's.
+    # The paths describe this server (queueing: 429, limits: 413, ...), so ours replace the backend's.
     doc.setdefault("paths", {}).update(_paths())
     return doc
