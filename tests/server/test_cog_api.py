@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.server.conftest import LiveServer, start_server
 from tests.server.fixtures.backends import EchoBackend
@@ -282,3 +284,14 @@ def test_shutdown_endpoint_drains(tmp_path: Path) -> None:
     assert short_rec.status.value == "succeeded"  # finished within the grace period
     assert long_rec.status.value == "canceled"  # canceled when the grace period ran out
     store.close()
+
+
+def test_one_structured_access_log_line_per_request(
+    live: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cocina.server.access"):
+        r = live.client.get("/health-check", headers={"X-Request-Id": "trace-42"})
+    lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "cocina.server.access"]
+    mine = [line for line in lines if line["request_id"] == "trace-42"]
+    assert len(mine) == 1 and r.headers["x-request-id"] == "trace-42"
+    assert mine[0]["path"] == "/health-check" and mine[0]["status"] == 200 and mine[0]["duration_ms"] >= 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -37,7 +37,7 @@ def engine_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
         srv.stop()
 
 
-def _stats(srv: LiveServer):  # type: ignore[no-untyped-def]
+def _stats(srv: LiveServer) -> Any:
     return srv.generator.aengine.stats()
 
 
