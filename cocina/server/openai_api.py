@@ -40,6 +40,7 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(check_auth)])
 
 MAX_N = 16
 MAX_STOP = 4
+MAX_CHOICES = 64  # prompts x n in one request: more would flood the engine's queue from a single call
 
 
 class StreamOptions(pydantic.BaseModel):
@@ -394,6 +395,11 @@ async def completions(request: Request) -> Response:
     body = await parse_body(request, CompletionRequest)
     _check_model(request, generator, body.model)
     prompts = _completion_prompts(generator, body.prompt)
+    if len(prompts) * body.n > MAX_CHOICES:
+        raise BadRequest(
+            f"{len(prompts)} prompts x n={body.n} is more than {MAX_CHOICES} completions in one request.",
+            param="prompt",
+        )
     choices = []
     for p_i, ids in enumerate(prompts):
         max_tokens = _max_tokens(request, generator, body.max_tokens, 16, len(ids), "prompt")

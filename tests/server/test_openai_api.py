@@ -202,3 +202,9 @@ def _wait(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("condition not reached")
+
+
+def test_too_many_choices_is_400(oa: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        oa.completions.create(model=MODEL, prompt=["a"] * 10, n=8, max_tokens=1)
+    assert err.value.param == "prompt"

@@ -185,3 +185,22 @@ def test_prefer_wait_and_cancel_after(authed: LiveServer) -> None:
         headers={**h, "Cancel-After": "soon"},
     )
     assert bad.status_code == 400
+
+
+def test_replicate_webhook_gets_replicate_shape(authed: LiveServer) -> None:
+    from tests.server.fixtures.webhook_sink import WebhookSink
+
+    sink = WebhookSink()
+    try:
+        pred = client(authed).predictions.create(
+            version=VERSION,
+            input={"text": "h", "n": 2},
+            webhook=sink.url,
+            webhook_events_filter=["completed"],
+        )
+        sink.wait_for(lambda evs: len(evs) == 1)
+        body = sink.events[0][1]
+        assert body["id"] == pred.id and body["status"] == "succeeded" and body["version"] == VERSION
+        assert body["output"] == ["h0", "h1"] and body["urls"]["get"].endswith(pred.id)
+    finally:
+        sink.close()
