@@ -104,9 +104,7 @@ def start_server(
             raise RuntimeError("server did not start")
         time.sleep(0.01)
     url = f"http://127.0.0.1:{port}"
-    live = LiveServer(
-        url, server, thread, backend, generator, settings, httpx.Client(base_url=url, timeout=30)
-    )
+    live = LiveServer(url, server, thread, backend, generator, settings, httpx.Client(base_url=url, timeout=30))
     if wait_for:
         live.wait_status(wait_for)
     return live

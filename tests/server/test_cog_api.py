@@ -27,9 +27,7 @@ def test_root_health_and_openapi(live: LiveServer) -> None:
     doc = live.client.get("/openapi.json").json()
     assert doc["components"]["schemas"]["Input"]["required"] == ["text"]
     assert doc["components"]["schemas"]["Output"]["x-cog-array-type"] == "iterator"
-    assert {"/predictions", "/predictions/{prediction_id}", "/predictions/{prediction_id}/cancel"} <= set(
-        doc["paths"]
-    )
+    assert {"/predictions", "/predictions/{prediction_id}", "/predictions/{prediction_id}/cancel"} <= set(doc["paths"])
 
 
 def test_sync_prediction(live: LiveServer) -> None:
@@ -286,12 +284,24 @@ def test_shutdown_endpoint_drains(tmp_path: Path) -> None:
     store.close()
 
 
-def test_one_structured_access_log_line_per_request(
-    live: LiveServer, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_one_structured_access_log_line_per_request(live: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="cocina.server.access"):
         r = live.client.get("/health-check", headers={"X-Request-Id": "trace-42"})
     lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "cocina.server.access"]
     mine = [line for line in lines if line["request_id"] == "trace-42"]
     assert len(mine) == 1 and r.headers["x-request-id"] == "trace-42"
     assert mine[0]["path"] == "/health-check" and mine[0]["status"] == 200 and mine[0]["duration_ms"] >= 0
+
+
+def test_predictor_that_ignores_cancel_is_given_up(live: LiveServer) -> None:
+    live.runtime.cancel_grace_s = 0.3
+    live.client.put(
+        "/predictions/stubborn",
+        json={"input": {"text": "h", "n": 100, "delay": 0.2, "mode": "hang"}},
+        headers={"Prefer": "respond-async"},
+    )
+    time.sleep(0.3)
+    live.client.post("/predictions/stubborn/cancel")
+    final = live.client.put("/predictions/stubborn", json={"input": {"text": "h"}}).json()
+    assert final["status"] == "canceled" and "did not stop" in final["error"]
+    assert live.client.get("/health-check").json()["status"] == "READY"

@@ -26,9 +26,7 @@ def engine_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
 
     root = tmp_path_factory.mktemp("engine")
     model_dir = make_tiny_model(root / "gpt2", arch="gpt2")
-    aengine = AsyncLLMEngine(
-        LLMEngine.from_pretrained(model_dir, EngineConfig(device="cpu", max_model_len=256))
-    )
+    aengine = AsyncLLMEngine(LLMEngine.from_pretrained(model_dir, EngineConfig(device="cpu", max_model_len=256)))
     generator = EngineGenerator(aengine, "tiny-gpt2")
     srv = start_server(root / "data", InProcessLLMBackend(aengine, concurrency=8), generator)
     try:

@@ -48,9 +48,7 @@ class ServeProcess:
             "acme/echo",
             *args,
         ]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -213,3 +211,25 @@ def test_retention_removes_data(tmp_path: Path) -> None:
         assert got["input"] is None and got["output"] is None and got["status"] == "succeeded"
     finally:
         srv.stop()
+
+
+def test_real_worker_file_input_and_validation(data_dir: Path) -> None:
+    """The Runner adapter: a file uploaded with the replicate client reaches the child as a local path."""
+    import io
+
+    import replicate
+    from replicate.exceptions import ReplicateError
+
+    srv = ServeProcess(data_dir)
+    try:
+        srv.wait_ready()
+        client = replicate.Client(api_token="t", base_url=srv.url)
+        version = client.models.get("acme/echo").latest_version
+        assert version is not None
+        out = client.run(f"acme/echo:{version.id}", input={"text": "f", "file": io.BytesIO(b"12345")})
+        assert list(out) == ["5"]
+        with pytest.raises(ReplicateError) as err:
+            client.predictions.create(version=version.id, input={"n": 2})
+        assert err.value.status == 422
+    finally:
+        srv.close()

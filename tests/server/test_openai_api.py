@@ -122,9 +122,7 @@ def test_errors_in_openai_shape(oa: openai.OpenAI) -> None:
 
 
 def test_max_tokens_limit(tmp_path: Path) -> None:
-    srv = start_server(
-        tmp_path / "d", EchoBackend(), CharGenerator(max_model_len=100000), max_tokens_limit=50
-    )
+    srv = start_server(tmp_path / "d", EchoBackend(), CharGenerator(max_model_len=100000), max_tokens_limit=50)
     try:
         client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
         with pytest.raises(openai.BadRequestError) as err:

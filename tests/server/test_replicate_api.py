@@ -71,9 +71,7 @@ def test_stream_events_have_ids_and_error_event(authed: LiveServer) -> None:
     pred = c.predictions.create(version=VERSION, input={"text": "e", "mode": "fail"}, stream=True)
     assert pred.urls is not None
     url = pred.urls["stream"]
-    with httpx.stream(
-        "GET", url, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {TOKEN}"}
-    ) as r:
+    with httpx.stream("GET", url, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {TOKEN}"}) as r:
         events = parse_sse(r.iter_lines())
     assert all("id" in e for e in events)
     assert [e["event"] for e in events][-2:] == ["error", "done"]
