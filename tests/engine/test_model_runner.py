@@ -86,9 +86,7 @@ def test_prefix_cache_hit_gives_the_same_logits(model_dirs: dict[str, Path]) -> 
 
 def test_kv_cache_respects_the_memory_budget(model_dirs: dict[str, Path]) -> None:
     budget = 100_000
-    runner = ModelRunner(
-        model_dirs["llama"], EngineConfig(kv_cache_bytes=budget, dtype="float32", device="cpu")
-    )
+    runner = ModelRunner(model_dirs["llama"], EngineConfig(kv_cache_bytes=budget, dtype="float32", device="cpu"))
     assert 0 < runner.kv_cache_bytes <= budget
     allocated = sum(t.numel() * t.element_size() for t in runner.paged.k_cache + runner.paged.v_cache)
     assert allocated == runner.kv_cache_bytes
@@ -116,3 +114,27 @@ def test_dtype_resolution() -> None:
 def test_bnb_needs_a_gpu(model_dirs: dict[str, Path]) -> None:
     with pytest.raises(EngineError, match="CUDA"):
         ModelRunner(model_dirs["gpt2"], _config(quantize="bnb4"))
+
+
+@pytest.mark.parametrize("rows", [1, 64])
+def test_cpu_bf16_linear_matches_linear(rows: int) -> None:
+    """Both paths (bf16 GEMV for few rows, fp32 on a converted weight for many) compute the same linear."""
+    from cocina.engine.model_runner import CpuBf16Linear
+
+    g = torch.Generator().manual_seed(0)
+    lin = torch.nn.Linear(48, 80).to(torch.bfloat16)
+    x = torch.randn(2, rows, 48, generator=g).to(torch.bfloat16)
+    fast = CpuBf16Linear(lin.weight.t(), lin.bias)
+    with torch.inference_mode():
+        want = torch.nn.functional.linear(x.float(), lin.weight.float(), lin.bias.float())
+        got = fast(x)
+    assert got.shape == (2, rows, 80) and got.dtype is torch.bfloat16
+    torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
+
+
+def test_bf16_engine_on_a_cpu_without_native_bf16_uses_the_fast_linears(model_dirs: dict[str, Path]) -> None:
+    from cocina.engine.model_runner import CpuBf16Linear, cpu_supports_bf16
+
+    runner = ModelRunner(model_dirs["llama"], _config(dtype="bfloat16"))
+    swapped = sum(isinstance(m, CpuBf16Linear) for m in runner.model.modules())
+    assert (swapped > 0) is (not cpu_supports_bf16())
