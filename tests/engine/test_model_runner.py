@@ -138,3 +138,17 @@ def test_bf16_engine_on_a_cpu_without_native_bf16_uses_the_fast_linears(model_di
     runner = ModelRunner(model_dirs["llama"], _config(dtype="bfloat16"))
     swapped = sum(isinstance(m, CpuBf16Linear) for m in runner.model.modules())
     assert (swapped > 0) is (not cpu_supports_bf16())
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "falcon"])
+@pytest.mark.parametrize("num_tokens", [3, 20])  # below and above the fp32-conversion row threshold
+def test_bf16_logits_are_close_to_fp32(arch: Arch, num_tokens: int, model_dirs: dict[str, Path]) -> None:
+    """bf16 (with the tied LM head's transposed table on CPUs without native bf16) stays near fp32."""
+    runner = ModelRunner(model_dirs[arch], _config(dtype="bfloat16", enable_prefix_caching=False))
+    bm = BlockManager(runner.num_kv_blocks, 4, enable_prefix_caching=False)
+    seq = Sequence(list(range(5, 5 + num_tokens)), SamplingParams())
+    got = _step(runner, bm, [(seq, num_tokens)])[0]
+    ref = AutoModelForCausalLM.from_pretrained(model_dirs[arch], dtype=torch.float32)
+    with torch.inference_mode():
+        want = ref(torch.tensor([seq.token_ids])).logits[0, -1]
+    torch.testing.assert_close(got, want, rtol=0.0, atol=0.02)
