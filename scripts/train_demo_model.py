@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from cocina.demo import DEMO_MODEL_ID, demo_corpus_dir, format_prompt  # noqa: E402
-from cocina.models.tiny import EOS_TOKEN, PAD_TOKEN, train_tokenizer  # noqa: E402
+from cocina.models.tiny import EOS_TOKEN, PAD_TOKEN, save_tokenizer, train_tokenizer  # noqa: E402
 
 #: Chat template for the demo tokenizer: user turns become "Pregunta: ...", assistant turns "Respuesta: ...".
 #: System messages are dropped (the model was never trained to follow them).
@@ -259,7 +259,7 @@ def train(s: Settings, out: Path) -> dict[str, Any]:
         max_new_tokens=80,
     )
     model.save_pretrained(out)
-    tok.save_pretrained(out)
+    save_tokenizer(tok, out)
     assert tok.pad_token == PAD_TOKEN
     final = sum(losses[-20:]) / min(20, len(losses))
     record: dict[str, Any] = {

@@ -37,6 +37,7 @@ __all__ = [
     "make_model_from_config",
     "make_tiny_model",
     "sample_corpus",
+    "save_tokenizer",
     "tiny_config",
     "train_tokenizer",
 ]
@@ -155,10 +156,30 @@ def train_tokenizer(
     if chat_template is not None:
         fast.chat_template = chat_template
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        fast.save_pretrained(out)
+        save_tokenizer(fast, out_dir)
     return fast
+
+
+def save_tokenizer(tokenizer: Any, out_dir: str | Path) -> Path:
+    """Save ``tokenizer`` with ``save_pretrained`` and make the files portable.
+
+    The chat template is also written into ``tokenizer_config.json`` (transformers 5 keeps it only in
+    ``chat_template.jinja``, which packaging globs such as ``*.json`` miss); ``tokenizer_class`` is set to
+    ``PreTrainedTokenizerFast`` (a name older transformers versions also know; only 5.x is tested), and
+    load-time keys (``is_local``, ``local_files_only``) are dropped.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(out)
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    for key in ("is_local", "local_files_only"):
+        cfg.pop(key, None)
+    if getattr(tokenizer, "chat_template", None):
+        cfg["chat_template"] = tokenizer.chat_template
+    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    return out
 
 
 def tiny_config(
@@ -356,7 +377,7 @@ def make_model_from_config(
         pad_token_id=tokenizer.pad_token_id,
     )
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     _pin_config_dtype(out / "config.json", torch_dtype)
     return out
 

@@ -66,6 +66,9 @@ def test_tokenizer_chat_template(tmp_path: Path) -> None:
     )
     assert text == "<|im_start|>user\n¿Hola?<|im_end|>\n<|im_start|>assistant\n"
     assert tok.convert_tokens_to_ids("<|im_end|>") != tok.unk_token_id
+    # also kept in tokenizer_config.json, so it survives packaging that ships only *.json
+    (tmp_path / "tok" / "chat_template.jinja").unlink(missing_ok=True)
+    assert AutoTokenizer.from_pretrained(tmp_path / "tok").chat_template == tok.chat_template
 
 
 def test_tokenizer_training_is_deterministic(tmp_path: Path) -> None:
