@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --dev
 .venv/bin/ruff check cocina tests benchmarks scripts
+.venv/bin/mypy cocina
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

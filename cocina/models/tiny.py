@@ -209,7 +209,7 @@ def tiny_config(
         raise ValueError("hidden_size must be divisible by num_heads")
     kv = num_kv_heads if num_kv_heads is not None else max(1, num_heads // 2)
     inter = intermediate_size if intermediate_size is not None else 4 * hidden_size
-    ids = {"bos_token_id": bos_token_id, "eos_token_id": eos_token_id, "pad_token_id": pad_token_id}
+    ids: dict[str, Any] = {"bos_token_id": bos_token_id, "eos_token_id": eos_token_id, "pad_token_id": pad_token_id}
     cfg: Any
     if arch == "gpt2":
         cfg = GPT2Config(
