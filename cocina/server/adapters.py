@@ -116,6 +116,10 @@ class EngineGenerator:
     def tokenizer(self) -> Any:
         return self.aengine.engine.tokenizer
 
+    def engine_stats(self) -> Any:
+        """The engine's `EngineStats` snapshot (for `/metrics`)."""
+        return self.aengine.stats()
+
     def encode(self, text: str) -> list[int]:
         return list(self.aengine.engine.encode(text))
 
@@ -207,6 +211,10 @@ class InProcessLLMBackend:
     @property
     def max_concurrency(self) -> int:
         return self.concurrency
+
+    def engine_stats(self) -> Any:
+        """The engine's `EngineStats` snapshot (for `/metrics`)."""
+        return self.aengine.stats()
 
     async def start(self) -> SetupInfo:
         started = utc_now()

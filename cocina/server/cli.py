@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -91,14 +91,12 @@ def serve_command(
         root = Path(".")
     else:
         from cocina.config import load_project
-        from cocina.server.adapters import RunnerBackend
-        from cocina.worker.runner import Runner
 
         root = directory.resolve()
         project = load_project(root)
-        backend = RunnerBackend(Runner(project, max_concurrency=concurrency))
         model_name = name or f"local/{root.name}"
         version_id = project_version_id(root)
+        generator, backend = _project_backends(project, model_name, concurrency)
     owner, _, short = model_name.rpartition("/") if "/" in model_name else ("local", "", model_name)
     settings = ServerSettings(
         host=host,
@@ -117,6 +115,34 @@ def serve_command(
         api_token=os.environ.get(api_token_env) or None,
     )
     build_server(settings, backend, generator).run()
+
+
+def _project_backends(project: Any, model_name: str, concurrency: int | None) -> tuple[Any, Any]:
+    """(generator, backend) for a project directory: the built-in LLM predictor in-process on one engine
+    (OpenAI surface included), or the worker child for user predictors (see `cocina.server.project`)."""
+    from cocina.server.project import builtin_llm, resolve_project_model
+
+    llm = builtin_llm(project)
+    if llm is None:
+        from cocina.server.adapters import RunnerBackend
+        from cocina.worker.runner import Runner
+
+        return None, RunnerBackend(Runner(project, max_concurrency=concurrency))
+    from cocina.llm import LLMPredictor, engine_config_from_env, load_engine
+    from cocina.server.adapters import EngineGenerator, InProcessLLMBackend
+
+    model = resolve_project_model(project, llm, LLMPredictor.model)
+    logging.getLogger("cocina.server").info(
+        "serving %s in-process on cocina's engine (%s): model %s", project.predict_ref, llm.reason, model
+    )
+    # COCINA_* engine options as the worker child would see them: the project's `environment:` over ours.
+    config = engine_config_from_env({**os.environ, **project.environment})
+    try:
+        aengine = load_engine(model, config=config, **dict(project.engine))
+    except TypeError as exc:
+        raise SystemExit(f"cocina serve: invalid `cocina: engine:` option in {project.config_file}: {exc}") from None
+    backend = InProcessLLMBackend(aengine, concurrency=max(1, aengine.engine.config.max_num_seqs))
+    return EngineGenerator(aengine, model_name), backend
 
 
 def register(app: typer.Typer) -> None:

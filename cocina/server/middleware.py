@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,10 +21,16 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 class RequestIdMiddleware:
     """Gives every request an id (the client's `X-Request-Id` if sane, else a new one), returns it as
-    `X-Request-Id`, and logs one JSON line per request when the response ends."""
+    `X-Request-Id`, and logs one JSON line per request when the response ends.
 
-    def __init__(self, app: ASGIApp) -> None:
+    `on_response(surface, method, status, duration_s)` is called then too (the metrics); it must not raise.
+    """
+
+    def __init__(
+        self, app: ASGIApp, on_response: Callable[[str, str, int, float], None] | None = None
+    ) -> None:
         self.app = app
+        self.on_response = on_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,13 +61,19 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            duration_s = time.perf_counter() - start
+            # No response started means the app raised past every handler: the client sees a 500 (or nothing).
+            final_status = status or 500
+            if self.on_response is not None:
+                path = scope.get("path", "")
+                self.on_response(surface_for_path(path).value, str(scope.get("method")), final_status, duration_s)
             record: dict[str, Any] = {
                 "event": "request",
                 "request_id": request_id,
                 "method": scope.get("method"),
                 "path": scope.get("path"),
-                "status": status or 500,
-                "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                "status": final_status,
+                "duration_ms": round(duration_s * 1000, 2),
                 "bytes_out": sent,
             }
             client = scope.get("client")

@@ -5,15 +5,21 @@ OpenAI's shapes; generation is the `TextGenerator`'s. `n` choices (and several p
 generations. Errors before the first byte are OpenAI error objects; a failure mid-stream is sent as an SSE
 `error` object before `[DONE]`. A client that disconnects — streaming or not — cancels its generations, which
 frees their engine slots.
+
+Every accepted request (one that reached the engine) is a row in the prediction store, surface `openai`, with
+the request as `input` and the answer in the non-streaming response's shape as `output` — so the audit of what
+was asked and answered (`GET /v1/predictions`) covers this surface too. Such rows are never re-run after a
+crash (the client is gone): recovery fails them, as it does any prediction without a runnable input.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,15 +34,19 @@ from cocina.server.backend import (
     GenerationFailed,
     GenerationOptions,
     GeneratorOverloaded,
+    PredictionStatus,
     TextDelta,
     TextGenerator,
     TokenLogprob,
 )
 from cocina.server.bodies import dumps, parse_body
 from cocina.server.errors import ApiError, BadRequest, ContextLengthExceeded, NotFound, Unavailable
+from cocina.server.runtime import Runtime
 from cocina.server.settings import ServerSettings
+from cocina.server.store import PredictionRecord, utc_now
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_auth)])
+log = logging.getLogger("cocina.server.openai")
 
 MAX_N = 16
 MAX_STOP = 4
@@ -238,6 +248,8 @@ class _Run:
             generator.generate(c.prompt_ids, c.options, f"{request_id}-{c.index}") for c in choices
         ]
         self._tasks: list[asyncio.Task[None]] = []
+        self.error: str | None = None  # why the run failed, once it has
+        self.first_output_at: float | None = None  # time.monotonic() of the first text
 
     async def start(self) -> None:
         """Pull each generation's first event, so refusals (overload, bad prompt) happen before any byte."""
@@ -285,11 +297,15 @@ class _Run:
         while pending:
             choice, ev = await self.queue.get()
             if isinstance(ev, BaseException):
-                raise GenerationError(f"The engine failed ({type(ev).__name__}).")
+                self.error = f"The engine failed ({type(ev).__name__})."
+                raise GenerationError(self.error)
             if isinstance(ev, GenerationFailed):
+                self.error = ev.message
                 raise GenerationError(ev.message)
             assert ev is not None
             if isinstance(ev, TextDelta):
+                if self.first_output_at is None and ev.text:
+                    self.first_output_at = time.monotonic()
                 choice.text += ev.text
                 choice.logprobs.extend(ev.logprobs)
                 choice.completion_tokens += len(ev.token_ids)
@@ -386,6 +402,90 @@ def _chat_logprobs(lps: list[TokenLogprob]) -> dict[str, Any]:
     }
 
 
+# ---- audit -----------------------------------------------------------------------------------------------
+
+
+class _Audit:
+    """The store row of one OpenAI request: written `processing` before the first byte, then its outcome."""
+
+    def __init__(self, request: Request, request_id: str, body: pydantic.BaseModel) -> None:
+        self.runtime: Runtime = request.app.state.runtime
+        self.t0 = time.monotonic()
+        now = utc_now()
+        self.record = PredictionRecord(
+            id=request_id,
+            status=PredictionStatus.PROCESSING,
+            surface="openai",
+            input={"path": request.url.path, **body.model_dump(mode="json", exclude_unset=True)},
+            run_input=None,  # an OpenAI request is answered once, to the client that asked; never re-run
+            created_at=now,
+            started_at=now,
+        )
+        self.runtime.store.insert(self.record)
+
+    def finish(self, status: PredictionStatus, output: Any, run: _Run, error: str | None = None) -> None:
+        """Record how the request ended (called exactly once, whatever happened)."""
+        rec = self.record
+        if rec.status.is_terminal:
+            return
+        elapsed = time.monotonic() - self.t0
+        usage = _usage(run.choices)
+        rec.status = status
+        rec.output = output
+        rec.error = error
+        rec.completed_at = utc_now()
+        # Replicate's names for language-model metrics, so the audit reads like a Replicate LLM prediction.
+        rec.metrics = {
+            "predict_time": round(elapsed, 6),
+            "total_time": round(elapsed, 6),
+            "input_token_count": usage["prompt_tokens"],
+            "output_token_count": usage["completion_tokens"],
+        }
+        if run.first_output_at is not None:
+            rec.metrics["time_to_first_token"] = round(run.first_output_at - self.t0, 6)
+        try:
+            self.runtime.store.update(rec)
+        except Exception:
+            log.exception("could not store OpenAI request %s", rec.id)
+        self.runtime.notify_finished(rec)
+
+
+def _partial(run: _Run) -> dict[str, Any]:
+    """What a failed or canceled request had produced, per choice."""
+    return {"choices": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason} for c in run.choices]}
+
+
+async def _audited_stream(
+    stream: AsyncIterator[bytes], audit: _Audit, run: _Run, result: Callable[[], dict[str, Any]]
+) -> AsyncIterator[bytes]:
+    """`stream`, then the audit row: succeeded (every choice finished), failed (the engine), or canceled (the
+    client went away first)."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.aclose()  # type: ignore[attr-defined]
+        if run.error is not None:
+            audit.finish(PredictionStatus.FAILED, _partial(run), run, run.error)
+        elif all(c.finish_reason is not None for c in run.choices):
+            audit.finish(PredictionStatus.SUCCEEDED, result(), run)
+        else:
+            audit.finish(PredictionStatus.CANCELED, _partial(run), run, "The client disconnected.")
+
+
+async def _collect_audited(request: Request, run: _Run, audit: _Audit) -> None:
+    """The non-streaming run, with its outcome recorded when it does not succeed."""
+    try:
+        await _collect_or_disconnect(request, run)
+    except asyncio.CancelledError:
+        audit.finish(PredictionStatus.CANCELED, _partial(run), run, "The client disconnected.")
+        raise
+    except Exception as exc:
+        audit.finish(PredictionStatus.FAILED, _partial(run), run, run.error or f"{type(exc).__name__}")
+        raise
+
+
 # ---- /v1/completions --------------------------------------------------------------------------------------
 
 
@@ -410,7 +510,24 @@ async def completions(request: Request) -> Response:
     created = int(time.time())
     run = _Run(generator, choices, rid)
     await run.start()
+    audit = _Audit(request, rid, body)
     base = {"id": rid, "object": "text_completion", "created": created, "model": body.model}
+
+    def result() -> dict[str, Any]:
+        return {
+            **base,
+            "choices": [
+                {
+                    "index": c.index,
+                    "text": c.text,
+                    "logprobs": _completion_logprobs(c.logprobs) if body.logprobs is not None else None,
+                    "finish_reason": c.finish_reason,
+                }
+                for c in choices
+            ],
+            "usage": _usage(choices),
+        }
+
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -448,24 +565,14 @@ async def completions(request: Request) -> Response:
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+            _audited_stream(stream(), audit, run, result),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store"},
         )
-    await _collect_or_disconnect(request, run)
-    return JSONResponse(
-        {
-            **base,
-            "choices": [
-                {
-                    "index": c.index,
-                    "text": c.text,
-                    "logprobs": _completion_logprobs(c.logprobs) if body.logprobs is not None else None,
-                    "finish_reason": c.finish_reason,
-                }
-                for c in choices
-            ],
-            "usage": _usage(choices),
-        }
-    )
+    await _collect_audited(request, run, audit)
+    answer = result()
+    audit.finish(PredictionStatus.SUCCEEDED, answer, run)
+    return JSONResponse(answer)
 
 
 # ---- /v1/chat/completions ---------------------------------------------------------------------------------
@@ -490,6 +597,7 @@ async def chat_completions(request: Request) -> Response:
     created = int(time.time())
     run = _Run(generator, choices, rid)
     await run.start()
+    audit = _Audit(request, rid, body)
     base = {
         "id": rid,
         "object": "chat.completion.chunk",
@@ -497,6 +605,10 @@ async def chat_completions(request: Request) -> Response:
         "model": body.model,
         "system_fingerprint": None,
     }
+
+    def result() -> dict[str, Any]:
+        return _chat_result(base, choices, body.logprobs)
+
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -556,22 +668,29 @@ async def chat_completions(request: Request) -> Response:
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+            _audited_stream(stream(), audit, run, result),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store"},
         )
-    await _collect_or_disconnect(request, run)
-    return JSONResponse(
-        {
-            **base,
-            "object": "chat.completion",
-            "choices": [
-                {
-                    "index": c.index,
-                    "message": {"role": "assistant", "content": c.text},
-                    "logprobs": _chat_logprobs(c.logprobs) if body.logprobs else None,
-                    "finish_reason": c.finish_reason,
-                }
-                for c in choices
-            ],
-            "usage": _usage(choices),
-        }
-    )
+    await _collect_audited(request, run, audit)
+    answer = result()
+    audit.finish(PredictionStatus.SUCCEEDED, answer, run)
+    return JSONResponse(answer)
+
+
+def _chat_result(base: dict[str, Any], choices: list[_Choice], with_logprobs: bool) -> dict[str, Any]:
+    """The non-streaming chat answer (also what the audit stores for a stream)."""
+    return {
+        **base,
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": c.index,
+                "message": {"role": "assistant", "content": c.text},
+                "logprobs": _chat_logprobs(c.logprobs) if with_logprobs else None,
+                "finish_reason": c.finish_reason,
+            }
+            for c in choices
+        ],
+        "usage": _usage(choices),
+    }

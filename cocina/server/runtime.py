@@ -113,6 +113,8 @@ class Runtime:
         self.setup_started_at = utc_now()
         self.iterator_output = False
         self.renderers: dict[str, Renderer] = {}
+        # Called with each prediction that ends (metrics); an observer that raises is logged, never fatal.
+        self.finish_observers: list[Callable[[PredictionRecord], None]] = []
         self._active: dict[str, ActivePrediction] = {}
         self._recent: OrderedDict[str, ActivePrediction] = OrderedDict()
         self._queue: deque[str] = deque()
@@ -499,6 +501,10 @@ class Runtime:
             error = f"Prediction timed out after {self.settings.prediction_timeout_s} seconds."
         elif active.cancel_reason is CancelReason.SHUTDOWN and status is PredictionStatus.CANCELED:
             error = error or "The server shut down while this prediction was running."
+        if self.iterator_output and rec.output is None and status is PredictionStatus.SUCCEEDED:
+            # An iterator that yielded nothing (a model that stops at once) produced an empty list, as in Cog;
+            # `null` would make clients that iterate the output fail.
+            rec.output = []
         predict_time = done.predict_time if done.predict_time else time.monotonic() - started
         self._predict_times.append(predict_time)
         self._finish(active, status, error, predict_time)
@@ -565,10 +571,19 @@ class Runtime:
         self.store.update(rec)
         self._emit(active, "completed")
         active.done.set()
+        self.notify_finished(rec)
         self._active.pop(rec.id, None)
         self._recent[rec.id] = active
         while len(self._recent) > _RECENT_MAX:
             self._recent.popitem(last=False)
+
+    def notify_finished(self, rec: PredictionRecord) -> None:
+        """Tell the observers that `rec` ended (the OpenAI surface calls this for its requests too)."""
+        for observer in self.finish_observers:
+            try:
+                observer(rec)
+            except Exception:
+                log.exception("prediction observer failed")
 
     # ---- retention
     # -------------------------------------------------------------------------------------------

@@ -305,3 +305,8 @@ def test_predictor_that_ignores_cancel_is_given_up(live: LiveServer) -> None:
     final = live.client.put("/predictions/stubborn", json={"input": {"text": "h"}}).json()
     assert final["status"] == "canceled" and "did not stop" in final["error"]
     assert live.client.get("/health-check").json()["status"] == "READY"
+
+
+def test_iterator_that_yields_nothing_outputs_an_empty_list(live: LiveServer) -> None:
+    r = live.client.post("/predictions", json={"input": {"text": "a", "n": 0}})
+    assert r.json()["status"] == "succeeded" and r.json()["output"] == []

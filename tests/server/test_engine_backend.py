@@ -90,3 +90,28 @@ def test_stream_disconnect_frees_engine_slot_and_blocks(engine_server: LiveServe
         assert time.monotonic() < deadline, stats
         time.sleep(0.05)
     assert stats.num_requests_aborted >= 1
+
+
+def test_engine_metrics_under_vllm_names(engine_server: LiveServer) -> None:
+    from tests.server.test_metrics import scrape, value
+
+    before = scrape(engine_server)
+    client = openai.OpenAI(base_url=f"{engine_server.url}/v1", api_key="x", max_retries=0)
+    stream = client.chat.completions.create(
+        model="tiny-gpt2", messages=[{"role": "user", "content": "hola"}], max_tokens=6, stream=True, seed=1
+    )
+    assert list(stream)
+    after = scrape(engine_server)
+    stats = _stats(engine_server)
+    for prefix in ("vllm:", "cocina_engine_"):
+        assert value(after, f"{prefix}prompt_tokens_total") > value(before, f"{prefix}prompt_tokens_total")
+        assert value(after, f"{prefix}generation_tokens_total") > value(before, f"{prefix}generation_tokens_total")
+        ttft = f"{prefix}time_to_first_token_seconds_count"
+        assert value(after, ttft) > value(before, ttft)
+        assert value(after, f"{prefix}time_to_first_token_seconds_bucket", le="+Inf") == value(after, ttft)
+        assert value(after, f"{prefix}num_requests_running") == 0
+        assert value(after, f"{prefix}num_requests_waiting") == 0
+    assert value(after, "vllm:generation_tokens_total") == stats.generated_tokens
+    assert 0 <= value(after, "vllm:kv_cache_usage_perc") <= 1
+    assert value(after, "cocina_engine_kv_blocks_total") == stats.num_kv_blocks_total > 0
+    assert value(after, "cocina_engine_requests_total", outcome="finished") >= 1

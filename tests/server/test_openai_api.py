@@ -206,3 +206,62 @@ def test_too_many_choices_is_400(oa: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         oa.completions.create(model=MODEL, prompt=["a"] * 10, n=8, max_tokens=1)
     assert err.value.param == "prompt"
+
+
+# ---- every OpenAI request is in the prediction store (the audit covers this surface) -----------------------
+
+
+def _stored(srv: LiveServer, rid: str) -> dict[str, Any]:
+    """The request's row as the Replicate API shows it (what an auditor reads)."""
+    r = srv.client.get(f"/v1/predictions/{rid}")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_openai_requests_are_stored(live: LiveServer, oa: openai.OpenAI) -> None:
+    chat = oa.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "¿qué blanquea?"}], max_tokens=6, seed=2
+    )
+    row = _stored(live, chat.id)
+    assert row["status"] == "succeeded" and row["error"] is None
+    assert row["input"]["path"] == "/v1/chat/completions"
+    assert row["input"]["messages"] == [{"role": "user", "content": "¿qué blanquea?"}]
+    assert row["output"]["choices"][0]["message"]["content"] == chat.choices[0].message.content
+    assert row["metrics"]["input_token_count"] == chat.usage.prompt_tokens  # type: ignore[union-attr]
+    assert row["metrics"]["output_token_count"] == chat.usage.completion_tokens  # type: ignore[union-attr]
+
+    stream = oa.completions.create(model=MODEL, prompt="hola", max_tokens=7, seed=3, stream=True)
+    chunks = list(stream)
+    streamed = "".join(c.choices[0].text for c in chunks if c.choices)
+    row = _stored(live, chunks[0].id)
+    assert row["status"] == "succeeded" and row["input"]["stream"] is True
+    assert row["output"]["choices"][0]["text"] == streamed
+    assert row["metrics"]["time_to_first_token"] >= 0
+    listed = {p["id"] for p in live.client.get("/v1/predictions").json()["results"]}
+    assert {chat.id, chunks[0].id} <= listed
+    # Never re-run after a crash: the client that asked is gone.
+    assert live.runtime.store.get(chat.id).run_input is None  # type: ignore[union-attr]
+
+
+def test_failed_and_disconnected_openai_requests_are_stored(tmp_path: Path) -> None:
+    gen = CharGenerator(token_delay_s=0.02, max_model_len=10000)
+    srv = start_server(tmp_path / "d", EchoBackend(), gen)
+    try:
+        r = httpx.post(f"{srv.url}/v1/completions", json={"model": MODEL, "prompt": "FAIL", "max_tokens": 9})
+        assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+        failed = [p for p in srv.client.get("/v1/predictions").json()["results"] if p["status"] == "failed"]
+        assert len(failed) == 1 and failed[0]["error"] == "the engine ran out of memory"
+        assert failed[0]["output"]["choices"][0]["text"]  # the 2 tokens made before the failure
+
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 4000, "stream": True}
+        with httpx.stream("POST", f"{srv.url}/v1/chat/completions", json=body) as resp:
+            lines = resp.iter_lines()
+            first = next(lines)
+            rid = first.removeprefix("data: ")[:200].split('"id":"')[1].split('"')[0]
+            for _ in range(4):
+                next(lines)
+        _wait(lambda: _stored(srv, rid)["status"] == "canceled")
+        assert _stored(srv, rid)["error"] == "The client disconnected."
+    finally:
+        srv.stop()

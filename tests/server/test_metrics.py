@@ -1,0 +1,127 @@
+"""`GET /metrics` scraped with prometheus_client's own parser after real traffic on every surface."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import replicate
+from prometheus_client.parser import text_string_to_metric_families
+
+from cocina.server.metrics import ServerMetrics
+from tests.server.conftest import LiveServer, start_server
+from tests.server.fixtures.backends import CharGenerator, EchoBackend
+
+
+def scrape(srv: LiveServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of `/metrics`, keyed by (name, sorted labels)."""
+    r = srv.client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_move_with_traffic_on_every_surface(live: LiveServer) -> None:
+    before = scrape(live)
+    assert value(before, "cocina_queue_depth") == 0 and value(before, "cocina_concurrency") == 2
+    assert not any(name.startswith("vllm:") for name, _ in before)  # no engine behind this server
+
+    assert live.client.post("/predictions", json={"input": {"text": "a", "n": 2}}).status_code == 200
+    assert live.client.post("/predictions", json={"input": {"text": "a", "mode": "fail"}}).json()["status"] == "failed"
+    assert live.client.post("/predictions", json={"input": {}}).status_code == 422
+    rep = replicate.Client(api_token="x", base_url=live.url)
+    assert "".join(rep.run(f"acme/echo:{'a' * 64}", input={"text": "b", "n": 1})) == "b0"
+    oa = openai.OpenAI(base_url=f"{live.url}/v1", api_key="x", max_retries=0)
+    oa.chat.completions.create(model="tiny-char", messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+    with pytest.raises(openai.NotFoundError):
+        oa.completions.create(model="nope", prompt="x", max_tokens=1)
+
+    after = scrape(live)
+    assert value(after, "cocina_http_requests_total", surface="cog", method="POST", status="200") >= 2
+    assert value(after, "cocina_http_requests_total", surface="cog", method="POST", status="422") == 1
+    assert value(after, "cocina_http_requests_total", surface="replicate", method="POST", status="201") >= 1
+    assert value(after, "cocina_http_requests_total", surface="openai", method="POST", status="200") == 1
+    assert value(after, "cocina_http_requests_total", surface="openai", method="POST", status="404") == 1
+    assert value(after, "cocina_http_request_duration_seconds_count", surface="openai", status="200") == 1
+    assert value(after, "cocina_predictions_total", surface="cog", status="succeeded") == 1
+    assert value(after, "cocina_predictions_total", surface="cog", status="failed") == 1
+    assert value(after, "cocina_predictions_total", surface="replicate", status="succeeded") == 1
+    assert value(after, "cocina_predictions_total", surface="openai", status="succeeded") == 1
+    assert value(after, "cocina_predictions_running") == 0
+
+
+def test_queue_depth_is_read_at_scrape_time(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "d", EchoBackend(), concurrency=1, max_queue=4)
+    try:
+        slow = {"input": {"text": "s", "n": 1, "delay": 1.0}}
+        for _ in range(3):
+            assert srv.client.post("/predictions", json=slow, headers={"Prefer": "respond-async"}).status_code == 202
+        samples = scrape(srv)
+        assert value(samples, "cocina_predictions_running") == 1
+        assert value(samples, "cocina_queue_depth") == 2
+    finally:
+        srv.stop()
+
+
+class _BrokenEngineGenerator(CharGenerator):
+    """A generator whose engine statistics cannot be read (an engine in a bad state)."""
+
+    def engine_stats(self) -> Any:
+        raise RuntimeError("engine stats unavailable")
+
+
+def test_failing_engine_stats_do_not_break_the_scrape(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "d", EchoBackend(), _BrokenEngineGenerator())
+    try:
+        samples = scrape(srv)
+        assert value(samples, "cocina_queue_depth") == 0
+        assert not any(name.startswith("vllm:") for name, _ in samples)
+    finally:
+        srv.stop()
+
+
+def test_a_failing_observer_does_not_fail_predictions(live: LiveServer) -> None:
+    def broken(_: Any) -> None:
+        raise ValueError("observer bug")
+
+    live.runtime.finish_observers.insert(0, broken)
+    r = live.client.post("/predictions", json={"input": {"text": "a", "n": 1}})
+    assert r.status_code == 200 and r.json()["status"] == "succeeded"
+    assert value(scrape(live), "cocina_predictions_total", surface="cog", status="succeeded") == 1
+
+
+def test_a_request_cut_short_is_still_counted(tmp_path: Path) -> None:
+    """The count is taken in the middleware's `finally`: a client that goes away mid-stream is counted once."""
+    srv = start_server(tmp_path / "d", EchoBackend(), CharGenerator(token_delay_s=0.02, max_model_len=10000))
+    try:
+        body = {"model": "tiny-char", "prompt": "x", "max_tokens": 4000, "stream": True}
+        with httpx.stream("POST", f"{srv.url}/v1/completions", json=body) as resp:
+            next(resp.iter_lines())
+        deadline = time.monotonic() + 5
+        while value(scrape(srv), "cocina_predictions_total", surface="openai", status="canceled") != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        samples = scrape(srv)
+        assert value(samples, "cocina_http_requests_total", surface="openai", method="POST", status="200") == 1
+        assert value(samples, "cocina_http_request_duration_seconds_count", surface="openai", status="200") == 1
+    finally:
+        srv.stop()
+
+
+def test_metrics_render_without_a_runtime() -> None:
+    metrics = ServerMetrics()
+    metrics.observe_prediction("cog", "succeeded")
+    text = metrics.render().decode()
+    assert 'cocina_predictions_total{status="succeeded",surface="cog"} 1.0' in text
+    assert "cocina_queue_depth" not in text  # nothing to read before the runtime exists

@@ -1,0 +1,218 @@
+"""`cocina serve` as a real process on a language model: `--model DIR`, and a project directory whose predictor
+is the built-in `LLMPredictor` (run in-process, so Cog, Replicate and OpenAI share one engine).
+
+The real `openai` and `replicate` clients talk to it; SIGTERM stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import replicate
+
+from cocina.config import load_project
+from cocina.server.project import BuiltinLLM, builtin_llm, resolve_project_model
+from tests.server.test_metrics import value
+
+pytest.importorskip("torch")
+
+# A tiny engine: CPU, a short context, a small KV cache (the test machine has 2 cores).
+ENGINE_ENV = {
+    "COCINA_DEVICE": "cpu",
+    "COCINA_MAX_MODEL_LEN": "256",
+    "COCINA_KV_CACHE_BYTES": "8M",
+    "COCINA_MAX_NUM_SEQS": "8",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cocina.models.tiny import make_tiny_model
+
+    return Path(make_tiny_model(tmp_path_factory.mktemp("m") / "tiny-gpt2", arch="gpt2"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    """`cocina serve ARGS` in its own process group, its output in a log file (shown when it fails)."""
+
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"serve-{self.port}.log"
+        cmd = [sys.executable, "-m", "cocina.cli", "serve", *args, "--port", str(self.port)]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **ENGINE_ENV, **(env or {})},
+                start_new_session=True,
+            )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"cocina serve exited ({self.proc.returncode}):\n{self.log[-3000:]}"
+            try:
+                if httpx.get(f"{self.url}/health-check", timeout=2).json()["status"] == "READY":
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"never READY:\n{self.log[-3000:]}")
+
+    def sigterm(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM, then a clean exit: drained, the store closed, no traceback."""
+        self.proc.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal once its graceful shutdown is done: -SIGTERM is a clean exit here.
+        assert self.proc.wait(timeout_s) in (0, -signal.SIGTERM), self.log[-3000:]
+        assert "Application shutdown complete." in self.log and "Traceback" not in self.log, self.log[-3000:]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def serve_procs() -> Iterator[list[Served]]:
+    procs: list[Served] = []
+    yield procs
+    for p in procs:
+        p.kill()
+
+
+def test_serve_model_dir_end_to_end(tiny_model: Path, tmp_path: Path, serve_procs: list[Served]) -> None:
+    srv = Served(tmp_path, "--model", str(tiny_model), "--name", "acme/tiny", "--data-dir", str(tmp_path / "data"))
+    serve_procs.append(srv)
+    srv.wait_ready()
+
+    oa = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+    assert [m.id for m in oa.models.list()] == ["acme/tiny"]
+    chunks = list(
+        oa.chat.completions.create(
+            model="acme/tiny",
+            messages=[{"role": "user", "content": "hola"}],
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+            seed=1,
+        )
+    )
+    assert chunks[-1].usage is not None and 1 <= chunks[-1].usage.completion_tokens <= 8
+    assert any(c.choices and c.choices[0].finish_reason in ("stop", "length") for c in chunks)
+
+    rep = replicate.Client(api_token="x", base_url=srv.url)
+    out = rep.run("acme/tiny", input={"prompt": "hola", "max_new_tokens": 5, "seed": 2})
+    assert isinstance("".join(out), str)
+    listed = httpx.get(f"{srv.url}/v1/predictions").json()["results"]
+    assert {p["status"] for p in listed} == {"succeeded"} and len(listed) == 2  # the chat is stored too
+
+    srv.sigterm()
+
+
+def _write_project(root: Path, predict: str, config: str = 'predict: "predict.py:Predictor"\n') -> Path:
+    root.mkdir(parents=True)
+    (root / "predict.py").write_text(textwrap.dedent(predict))
+    (root / "cocina.yaml").write_text(config)
+    return root
+
+
+def test_serve_builtin_llm_project_shares_one_engine(
+    tiny_model: Path, tmp_path: Path, serve_procs: list[Served]
+) -> None:
+    # A configuration-only subclass naming its model by a path relative to the project.
+    project = _write_project(
+        tmp_path / "proj",
+        f'''
+        from cocina.llm import LLMPredictor
+
+
+        class Predictor(LLMPredictor):
+            """The tiny test model."""
+
+            model = "{os.path.relpath(tiny_model, tmp_path / "proj")}"
+        ''',
+    )
+    srv = Served(tmp_path, str(project), "--name", "acme/proj")
+    serve_procs.append(srv)
+    srv.wait_ready()
+    assert "in-process on cocina's engine" in srv.log
+
+    oa = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+    chat = oa.chat.completions.create(model="acme/proj", messages=[{"role": "user", "content": "a"}], max_tokens=4)
+    assert chat.usage is not None and chat.usage.completion_tokens >= 1
+    rep = replicate.Client(api_token="x", base_url=srv.url)
+    out = rep.run("acme/proj", input={"prompt": "b", "max_new_tokens": 3, "seed": 5})
+    assert isinstance("".join(out), str), (out, httpx.get(f"{srv.url}/v1/predictions").json())
+    cog = httpx.post(f"{srv.url}/predictions", json={"input": {"pregunta": "c", "max_new_tokens": 3}}, timeout=30)
+    assert cog.json()["status"] == "succeeded"
+
+    # One engine behind all three surfaces: it counted the three requests.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(httpx.get(f"{srv.url}/metrics").text)
+        for s in f.samples
+    }
+    assert value(samples, "cocina_engine_requests_total", outcome="finished") == 3
+    assert (project / ".cocina" / "predictions.db").exists()
+    srv.sigterm()
+
+
+# ---- which projects run in-process (read from the files, never imported) ------------------------------------
+
+
+def test_builtin_llm_detection(tmp_path: Path) -> None:
+    def detect(name: str, predict: str, config: str = 'predict: "predict.py:Predictor"\n') -> BuiltinLLM | None:
+        return builtin_llm(load_project(_write_project(tmp_path / name, predict, config)))
+
+    plain = "from cocina.llm import LLMPredictor\n"
+    assert detect("ref", plain, 'predict: "predict.py:LLMPredictor"\n') == BuiltinLLM(
+        None, "predict.py:LLMPredictor is cocina.llm.LLMPredictor"
+    )
+    alias = detect("alias", "import cocina.llm as llm\nPredictor = llm.LLMPredictor\n")
+    assert alias is not None and alias.model is None
+    sub = detect("sub", 'from cocina.llm import LLMPredictor as L\nclass Predictor(L):\n    model: str = "org/m"\n')
+    assert sub is not None and sub.model == "org/m"
+    # Methods of its own: user code, which stays in the worker child.
+    custom = 'from cocina.llm import LLMPredictor\nclass Predictor(LLMPredictor):\n    def setup(self): ...\n'
+    assert detect("custom", custom) is None
+    assert detect("mixin", "from cocina.llm import LLMPredictor\nclass Predictor(LLMPredictor, dict): pass\n") is None
+    assert detect("user", "from cog import BasePredictor\nclass Predictor(BasePredictor):\n    pass\n") is None
+    keyed = detect("keyed", "class Predictor: pass\n", 'predict: "predict.py:Predictor"\ncocina:\n  model: weights\n')
+    assert keyed == BuiltinLLM("weights", "cocina.model in the project's config")
+
+
+def test_project_model_resolution(tmp_path: Path) -> None:
+    config = 'predict: "predict.py:Predictor"\ncocina:\n  model: w\n'
+    root = _write_project(tmp_path / "p", "class Predictor: pass\n", config)
+    (root / "w").mkdir()
+    project = load_project(root)
+    llm = builtin_llm(project)
+    assert llm is not None
+    assert resolve_project_model(project, llm, "cocina/demo", env={}) == str(root / "w")  # relative: the project's
+    assert resolve_project_model(project, llm, "cocina/demo", env={"COCINA_MODEL": "org/x"}) == "org/x"
+    assert resolve_project_model(project, BuiltinLLM(None, ""), "cocina/demo", env={}) == "cocina/demo"
