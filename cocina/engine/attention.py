@@ -37,9 +37,7 @@ class PrefillChunk:
     q_start: int  # offset of the chunk's first token in the packed row
     num_tokens: int
     start_pos: int  # tokens of this sequence already in the cache before this chunk
-    ctx_slots: (
-        Tensor | None
-    )  # [start_pos + num_tokens] cache slots; None when start_pos == 0 (no gather needed)
+    ctx_slots: Tensor | None  # [start_pos + num_tokens] cache slots; None when start_pos == 0 (no gather needed)
     mask: Tensor | None  # [1 | H, num_tokens, ctx] bool (True attends) or float bias (ALiBi); None: is_causal
 
 
@@ -81,12 +79,8 @@ class PagedAttention:
     def allocate(self, num_blocks: int, dtype: torch.dtype, device: torch.device) -> None:
         """Allocate the cache for ``num_blocks`` blocks (zeros, so padded gathers never read NaNs)."""
         num_slots = num_blocks * self.block_size
-        self.k_cache = [
-            torch.zeros(num_slots, h, d, dtype=dtype, device=device) for h, d in self.probed_shapes
-        ]
-        self.v_cache = [
-            torch.zeros(num_slots, h, d, dtype=dtype, device=device) for h, d in self.probed_shapes
-        ]
+        self.k_cache = [torch.zeros(num_slots, h, d, dtype=dtype, device=device) for h, d in self.probed_shapes]
+        self.v_cache = [torch.zeros(num_slots, h, d, dtype=dtype, device=device) for h, d in self.probed_shapes]
 
     # -- attention -----------------------------------------------------------------------------------------
     def attend(self, module: nn.Module, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> Tensor:
@@ -115,10 +109,13 @@ class PagedAttention:
             shape = (*md.decode_slots.shape, *kc.shape[1:])  # [n, Lmax, Hkv, D]
             kd = kc.index_select(0, flat).view(shape).transpose(1, 2)  # [n, Hkv, Lmax, D]
             vd = vc.index_select(0, flat).view(shape).transpose(1, 2)
-            od = F.scaled_dot_product_attention(
-                qd, kd, vd, attn_mask=md.decode_mask, scale=scaling, enable_gqa=gqa
-            )  # [n, H, 1, D]
-            out[:n] = od.squeeze(2)
+            if q.device.type == "cpu":
+                out[:n] = _decode_attention_cpu(qd, kd, vd, md.decode_mask, scaling)
+            else:
+                od = F.scaled_dot_product_attention(
+                    qd, kd, vd, attn_mask=md.decode_mask, scale=scaling, enable_gqa=gqa
+                )  # [n, H, 1, D]
+                out[:n] = od.squeeze(2)
         for c in md.prefills:
             sl = slice(c.q_start, c.q_start + c.num_tokens)
             qc = q[:, sl].unsqueeze(0)  # [1, H, n, D]
@@ -138,6 +135,28 @@ class PagedAttention:
             )  # [1, H, n, D]
             out[sl] = oc[0].transpose(0, 1)
         return out
+
+
+def _decode_attention_cpu(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scaling: float | None) -> Tensor:
+    """Single-query attention as two batched matmuls: on CPU, SDPA's kernel for one query row costs 5x this
+    in bf16 (measured: 4 ms against 0.75 ms for 32 sequences x 100 keys) and the same in fp32.
+
+    q: [n, H, 1, D]; k, v: [n, Hkv, L, D]; mask: [n, 1 | H, 1, L] bool (True attends) or float bias.
+    Grouped-query heads are handled by viewing q as [n, Hkv, H / Hkv, D]: no K/V copy. Returns [n, H, D].
+    """
+    n, heads, _, dim = q.shape
+    kv_heads = k.shape[1]
+    group = heads // kv_heads
+    qg = q.view(n, kv_heads, group, dim)
+    scores = torch.matmul(qg, k.transpose(-1, -2)).float()  # [n, Hkv, g, L]
+    scores *= scaling if scaling is not None else dim**-0.5
+    if mask is not None:
+        m = mask.view(n, -1, 1, mask.shape[-1])
+        if mask.shape[1] != 1:  # per-head bias: [n, H, 1, L] -> [n, Hkv, g, L]
+            m = mask.view(n, kv_heads, group, mask.shape[-1])
+        scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m.float()
+    probs = torch.softmax(scores, dim=-1).to(v.dtype)  # softmax in fp32, as transformers' eager attention
+    return torch.matmul(probs, v).view(n, heads, dim)
 
 
 def paged_attention_forward(
