@@ -76,27 +76,34 @@ def serve_command(
     from cocina.server.settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from cocina.config import ConfigError
+
     generator = None
     backend: PredictorBackend
-    if model is not None:
-        from cocina.llm import load_engine
-        from cocina.server.adapters import EngineGenerator, InProcessLLMBackend
+    try:
+        if model is not None:
+            from cocina.llm import load_engine
+            from cocina.server.adapters import EngineGenerator, InProcessLLMBackend
 
-        aengine = load_engine(model)
-        model_name = name or (f"local/{Path(model).name}" if Path(model).exists() else model)
-        generator = EngineGenerator(aengine, model_name)
-        backend = InProcessLLMBackend(aengine, concurrency=max(1, aengine.engine.config.max_num_seqs))
-        source = Path(model) if Path(model).exists() else None
-        version_id = project_version_id(source) if source else hashlib.sha256(model.encode()).hexdigest()
-        root = Path(".")
-    else:
-        from cocina.config import load_project
+            aengine = load_engine(model)
+            model_name = name or (f"local/{Path(model).name}" if Path(model).exists() else model)
+            generator = EngineGenerator(aengine, model_name)
+            backend = InProcessLLMBackend(aengine, concurrency=max(1, aengine.engine.config.max_num_seqs))
+            source = Path(model) if Path(model).exists() else None
+            version_id = project_version_id(source) if source else hashlib.sha256(model.encode()).hexdigest()
+            root = Path(".")
+        else:
+            from cocina.config import load_project
 
-        root = directory.resolve()
-        project = load_project(root)
-        model_name = name or f"local/{root.name}"
-        version_id = project_version_id(root)
-        generator, backend = _project_backends(project, model_name, concurrency)
+            root = directory.resolve()
+            project = load_project(root)
+            model_name = name or f"local/{root.name}"
+            version_id = project_version_id(root)
+            generator, backend = _project_backends(project, model_name, concurrency)
+    except (ConfigError, FileNotFoundError) as exc:
+        # A missing model or a broken cocina.yaml is the user's to fix: say what, without a traceback.
+        typer.echo(f"cocina serve: {exc}", err=True)
+        raise typer.Exit(1) from None
     owner, _, short = model_name.rpartition("/") if "/" in model_name else ("local", "", model_name)
     settings = ServerSettings(
         host=host,
@@ -139,8 +146,9 @@ def _project_backends(project: Any, model_name: str, concurrency: int | None) ->
     config = engine_config_from_env({**os.environ, **project.environment})
     try:
         aengine = load_engine(model, config=config, **dict(project.engine))
-    except TypeError as exc:
-        raise SystemExit(f"cocina serve: invalid `cocina: engine:` option in {project.config_file}: {exc}") from None
+    except TypeError as exc:  # an option EngineConfig does not have
+        typer.echo(f"cocina serve: invalid `cocina: engine:` option in {project.config_file}: {exc}", err=True)
+        raise typer.Exit(1) from None
     backend = InProcessLLMBackend(aengine, concurrency=max(1, aengine.engine.config.max_num_seqs))
     return EngineGenerator(aengine, model_name), backend
 

@@ -216,3 +216,18 @@ def test_project_model_resolution(tmp_path: Path) -> None:
     assert resolve_project_model(project, llm, "cocina/demo", env={}) == str(root / "w")  # relative: the project's
     assert resolve_project_model(project, llm, "cocina/demo", env={"COCINA_MODEL": "org/x"}) == "org/x"
     assert resolve_project_model(project, BuiltinLLM(None, ""), "cocina/demo", env={}) == "cocina/demo"
+
+
+def test_serve_refuses_a_missing_model_or_bad_project_clearly(tiny_model: Path, tmp_path: Path) -> None:
+    def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "cocina.cli", "serve", *args, "--port", str(_free_port())]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, **ENGINE_ENV})
+
+    missing = serve("--model", str(tmp_path / "no-such-model"))
+    assert missing.returncode == 1 and "cocina serve: Model" in missing.stderr and "Traceback" not in missing.stderr
+    broken = _write_project(tmp_path / "broken", "class Predictor: pass\n", "predict: 42\n")
+    bad = serve(str(broken))
+    assert bad.returncode == 1 and "cocina serve:" in bad.stderr and "Traceback" not in bad.stderr
+    config = f'predict: "predict.py:Predictor"\ncocina:\n  model: {tiny_model}\n  engine:\n    no_such_option: 1\n'
+    engine = serve(str(_write_project(tmp_path / "engine", "class Predictor: pass\n", config)))
+    assert engine.returncode == 1 and "no_such_option" in engine.stderr and "Traceback" not in engine.stderr
