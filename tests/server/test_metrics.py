@@ -125,3 +125,15 @@ def test_metrics_render_without_a_runtime() -> None:
     text = metrics.render().decode()
     assert 'cocina_predictions_total{status="succeeded",surface="cog"} 1.0' in text
     assert "cocina_queue_depth" not in text  # nothing to read before the runtime exists
+
+
+def test_full_document_needs_the_v1_token_and_metrics_does_not(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "d", EchoBackend(), CharGenerator(), api_token="s3cret")
+    try:
+        denied = srv.client.get("/v1/openapi.json")
+        assert denied.status_code == 401 and denied.json()["title"] == "Unauthenticated"
+        doc = srv.client.get("/v1/openapi.json", headers={"Authorization": "Bearer s3cret"}).json()
+        assert "/v1/chat/completions" in doc["paths"] and doc["components"]["securitySchemes"]["bearerAuth"]
+        assert srv.client.get("/metrics").status_code == 200  # scraped like Cog's open surface
+    finally:
+        srv.stop()
