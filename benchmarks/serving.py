@@ -418,7 +418,8 @@ def bench_server(
     from cocina.bench.runner import preflight
     from cocina.bench.workload import synthetic_requests
 
-    out: dict[str, Any] = {"status": "ok", "levels": {}}
+    # The machine may be shared: each system's figures come with the load they ran under.
+    out: dict[str, Any] = {"status": "ok", "levels": {}, "uptime_before": _uptime()}
     t_start = time.perf_counter()
     try:
         with running(server, ready_timeout):
@@ -445,6 +446,7 @@ def bench_server(
         out["status"] = f"failed: {type(exc).__name__}: {str(exc)[:600]}"
         _log(f"{server.name}: {out['status']}")
     out["wall_s"] = round(time.perf_counter() - t_start, 1)
+    out["uptime_after"] = _uptime()
     return out
 
 
@@ -615,8 +617,15 @@ def render_section(report: dict[str, Any]) -> str:
             )
         if s["status"] != "ok":
             lines.append(f"| {label} | — | — | — | — | — | {s['status'][:160]} |")
+    loads = [
+        f"{SYSTEM_LABELS[n].split(':')[0]} `{_load_avg(systems[n].get('uptime_before'))}`"
+        for n in ("seed", "transformers", "cocina")
+        if n in systems
+    ]
     e = report.get("echo")
     lines += [
+        "",
+        "Load average (1, 5, 15 min) when each server started: " + "; ".join(loads) + ".",
         "",
         f"Targets at concurrency {t['level']}:",
         "",
@@ -645,6 +654,10 @@ def render_section(report: dict[str, Any]) -> str:
         lines += [f"Echo overhead: not measured ({e['error']}).", ""]
     lines.append("The full figures (means, TPOT p99, errors, output token counts) are in the JSON the script prints.")
     return "\n".join(lines) + "\n"
+
+
+def _load_avg(uptime: str | None) -> str:
+    return (uptime or "n/a").rpartition("load average:")[2].strip() or "n/a"
 
 
 def write_docs(section: str, path: Path = DOCS) -> None:
@@ -705,8 +718,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--seed-max-requests",
         type=int,
-        default=16,
-        help="most requests per level for (a), which serves one at a time (default 16)",
+        default=8,
+        help="most requests per level for (a), which serves one at a time (default 8; 4 at concurrency 1)",
     )
     p.add_argument("--skip-baselines", action="store_true", help="only cocina (and the echo overhead)")
     p.add_argument("--baselines", action="store_true", help="run (a) and (b) even with --quick")
@@ -762,7 +775,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.requests_per_level or max(8, 2 * c)
 
     def n_seed(c: int) -> int:
-        return max(min(n_for(c), args.seed_max_requests), min(4, n_for(c)))
+        # One prediction at a time: its throughput does not depend on the concurrency, so fewer requests do.
+        return max(1, min(n_for(c), max(4, c), args.seed_max_requests))
 
     t_build = time.perf_counter()
     model_dir = build_model(args.workdir, args.quick)
@@ -809,8 +823,9 @@ def main(argv: list[str] | None = None) -> int:
                     "prediction at a time. Cog answers a concurrent prediction with 409, so requests wait in a "
                     "client-side queue (a perfect queue in front of Cog) and that wait counts in TTFT/E2E. Cog's "
                     "server does not stream over HTTP: the output arrives with the finished prediction, so TTFT = "
-                    f"E2E. At most {args.seed_max_requests} requests per level (one at a time, its throughput does "
-                    f"not depend on the concurrency; its latencies above {args.seed_max_requests} are understated)."
+                    f"E2E. Requests per level: min(the others', max(4, concurrency), {args.seed_max_requests}): "
+                    "one at a time, its throughput does not depend on the concurrency; at concurrency above "
+                    f"{args.seed_max_requests} its queue is therefore shorter and its latencies understated."
                 )
             except Exception as exc:
                 _log(f"real Cog unavailable ({exc}); falling back to cocina serve DIR --concurrency 1")
@@ -875,7 +890,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         server = Server("transformers", cmd, log=run_dir / "transformers.log", port=port, health="/health")
         notes["transformers"] = (
-            f"`{' '.join(shlex.quote(x) for x in cmd[1:]).replace(str(model_dir), 'DIR').replace(str(port), 'PORT')}`"
+            f"`transformers {' '.join(shlex.quote(x) for x in cmd[1:-4]).replace(str(model_dir), 'DIR')} "
+            "--port PORT --log-level warning`"
             " (transformers " + _version("transformers") + "); OpenAI chat API; EOS ignored through a "
             "`generation_config` body field with `min_new_tokens = max_new_tokens`; usage counts the tokens."
         )
@@ -933,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
             "requests_rule": (
                 f"{args.requests_per_level}" if args.requests_per_level else "2 x concurrency, at least 8"
             )
-            + f"; (a) at most {args.seed_max_requests}",
+            + f"; (a): min(that, max(4, concurrency), {args.seed_max_requests})",
             "quick": args.quick,
         },
         "notes": notes,
