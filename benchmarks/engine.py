@@ -296,10 +296,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sequential-requests", type=int, default=8)
     ap.add_argument("--no-hf", action="store_true", help="skip the transformers baselines")
     ap.add_argument("--kv-cache-mb", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/cocina-bench"))
     ap.add_argument("--write-docs", action="store_true", help="write the table to docs/benchmarks.md")
     args = ap.parse_args(argv)
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype_name = args.dtype or "bfloat16"
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype_name]
