@@ -7,14 +7,26 @@ Every error is a `ConfigError` that names the file, the key path, the line, and 
 from __future__ import annotations
 
 import difflib
+import importlib.machinery
+import importlib.util
 import pathlib
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-__all__ = ["CONFIG_FILES", "BuildConfig", "ConfigError", "ProjectConfig", "load_project"]
+__all__ = [
+    "CONFIG_FILES",
+    "BuildConfig",
+    "ConfigError",
+    "ProjectConfig",
+    "find_module_spec",
+    "is_module_ref",
+    "load_project",
+]
 
 CONFIG_FILES = ("cocina.yaml", "cog.yaml")
 
@@ -88,10 +100,47 @@ class BuildConfig:
     run: tuple[str, ...] = ()
 
 
+# `package.module:Name`: dotted identifiers, no `.py`, no path separators.
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def is_module_ref(ref: str) -> bool:
+    """True for a module reference (`cocina.llm:LLMPredictor`), False for a file one (`predict.py:Predictor`).
+
+    A file reference ends in `.py` or has a path separator; anything else that is a dotted name is a module."""
+    target = ref.partition(":")[0]
+    return not target.endswith(".py") and _MODULE_NAME.match(target) is not None
+
+
+def find_module_spec(module: str, root: pathlib.Path) -> importlib.machinery.ModuleSpec | None:
+    """Where `module` would be imported from by the worker (the project directory first on `sys.path`), found
+    without executing any module that is not imported yet.
+
+    `importlib.util.find_spec("a.b")` imports package `a` (running its `__init__`, which may be user code), so
+    packages not yet imported are walked through their spec's `submodule_search_locations` instead.
+    """
+    parts = module.split(".")
+    spec: importlib.machinery.ModuleSpec | None = None
+    for i in range(len(parts)):
+        name = ".".join(parts[: i + 1])
+        if spec is None:
+            # Top level: the project directory first (as the worker's sys.path), then every finder of this
+            # environment (site-packages, editable installs); neither runs the module.
+            spec = importlib.machinery.PathFinder.find_spec(name, [str(root)]) or importlib.util.find_spec(name)
+        elif name.rpartition(".")[0] in sys.modules:
+            spec = importlib.util.find_spec(name)  # the parent is imported already: nothing new runs
+        else:
+            locations = spec.submodule_search_locations
+            spec = importlib.machinery.PathFinder.find_spec(name, list(locations)) if locations else None
+        if spec is None:
+            return None
+    return spec
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
-    """A loaded project. `predict_ref` is like "predict.py:Predictor"; `cocina` holds the cocina-only
-    section."""
+    """A loaded project. `predict_ref` is like "predict.py:Predictor" or "package.module:Predictor"; `cocina`
+    holds the cocina-only section; `module_file` is the source of a module reference's module, if it has one."""
 
     root: pathlib.Path
     config_file: pathlib.Path
@@ -102,10 +151,23 @@ class ProjectConfig:
     image: str | None = None
     train: str | None = None
     cocina: Mapping[str, Any] = field(default_factory=dict)
+    module_file: pathlib.Path | None = None
+
+    @property
+    def predict_module(self) -> str | None:
+        """The module of a module reference (`cocina.llm` for `cocina.llm:LLMPredictor`); None for a file."""
+        return self.predict_ref.split(":", 1)[0] if is_module_ref(self.predict_ref) else None
+
+    @property
+    def predict_name(self) -> str:
+        """The predictor's class or function name (after the `:`)."""
+        return self.predict_ref.split(":", 1)[1]
 
     @property
     def predict_file(self) -> pathlib.Path:
-        """The predictor's source file."""
+        """The predictor's source file (a module reference's module file, when it has Python source)."""
+        if self.predict_module is not None and self.module_file is not None:
+            return self.module_file
         return self.root / self.predict_ref.split(":", 1)[0]
 
     @property
@@ -253,11 +315,19 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
             hint='add `predict: "predict.py:Predictor"`',
         )
     predict_ref = reader.string(top[ref_key], ref_key)
-    if not predict_ref or ":" not in predict_ref:
+    target, _, name = (predict_ref or "").partition(":")
+    if not target or not name or not name.isidentifier():
         raise reader.error(
-            f"must look like 'predict.py:Predictor', got {predict_ref!r}", ref_key, top[ref_key]
+            f"must look like 'predict.py:Predictor' (or 'package.module:Predictor'), got {predict_ref!r}",
+            ref_key,
+            top[ref_key],
         )
-    _check_predictor(reader, root, predict_ref, ref_key, top[ref_key])
+    assert predict_ref is not None
+    module_file = None
+    if is_module_ref(predict_ref):
+        module_file = _check_module_predictor(reader, root, predict_ref, ref_key, top[ref_key])
+    else:
+        _check_predictor(reader, root, predict_ref, ref_key, top[ref_key])
 
     build = BuildConfig()
     if "build" in top and not (
@@ -333,18 +403,53 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
         image=image,
         train=train,
         cocina=cocina,
+        module_file=module_file,
     )
 
 
 def _check_predictor(reader: _Reader, root: pathlib.Path, ref: str, key: str, node: yaml.Node) -> None:
     """The predictor file must exist and define the name; checked from the source text, never by importing
     it."""
-    import ast
-
     file_part, _, name = ref.partition(":")
     file_path = root / file_part
     if not file_path.is_file():
         raise reader.error(f"predictor file {file_part!r} not found in {root}", key, node)
+    _check_defines(reader, file_path, file_part, name, key, node)
+
+
+def _check_module_predictor(
+    reader: _Reader, root: pathlib.Path, ref: str, key: str, node: yaml.Node
+) -> pathlib.Path | None:
+    """A module reference's module must be importable (from the project directory or this environment) and,
+    when it is Python source, define the name; checked without importing it. Returns its source file."""
+    module, _, name = ref.partition(":")
+    try:
+        spec = find_module_spec(module, root)
+    except (ImportError, ValueError) as exc:  # e.g. a parent that is a module, not a package
+        raise reader.error(f"cannot find module {module!r}: {exc}", key, node) from None
+    if spec is None:
+        raise reader.error(
+            f"module {module!r} not found in {root} or this Python environment",
+            key,
+            node,
+            f"a file reference needs `.py` (e.g. '{module.replace('.', '/')}.py:{name}'); "
+            "a module must be importable",
+        )
+    origin = spec.origin
+    if origin is None or not origin.endswith(".py") or not pathlib.Path(origin).is_file():
+        return None  # a compiled or namespace module: nothing to read; the worker reports a missing name
+    source = pathlib.Path(origin)
+    _check_defines(reader, source, module, name, key, node)
+    return source
+
+
+def _check_defines(
+    reader: _Reader, file_path: pathlib.Path, file_part: str, name: str, key: str, node: yaml.Node
+) -> None:
+    """`file_path` (shown as `file_part`) defines `name` at top level (a class, function, assignment or
+    import), read by `ast`."""
+    import ast
+
     try:
         tree = ast.parse(file_path.read_text(), filename=str(file_path))
     except SyntaxError as exc:
@@ -358,6 +463,8 @@ def _check_predictor(reader: _Reader, root: pathlib.Path, ref: str, key: str, no
         elif isinstance(stmt, ast.Assign):
             defined.extend(t.id for t in stmt.targets if isinstance(t, ast.Name))
         elif isinstance(stmt, ast.ImportFrom | ast.Import):
+            if any(a.name == "*" for a in stmt.names):
+                return  # `from x import *`: what it defines is not in this file's text
             defined.extend((a.asname or a.name).split(".")[0] for a in stmt.names)
     if name not in defined:
         listing = ", ".join(n for n in defined if not n.startswith("_")) or "nothing"

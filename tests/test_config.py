@@ -105,3 +105,45 @@ def test_invalid_yaml_has_a_line(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML") as info:
         load_project(tmp_path)
     assert info.value.line is not None
+
+
+def test_module_reference_is_found_without_importing(tmp_path: pathlib.Path) -> None:
+    """`package.module:Name`: found on the project directory or the environment, never imported (a package
+    whose `__init__` raises proves it), and its source read for the name."""
+    import sys
+
+    pkg = tmp_path / "userpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise RuntimeError('imported while checking the config')\n")
+    (pkg / "llm.py").write_text("from cocina.llm import LLMPredictor\n\nclass Predictor(LLMPredictor):\n    pass\n")
+    _project(tmp_path, 'predict: "userpkg.llm:Predictor"\n')
+    project = load_project(tmp_path)
+    assert project.predict_module == "userpkg.llm" and project.predict_name == "Predictor"
+    assert project.predict_file == pkg / "llm.py"
+    assert "userpkg" not in sys.modules and "userpkg.llm" not in sys.modules
+
+    _project(tmp_path, 'predict: "cocina.llm:LLMPredictor"\n')  # an installed package
+    builtin = load_project(tmp_path)
+    assert builtin.predict_module == "cocina.llm" and builtin.predict_file.name == "__init__.py"
+
+    _project(tmp_path, 'predict: "predict.py:Predictor"\n')  # file references are as they were
+    plain = load_project(tmp_path)
+    assert plain.predict_module is None and plain.predict_file == tmp_path / "predict.py"
+
+
+@pytest.mark.parametrize(
+    ("ref", "message", "hint"),
+    [
+        ("no_such_pkg.mod:Predictor", "module 'no_such_pkg.mod' not found", "'no_such_pkg/mod.py:Predictor'"),
+        ("cocina.llm:LLMPredicter", "cocina.llm has no class or function 'LLMPredicter'", "cocina.llm:LLMPredictor"),
+        ("cocina.llm:", "must look like", None),
+        ("cocina llm:X", r"not found", None),
+    ],
+)
+def test_module_reference_errors(tmp_path: pathlib.Path, ref: str, message: str, hint: str | None) -> None:
+    _project(tmp_path, f'predict: "{ref}"\n')
+    with pytest.raises(ConfigError, match=message) as info:
+        load_project(tmp_path)
+    assert info.value.key == "predict" and info.value.line == 1
+    if hint is not None:
+        assert info.value.hint is not None and hint in info.value.hint

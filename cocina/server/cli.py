@@ -10,10 +10,14 @@ import hashlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from cocina.server.adapters import EngineHandle, EngineLoader
 
 _SKIP_DIRS = {".git", ".cocina", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".ruff_cache"}
 
@@ -82,13 +86,9 @@ def serve_command(
     backend: PredictorBackend
     try:
         if model is not None:
-            from cocina.llm import load_engine
-            from cocina.server.adapters import EngineGenerator, InProcessLLMBackend
-
-            aengine = load_engine(model)
+            # The engine loads in the background once the server listens (see `_engine_backends`).
             model_name = name or (f"local/{Path(model).name}" if Path(model).exists() else model)
-            generator = EngineGenerator(aengine, model_name)
-            backend = InProcessLLMBackend(aengine, concurrency=max(1, aengine.engine.config.max_num_seqs))
+            generator, backend = engine_backends(model, model_name, dict(os.environ), {}, concurrency)
             source = Path(model) if Path(model).exists() else None
             version_id = project_version_id(source) if source else hashlib.sha256(model.encode()).hexdigest()
             root = Path(".")
@@ -101,7 +101,8 @@ def serve_command(
             version_id = project_version_id(root)
             generator, backend = _project_backends(project, model_name, concurrency)
     except (ConfigError, FileNotFoundError) as exc:
-        # A missing model or a broken cocina.yaml is the user's to fix: say what, without a traceback.
+        # A broken cocina.yaml or a bad engine option is the user's to fix: say what, without a traceback.
+        # (A model that cannot be loaded is a failed setup instead: the server reports it on /health-check.)
         typer.echo(f"cocina serve: {exc}", err=True)
         raise typer.Exit(1) from None
     owner, _, short = model_name.rpartition("/") if "/" in model_name else ("local", "", model_name)
@@ -127,6 +128,7 @@ def serve_command(
 def _project_backends(project: Any, model_name: str, concurrency: int | None) -> tuple[Any, Any]:
     """(generator, backend) for a project directory: the built-in LLM predictor in-process on one engine
     (OpenAI surface included), or the worker child for user predictors (see `cocina.server.project`)."""
+    from cocina.config import ConfigError
     from cocina.server.project import builtin_llm, resolve_project_model
 
     llm = builtin_llm(project)
@@ -135,22 +137,71 @@ def _project_backends(project: Any, model_name: str, concurrency: int | None) ->
         from cocina.worker.runner import Runner
 
         return None, RunnerBackend(Runner(project, max_concurrency=concurrency))
-    from cocina.llm import LLMPredictor, engine_config_from_env, load_engine
-    from cocina.server.adapters import EngineGenerator, InProcessLLMBackend
-
-    model = resolve_project_model(project, llm, LLMPredictor.model)
+    # LLMPredictor.model, read without importing cocina.llm (which imports torch: seconds before listening).
+    model = resolve_project_model(project, llm, _LLM_DEFAULT_MODEL)
     logging.getLogger("cocina.server").info(
         "serving %s in-process on cocina's engine (%s): model %s", project.predict_ref, llm.reason, model
     )
     # COCINA_* engine options as the worker child would see them: the project's `environment:` over ours.
-    config = engine_config_from_env({**os.environ, **project.environment})
+    env = {**os.environ, **project.environment}
     try:
-        aengine = load_engine(model, config=config, **dict(project.engine))
-    except TypeError as exc:  # an option EngineConfig does not have
-        typer.echo(f"cocina serve: invalid `cocina: engine:` option in {project.config_file}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    backend = InProcessLLMBackend(aengine, concurrency=max(1, aengine.engine.config.max_num_seqs))
-    return EngineGenerator(aengine, model_name), backend
+        return engine_backends(model, model_name, env, dict(project.engine), concurrency)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid `cocina: engine:` option in {project.config_file}: {exc.message}") from None
+
+
+_LLM_DEFAULT_MODEL = "cocina/demo"  # `cocina.llm.LLMPredictor.model`; tests/server checks they agree
+
+
+def engine_backends(
+    model: str,
+    model_name: str,
+    env: dict[str, str],
+    options: dict[str, Any],
+    concurrency: int | None,
+) -> tuple[Any, Any]:
+    """(generator, backend) on one engine that loads in the background once the server listens.
+
+    `options` (`cocina: engine:`) are checked here against `EngineConfig` (torch-free), so a typo stops the
+    command at once with `ConfigError`; everything that needs the model — finding it, torch, the weights —
+    happens in the backend's setup, where a failure is SETUP_FAILED with its message on `/health-check`.
+    """
+    from cocina.server.adapters import EngineGenerator, EngineHandle, InProcessLLMBackend
+
+    handle = EngineHandle(loader=engine_loader(model, env, options))
+    return EngineGenerator(handle, model_name), InProcessLLMBackend(handle, concurrency=concurrency)
+
+
+def engine_loader(model: str, env: dict[str, str], options: dict[str, Any]) -> EngineLoader:
+    """The blocking load of `model` for an `EngineHandle` (run in its thread), printing progress: the model's
+    path, dtype and device, then the engine's memory report (printed by `load_engine`), then the time taken.
+    Raises `ConfigError` at once for engine options `EngineConfig` refuses."""
+    import dataclasses
+
+    from cocina.config import ConfigError
+    from cocina.engine.config import EngineConfig
+
+    try:
+        dataclasses.replace(EngineConfig(), **options)
+    except (TypeError, ValueError) as exc:  # an option EngineConfig does not have, or a bad value
+        raise ConfigError(str(exc)) from None
+
+    def load(handle: EngineHandle) -> Any:
+        from cocina.models.resolve import resolve_model
+
+        path = resolve_model(model)  # a missing model fails here, before torch is imported
+        from cocina.llm import engine_config_from_env, load_engine  # imports torch: seconds
+
+        config = dataclasses.replace(engine_config_from_env(env), **options)
+        quantize = f", quantize {config.quantize}" if config.quantize else ""
+        handle.progress(f"loading model {path} (dtype {config.dtype}, device {config.device}{quantize})")
+        started = time.monotonic()
+        aengine = load_engine(path, config=config)  # prints "cocina engine: <memory report>" itself
+        handle.note(f"cocina engine: {aengine.engine.memory_report().describe()}")
+        handle.progress(f"model loaded in {time.monotonic() - started:.1f} s")
+        return aengine
+
+    return load
 
 
 def register(app: typer.Typer) -> None:

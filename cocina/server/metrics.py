@@ -4,7 +4,8 @@ Each app has its own `CollectorRegistry` (never prometheus_client's global one),
 process — the tests — do not share or clash over counters.
 
 - Recorded as things happen: `cocina_http_requests_total{surface,method,status}` and
-  `cocina_http_request_duration_seconds{surface,status}` (by the request-id middleware when a response ends),
+  `cocina_http_request_duration_seconds{surface,status}` (by the request-id middleware when a response ends;
+  surface `internal` for `/health-check` and `/metrics`),
   `cocina_predictions_total{surface,status}` (when a prediction, or an OpenAI request, ends).
 - Read at scrape time: `cocina_queue_depth`, `cocina_predictions_running`, the server state, and — when the
   backend is cocina's engine — its `EngineStats` under vLLM's names (`vllm:num_requests_running`,
@@ -29,6 +30,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from cocina.server.errors import surface_for_path
+
 log = logging.getLogger("cocina.server.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -50,7 +53,18 @@ class RuntimeView(Protocol):
     def concurrency(self) -> int: ...
 
 
-EngineStatsSource = Callable[[], Any]  # returns a `cocina.engine.stats.EngineStats` snapshot
+EngineStatsSource = Callable[[], Any]  # a `cocina.engine.stats.EngineStats` snapshot, or None (no engine yet)
+
+# Operational endpoints polled by orchestrators and Prometheus: counted apart, so that a `cog` request rate is
+# traffic from API clients, not one health check a second and one scrape every 15 s.
+INTERNAL_PATHS = frozenset({"/health-check", "/metrics"})
+
+
+def request_surface(path: str) -> str:
+    """The `surface` label of a request: `internal` for health checks and scrapes, else the API it belongs to."""
+    if path.rstrip("/") in INTERNAL_PATHS:
+        return "internal"
+    return surface_for_path(path).value
 
 
 class ServerMetrics:
@@ -80,9 +94,10 @@ class ServerMetrics:
         self.runtime: RuntimeView | None = None
         self.registry.register(_ScrapeTimeCollector(self, engine_stats))
 
-    def observe_request(self, surface: str, method: str, status: int, duration_s: float) -> None:
-        """One answered request (called from the middleware's `finally`)."""
+    def observe_request(self, path: str, method: str, status: int, duration_s: float) -> None:
+        """One answered request to `path` (called from the middleware's `finally`)."""
         try:
+            surface = request_surface(path)
             self.requests.labels(surface, method, str(status)).inc()
             self.request_duration.labels(surface, str(status)).observe(duration_s)
         except Exception:
@@ -126,7 +141,8 @@ class _ScrapeTimeCollector(Collector):
                 # A failing engine must not take the whole scrape down; its metrics are simply absent.
                 log.exception("reading engine stats failed")
                 return
-            yield from engine_metrics(stats)
+            if stats is not None:  # None: the engine is still loading (or failed to)
+                yield from engine_metrics(stats)
 
 
 def _histogram(name: str, doc: str, snap: Any) -> HistogramMetricFamily:

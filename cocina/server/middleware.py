@@ -23,7 +23,7 @@ class RequestIdMiddleware:
     """Gives every request an id (the client's `X-Request-Id` if sane, else a new one), returns it as
     `X-Request-Id`, and logs one JSON line per request when the response ends.
 
-    `on_response(surface, method, status, duration_s)` is called then too (the metrics); it must not raise.
+    `on_response(path, method, status, duration_s)` is called then too (the metrics); it must not raise.
     """
 
     def __init__(
@@ -65,8 +65,7 @@ class RequestIdMiddleware:
             # No response started means the app raised past every handler: the client sees a 500 (or nothing).
             final_status = status or 500
             if self.on_response is not None:
-                path = scope.get("path", "")
-                self.on_response(surface_for_path(path).value, str(scope.get("method")), final_status, duration_s)
+                self.on_response(str(scope.get("path", "")), str(scope.get("method")), final_status, duration_s)
             record: dict[str, Any] = {
                 "event": "request",
                 "request_id": request_id,

@@ -122,9 +122,13 @@ class ChatRequest(_Sampling):
 
 
 def _generator(request: Request) -> TextGenerator:
+    """The language model, once it can generate: 503 (OpenAI's error object, `Retry-After` while loading)
+    while the model loads, after its load failed, or while the server drains — as the other surfaces answer."""
     generator: TextGenerator | None = request.app.state.generator
     if generator is None:
         raise NotFound("This server's model is not a language model; use the Cog or Replicate API.")
+    runtime: Runtime = request.app.state.runtime
+    runtime.check_accepting()
     return generator
 
 

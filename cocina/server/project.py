@@ -7,6 +7,7 @@ Any other predictor is user code and stays in the worker child (Cog's isolation)
 A project is served by the built-in LLM predictor when, read from its files without importing them:
 
 - `cocina.yaml` has `cocina: model: ID_OR_PATH`, or
+- the predict ref is the module reference `cocina.llm:LLMPredictor` (or `cocina.llm.predictor:LLMPredictor`), or
 - the predict ref names `LLMPredictor` imported from `cocina.llm` (`from cocina.llm import LLMPredictor`), or
 - it names a configuration-only subclass of it: a class whose body is only a docstring and constant class
   attributes (e.g. `model = "org/name"`). A subclass with methods is user code: worker.
@@ -81,6 +82,13 @@ def builtin_llm(project: ProjectConfig) -> BuiltinLLM | None:
     """How `project` is served by the built-in LLM predictor, or None if its predictor is user code."""
     if project.model is not None:
         return BuiltinLLM(project.model, "cocina.model in the project's config")
+    if project.predict_module in _LLM_MODULES and project.predict_name == "LLMPredictor":
+        return BuiltinLLM(None, f"{project.predict_ref} is cocina.llm.LLMPredictor")
+    if project.predict_module is not None and (
+        project.predict_module.split(".")[0] == "cocina" or project.predict_file.suffix != ".py"
+    ):
+        return None  # another cocina module, or a module without source: never a configured LLMPredictor
+    # A file, or a user module with source (`myproject.llm:Predictor`): read its text, as for a file.
     try:
         tree = ast.parse(project.predict_file.read_text(), filename=str(project.predict_file))
     except (OSError, SyntaxError):
@@ -88,7 +96,7 @@ def builtin_llm(project: ProjectConfig) -> BuiltinLLM | None:
     names, modules = _llm_names(tree)
     if not names and not modules:
         return None
-    target = project.predict_ref.split(":", 1)[1]
+    target = project.predict_name
     if target in names:
         return BuiltinLLM(None, f"{project.predict_ref} is cocina.llm.LLMPredictor")
     for stmt in tree.body:

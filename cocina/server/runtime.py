@@ -290,9 +290,13 @@ class Runtime:
     def check_accepting(self) -> None:
         """Raise `Unavailable` unless predictions can be accepted now."""
         if self.state is ServerState.STARTING:
+            # Not queued: the input cannot be validated (422) before setup has produced the schema, and a model
+            # load can outlast any client's wait. Retry-After lets clients poll, as they do /health-check.
             raise Unavailable("The model is still setting up.", headers={"Retry-After": "1"})
         if self.state is ServerState.SETUP_FAILED:
-            raise Unavailable("The model's setup failed; see /health-check for its logs.")
+            error = self.setup.error if self.setup is not None else None
+            cause = f": {error.splitlines()[0]}" if error else ""
+            raise Unavailable(f"The model's setup failed{cause}. See /health-check for its logs.")
         if self.state is not ServerState.READY:
             raise Unavailable("The server is shutting down.")
 

@@ -47,7 +47,14 @@ def test_metrics_move_with_traffic_on_every_surface(live: LiveServer) -> None:
     with pytest.raises(openai.NotFoundError):
         oa.completions.create(model="nope", prompt="x", max_tokens=1)
 
+    for _ in range(3):
+        assert live.client.get("/health-check").status_code == 200
+
     after = scrape(live)
+    # Health checks and scrapes are `internal`, not Cog traffic (the fixture polled health too, and scraped once).
+    assert value(after, "cocina_http_requests_total", surface="internal", method="GET", status="200") >= 5
+    assert value(after, "cocina_http_requests_total", surface="cog", method="GET", status="200") == 0
+    assert value(after, "cocina_http_request_duration_seconds_count", surface="internal", status="200") >= 5
     assert value(after, "cocina_http_requests_total", surface="cog", method="POST", status="200") >= 2
     assert value(after, "cocina_http_requests_total", surface="cog", method="POST", status="422") == 1
     assert value(after, "cocina_http_requests_total", surface="replicate", method="POST", status="201") >= 1

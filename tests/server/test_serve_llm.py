@@ -107,6 +107,10 @@ def test_serve_model_dir_end_to_end(tiny_model: Path, tmp_path: Path, serve_proc
     srv = Served(tmp_path, "--model", str(tiny_model), "--name", "acme/tiny", "--data-dir", str(tmp_path / "data"))
     serve_procs.append(srv)
     srv.wait_ready()
+    # It listened first, then loaded (torch's import alone outlasts uvicorn's start), printing its progress.
+    log = srv.log
+    assert f"cocina serve: loading model {tiny_model} (dtype auto, device cpu)" in log
+    assert log.index("Uvicorn running on") < log.index("cocina engine: model on cpu") < log.index("model loaded in")
 
     oa = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
     assert [m.id for m in oa.models.list()] == ["acme/tiny"]
@@ -133,7 +137,7 @@ def test_serve_model_dir_end_to_end(tiny_model: Path, tmp_path: Path, serve_proc
 
 
 def _write_project(root: Path, predict: str, config: str = 'predict: "predict.py:Predictor"\n') -> Path:
-    root.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
     (root / "predict.py").write_text(textwrap.dedent(predict))
     (root / "cocina.yaml").write_text(config)
     return root
@@ -202,8 +206,27 @@ def test_builtin_llm_detection(tmp_path: Path) -> None:
     assert detect("custom", custom) is None
     assert detect("mixin", "from cocina.llm import LLMPredictor\nclass Predictor(LLMPredictor, dict): pass\n") is None
     assert detect("user", "from cog import BasePredictor\nclass Predictor(BasePredictor):\n    pass\n") is None
+    # Module references: cocina's own LLMPredictor runs in-process; a user module is read like a file.
+    assert detect("mod", "", 'predict: "cocina.llm:LLMPredictor"\n') == BuiltinLLM(
+        None, "cocina.llm:LLMPredictor is cocina.llm.LLMPredictor"
+    )
+    assert detect("mod2", "", 'predict: "cocina.llm.predictor:LLMPredictor"\n') is not None
+    assert detect("mod3", "", 'predict: "cocina.llm:build_prompt"\n') is None
+    (tmp_path / "usermod").mkdir()
+    user_module = 'from cocina.llm import LLMPredictor\nclass P(LLMPredictor):\n    model = "o/m"\n'
+    (tmp_path / "usermod" / "llmcfg.py").write_text(user_module)
+    usermod = detect("usermod", "", 'predict: "llmcfg:P"\n')
+    assert usermod is not None and usermod.model == "o/m"
     keyed = detect("keyed", "class Predictor: pass\n", 'predict: "predict.py:Predictor"\ncocina:\n  model: weights\n')
     assert keyed == BuiltinLLM("weights", "cocina.model in the project's config")
+
+
+def test_default_model_is_llm_predictors() -> None:
+    """`cocina serve` names the built-in predictor's default model without importing it (torch): the same one."""
+    from cocina.llm import LLMPredictor
+    from cocina.server.cli import _LLM_DEFAULT_MODEL
+
+    assert LLMPredictor.model == _LLM_DEFAULT_MODEL
 
 
 def test_project_model_resolution(tmp_path: Path) -> None:
@@ -218,13 +241,50 @@ def test_project_model_resolution(tmp_path: Path) -> None:
     assert resolve_project_model(project, BuiltinLLM(None, ""), "cocina/demo", env={}) == "cocina/demo"
 
 
-def test_serve_refuses_a_missing_model_or_bad_project_clearly(tiny_model: Path, tmp_path: Path) -> None:
+def test_serve_module_ref_project_runs_in_process(tiny_model: Path, tmp_path: Path, serve_procs: list[Served]) -> None:
+    """`predict: "cocina.llm:LLMPredictor"` (a module, no predict.py needed) is the built-in predictor."""
+    root = tmp_path / "modref"
+    root.mkdir()
+    config = f'predict: "cocina.llm:LLMPredictor"\nenvironment:\n  - COCINA_MODEL={tiny_model}\n'
+    (root / "cocina.yaml").write_text(config)
+    srv = Served(tmp_path, str(root), "--name", "acme/modref")
+    serve_procs.append(srv)
+    srv.wait_ready()
+    assert "serving cocina.llm:LLMPredictor in-process on cocina's engine" in srv.log
+    cog = httpx.post(f"{srv.url}/predictions", json={"input": {"prompt": "c", "max_new_tokens": 3}}, timeout=30)
+    assert cog.json()["status"] == "succeeded"
+    oa = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+    assert oa.completions.create(model="acme/modref", prompt="a", max_tokens=2).usage is not None
+    srv.sigterm()
+
+
+def test_serve_reports_a_model_that_fails_to_load(tmp_path: Path, serve_procs: list[Served]) -> None:
+    """A load failure is SETUP_FAILED with the error in the setup logs; the process stays up to say so."""
+    missing = tmp_path / "no-such-model"
+    srv = Served(tmp_path, "--model", str(missing), "--data-dir", str(tmp_path / "data"))
+    serve_procs.append(srv)
+    deadline = time.monotonic() + 60
+    health: dict[str, object] = {}
+    while time.monotonic() < deadline and health.get("status") != "SETUP_FAILED":
+        assert srv.proc.poll() is None, srv.log[-3000:]
+        try:
+            health = httpx.get(f"{srv.url}/health-check", timeout=2).json()
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    assert health.get("status") == "SETUP_FAILED", srv.log[-3000:]
+    setup = health["setup"]
+    assert isinstance(setup, dict) and str(missing) in setup["logs"] and "Traceback" not in setup["logs"]
+    assert "cocina serve: the model failed to load: ModelNotFoundError: Model" in srv.log
+    time.sleep(0.3)
+    assert srv.proc.poll() is None and httpx.get(f"{srv.url}/health-check").json()["status"] == "SETUP_FAILED"
+    srv.sigterm()
+
+
+def test_serve_refuses_a_bad_project_clearly(tiny_model: Path, tmp_path: Path) -> None:
     def serve(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "cocina.cli", "serve", *args, "--port", str(_free_port())]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, **ENGINE_ENV})
 
-    missing = serve("--model", str(tmp_path / "no-such-model"))
-    assert missing.returncode == 1 and "cocina serve: Model" in missing.stderr and "Traceback" not in missing.stderr
     broken = _write_project(tmp_path / "broken", "class Predictor: pass\n", "predict: 42\n")
     bad = serve(str(broken))
     assert bad.returncode == 1 and "cocina serve:" in bad.stderr and "Traceback" not in bad.stderr
