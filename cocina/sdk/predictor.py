@@ -90,34 +90,45 @@ def is_generator_callable(fn: Callable[..., Any]) -> bool:
 
 
 def load_predictor(ref: str, project_dir: pathlib.Path) -> Any:
-    """Import `file.py:Name` from `project_dir` and return the predictor class or predict function.
+    """Import `file.py:Name` from `project_dir` (or `package.module:Name` from the project directory or the
+    environment) and return the predictor class or predict function.
 
-    The project directory goes first on `sys.path` so `predict.py` can import its sibling modules, and the
-    `cog`
-    shim is installed first so an unchanged Cog predictor imports. Errors raised while importing the user's
-    module
+    The project directory goes first on `sys.path` so `predict.py` can import its sibling modules, and the `cog`
+    shim is installed first so an unchanged Cog predictor imports. Errors raised while importing the user's module
     propagate unchanged (the worker reports them with their traceback).
     """
+    from cocina.config import is_module_ref
     from cocina.sdk.shim import install_cog_shim
 
     file_part, sep, name = ref.partition(":")
     if not sep or not file_part or not name:
         raise PredictorLoadError(f"predictor reference {ref!r} must look like 'predict.py:Predictor'")
-    path = (project_dir / file_part).resolve()
-    if not path.is_file():
-        raise PredictorLoadError(f"predictor file {file_part!r} not found in {project_dir}")
     install_cog_shim()
     root = str(project_dir.resolve())
     if root not in sys.path:
         sys.path.insert(0, root)
-    module_name = path.stem if path.parent == pathlib.Path(root) else f"cocina_user_{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise PredictorLoadError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before exec so that dataclasses, pickling and pydantic can find the module by name.
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    if is_module_ref(ref):
+        try:
+            module = importlib.import_module(file_part)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (file_part == exc.name or file_part.startswith(exc.name + ".")):
+                raise PredictorLoadError(
+                    f"predictor module {file_part!r} not found in {project_dir} or the installed packages"
+                ) from None
+            raise
+        module_name = module.__name__
+    else:
+        path = (project_dir / file_part).resolve()
+        if not path.is_file():
+            raise PredictorLoadError(f"predictor file {file_part!r} not found in {project_dir}")
+        module_name = path.stem if path.parent == pathlib.Path(root) else f"cocina_user_{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise PredictorLoadError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        # Registered before exec so that dataclasses, pickling and pydantic can find the module by name.
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
     obj = getattr(module, name, None)
     if obj is None:
         found = sorted(

@@ -123,6 +123,25 @@ def test_load_predictor_errors(tmp_path: pathlib.Path) -> None:
         load_predictor("notpred.py:VALUE", tmp_path)
 
 
+def test_load_predictor_module_refs(tmp_path: pathlib.Path) -> None:
+    # An installed module (the built-in LLM predictor) and a package inside the project directory.
+    from cocina.llm import LLMPredictor
+
+    assert load_predictor("cocina.llm:LLMPredictor", tmp_path) is LLMPredictor
+    pkg = tmp_path / "mypkg_for_refs"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "preds.py").write_text(
+        "from cog import BasePredictor\n\nclass P(BasePredictor):\n"
+        "    def predict(self, x: int) -> int:\n        return x\n"
+    )
+    assert load_predictor("mypkg_for_refs.preds:P", tmp_path).__name__ == "P"
+    with pytest.raises(PredictorLoadError, match="predictor module 'no_such_module_xyz' not found"):
+        load_predictor("no_such_module_xyz:P", tmp_path)
+    with pytest.raises(PredictorLoadError, match="has no 'Nope'"):
+        load_predictor("mypkg_for_refs.preds:Nope", tmp_path)
+
+
 def test_predict_function_and_async_detection() -> None:
     runner = load_predictor("runner_style.py:Runner", FIXTURES)
     assert get_predict_function(runner()).__name__ == "run"
