@@ -194,15 +194,9 @@ class RunnerBackend:
         return normalized
 
     async def predict(self, inputs: dict[str, Any], prediction_id: str) -> AsyncIterator[PredictEvent]:
-        from cocina.worker import events as wev
-
         async for ev in self.runner.predict(inputs, prediction_id=prediction_id):
-            if isinstance(ev, wev.Log):
-                yield Log(ev.data, ev.source)
-            elif isinstance(ev, wev.Output):
-                yield Output(ev.value)
-            elif isinstance(ev, wev.Done):
-                yield Done(PredictionStatus(ev.status.value), ev.error, ev.predict_time)
+            yield ev
+            if isinstance(ev, Done):
                 return
 
     async def cancel(self, prediction_id: str) -> None:

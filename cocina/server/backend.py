@@ -1,27 +1,24 @@
 """The backend protocols the server depends on, and the events they yield.
 
-The HTTP layer never imports the worker or the engine. It talks to a `PredictorBackend` (a Cog predictor:
-setup,
-schema, validation, predict as a stream of events, cancel, shutdown) and, for language models, a
-`TextGenerator`
-(tokenize, apply the chat template, generate token deltas). `cocina.server.adapters` wraps the worker's
-`Runner` and
-the engine's `AsyncLLMEngine` in these; tests use small real in-process backends.
+The HTTP layer imports neither the worker's process code nor the engine, only the worker's event types. It talks
+to a `PredictorBackend` (a Cog predictor: setup, schema, validation, predict as a stream of events, cancel,
+shutdown) and, for language models, a `TextGenerator` (tokenize, apply the chat template, generate token deltas).
+`cocina.server.adapters` wraps the worker's `Runner` and the engine's `AsyncLLMEngine` in these; tests use small
+real in-process backends.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-
-class SetupStatus(enum.StrEnum):
-    """Outcome of the backend's setup."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+# One event vocabulary for every backend: the worker's typed events (no torch, no process code in that module).
+from cocina.worker.events import Done as Done
+from cocina.worker.events import Log as Log
+from cocina.worker.events import Output as Output
+from cocina.worker.events import PredictionEvent, SetupStatus
+from cocina.worker.events import PredictionStatus as PredictionStatus
 
 
 @dataclass(frozen=True)
@@ -35,48 +32,7 @@ class SetupInfo:
     error: str | None = None
 
 
-class PredictionStatus(enum.StrEnum):
-    """The Cog / Replicate prediction lifecycle."""
-
-    STARTING = "starting"
-    PROCESSING = "processing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL
-
-
-_TERMINAL = frozenset({PredictionStatus.SUCCEEDED, PredictionStatus.FAILED, PredictionStatus.CANCELED})
-
-
-@dataclass(frozen=True)
-class Log:
-    """A chunk of the predictor's stdout/stderr."""
-
-    data: str
-    source: Literal["stdout", "stderr"] = "stdout"
-
-
-@dataclass(frozen=True)
-class Output:
-    """One item of an iterator output, or the whole value of a plain output."""
-
-    value: Any
-
-
-@dataclass(frozen=True)
-class Done:
-    """The prediction ended; the last event of `predict`."""
-
-    status: PredictionStatus
-    error: str | None = None
-    predict_time: float | None = None
-
-
-PredictEvent = Log | Output | Done
+PredictEvent = PredictionEvent  # the worker's event vocabulary is the server's too
 
 
 class InvalidInput(Exception):
