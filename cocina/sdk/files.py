@@ -46,9 +46,8 @@ def _name_from_content_disposition(header: str | None) -> str | None:
 def fetch_to_local(value: str, tmp_dir: pathlib.Path | None = None) -> pathlib.Path:
     """Return a local path for `value`: a download of an http(s) URL, a decoded data URL, or the path itself.
 
-    Downloads and decoded data land in a fresh directory under `tmp_dir` (or the system temp dir), so two
-    inputs with
-    the same file name never overwrite each other.
+    Downloads and decoded data land in a fresh directory under `tmp_dir` (or the system temp dir), so two inputs
+    with the same file name never overwrite each other.
     """
     if not is_url(value):
         return pathlib.Path(value)

@@ -650,13 +650,11 @@ def _describe(value: Any) -> str:
 class InputValidator:
     """Validates and normalizes prediction inputs from the OpenAPI JSON document alone (no user code needed).
 
-    Type checks follow pydantic's lax mode, which Cog uses: an integer accepts an int, an integral float (3.0)
-    and a string of digits ("3"); a number accepts ints, floats and numeric strings; a boolean accepts
-    true/false
-    and the strings "true"/"false"/"yes"/"no"/"on"/"off"/"1"/"0" and the ints 0/1; a string accepts only
-    strings.
-    Booleans are never taken as numbers. A `format: uri` string must be an http(s) or data URL or (a cocina
-    extension, for local runs) an absolute local path.
+    Type checks follow pydantic's lax mode, which Cog uses: an integer accepts an int, an integral float (3.0) and a
+    string of digits ("3"); a number accepts ints, floats and numeric strings; a boolean accepts true/false and the
+    strings "true"/"false"/"yes"/"no"/"on"/"off"/"1"/"0" and the ints 0/1; a string accepts only strings. Booleans
+    are never taken as numbers. A `format: uri` string must be an http(s) or data URL or (a cocina extension, for
+    local runs) an absolute local path.
     """
 
     def __init__(self, openapi: Mapping[str, Any]) -> None:
@@ -700,8 +698,7 @@ class InputValidator:
         """Check `raw` against the schema; return normalized JSON values with defaults filled, unknown keys
         dropped.
 
-        Inputs neither given nor defaulted in the schema (an optional argument whose default is None, a
-        default
+        Inputs neither given nor defaulted in the schema (an optional argument whose default is None, a default
         factory or a Secret) are left out: the child then uses the Python default.
         """
         if raw is None:
@@ -835,11 +832,9 @@ class InputValidator:
         """Turn the text of `-i name=text` into a JSON value by the input's type.
 
         Numbers and booleans are parsed; strings are taken as they are; a `Path` input takes `@file` (made an
-        absolute path; the file must exist), an existing relative file name, or a URL; a list takes a JSON
-        array,
-        or for lists of numbers/booleans also `1,2,3`, or else a single item; a dict takes a JSON object.
-        Unknown names raise InputValidationError listing the valid ones. The result still goes through
-        `validate`.
+        absolute path; the file must exist), an existing relative file name, or a URL; a list takes a JSON array, or
+        for lists of numbers/booleans also `1,2,3`, or else a single item; a dict takes a JSON object. Unknown names
+        raise InputValidationError listing the valid ones. The result still goes through `validate`.
         """
         if name not in self._properties:
             valid = ", ".join(self.names) or "none"
@@ -925,12 +920,9 @@ def coerce_inputs(
 ) -> dict[str, Any]:
     """Keyword arguments for `predict_fn` from validated JSON inputs (child side).
 
-    `Path` inputs become local files (URLs downloaded under `tmp_dir`, keeping their file names; data URLs
-    decoded;
-    local paths kept), `Secret` inputs are wrapped, `File` inputs opened. Arguments missing from `normalized`
-    get
-    their Python default (`Input(default=...)`, `default_factory`, or a plain default), so `predict` never
-    receives
+    `Path` inputs become local files (URLs downloaded under `tmp_dir`, keeping their file names; data URLs decoded;
+    local paths kept), `Secret` inputs are wrapped, `File` inputs opened. Arguments missing from `normalized` get
+    their Python default (`Input(default=...)`, `default_factory`, or a plain default), so `predict` never receives
     an `Input(...)` object. Unknown keys are ignored.
     """
     hints = typing.get_type_hints(predict_fn, include_extras=True)
@@ -966,8 +958,7 @@ def encode_output(value: Any) -> Any:
     """A predictor's return value (or one yielded item) as JSON: files become `{"__cocina_file__":
     "/abs/path"}`.
 
-    pydantic models become dicts, enums their values, secrets `**********`; containers are encoded
-    recursively.
+    pydantic models become dicts, enums their values, secrets `**********`; containers are encoded recursively.
     Objects with `.tolist()` (numpy arrays, tensors) are converted through it without importing numpy.
     """
     if value is None or isinstance(value, bool | int | str):

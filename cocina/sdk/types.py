@@ -1,7 +1,6 @@
 """The types a Cog predictor uses in its signature: `Path`, `File`, `Secret`, iterator markers, `BaseModel`.
 
-They are plain Python classes; the schema module reads them from type hints. Each carries pydantic hooks only
-so a
+They are plain Python classes; the schema module reads them from type hints. Each carries pydantic hooks only so a
 user's `BaseModel` output may hold a `Path` or a `Secret` field, as it can in Cog.
 """
 

@@ -1,7 +1,6 @@
 """`create_app(settings, backend, generator)`: the FastAPI application with the three surfaces.
 
-The lifespan opens the store, recovers it, starts the backend's setup in the background, and on shutdown
-drains the
+The lifespan opens the store, recovers it, starts the backend's setup in the background, and on shutdown drains the
 runtime. Every exception goes through `errors.error_response` with the surface of the request's path.
 """
 

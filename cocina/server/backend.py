@@ -47,8 +47,7 @@ class InvalidInput(Exception):
 class PredictorBackend(Protocol):
     """A Cog predictor the server runs predictions on.
 
-    `predict` is an async iterator of `Log`/`Output`/`Done` that ends with exactly one `Done`; it never
-    raises for a
+    `predict` is an async iterator of `Log`/`Output`/`Done` that ends with exactly one `Done`; it never raises for a
     predictor's own errors (those are `Done(FAILED, error)`). `cancel` asks a running prediction to stop; its
     `predict` iterator then ends with `Done(CANCELED)`.
     """

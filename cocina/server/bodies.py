@@ -1,7 +1,6 @@
 """Reading request bodies into typed models, and the HTTP header grammars the surfaces share.
 
-Bodies are parsed by hand (not FastAPI body parameters) so that every malformed body — not JSON, wrong shape,
-too
+Bodies are parsed by hand (not FastAPI body parameters) so that every malformed body — not JSON, wrong shape, too
 large — becomes one of our exceptions and is answered in the calling surface's own error format.
 """
 

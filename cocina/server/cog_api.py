@@ -1,11 +1,10 @@
 """The Cog HTTP API, as the server inside a Cog container serves it, except that a busy server queues (Cog:
 409).
 
-`/`, `/health-check`, `/openapi.json` (see `openapi.py`), `POST /predictions`, idempotent `PUT
-/predictions/{id}`,
+`/`, `/health-check`, `/openapi.json` (see `openapi.py`), `POST /predictions`, idempotent `PUT /predictions/{id}`,
 `POST /predictions/{id}/cancel`, `POST /shutdown`. `Prefer: respond-async` answers 202 at once; `Accept:
-text/event-stream` streams `start`, `log`, `output` and `completed` events; otherwise the request waits for
-the result.
+text/event-stream` streams `start`, `log`, `output` and `completed` events; otherwise the request waits for the
+result.
 """
 
 from __future__ import annotations

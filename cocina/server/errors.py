@@ -8,8 +8,7 @@ Three surfaces answer errors three ways:
 "param",
   "code"}}`.
 
-Handlers call `error_response(surface_for_path(path), exc)`; so do the middlewares (413) — one place decides
-shapes.
+Handlers call `error_response(surface_for_path(path), exc)`; so do the middlewares (413) — one place decides shapes.
 Nothing ever echoes an exception's repr or a traceback to the client.
 """
 

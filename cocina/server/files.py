@@ -1,11 +1,8 @@
 """Files: uploads for file inputs (`POST /v1/files`) and file outputs made into URLs.
 
-An uploaded file's `urls.get` is `{base}/v1/files/{id}`; when a prediction input holds such a URL of this
-server, the
-runtime hands the backend the local path instead of making the worker download it from ourselves. A
-predictor's
-file output (`{"__cocina_file__": path}` from the worker) becomes a data URL when small, or an uploaded
-file's URL.
+An uploaded file's `urls.get` is `{base}/v1/files/{id}`; when a prediction input holds such a URL of this server,
+the runtime hands the backend the local path instead of making the worker download it from ourselves. A predictor's
+file output (`{"__cocina_file__": path}` from the worker) becomes a data URL when small, or an uploaded file's URL.
 """
 
 from __future__ import annotations

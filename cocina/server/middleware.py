@@ -83,8 +83,7 @@ class RequestIdMiddleware:
 
 class BodySizeLimitMiddleware:
     """Refuses bodies over `max_bytes` with 413 in the surface's error shape: at once when `Content-Length`
-    says so,
-    else when the streamed body crosses the limit (the app's body read raises `PayloadTooLarge`)."""
+    says so, else when the streamed body crosses the limit (the app's body read raises `PayloadTooLarge`)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app

@@ -1,9 +1,7 @@
 """The `/openapi.json` document: the predictor's schema in Cog's form, with the Cog HTTP paths.
 
-The predictor backend gives `components.schemas.Input` and `Output` (derived from its type hints). This
-module adds
-what the Cog server adds around them — `PredictionRequest`, `PredictionResponse`, `Status`, `WebhookEvent`,
-the
+The predictor backend gives `components.schemas.Input` and `Output` (derived from its type hints). This module adds
+what the Cog server adds around them — `PredictionRequest`, `PredictionResponse`, `Status`, `WebhookEvent`, the
 validation error shapes and the paths — keeping the component schemas the backend already provides.
 """
 

@@ -1,15 +1,12 @@
 """The Replicate HTTP API v1, enough for the official `replicate` Python client 1.x to work with a base URL.
 
-The server serves one model, `settings.model_ref`, with one version (`settings.version_id`, a content hash of
-the
-project). Predictions can be created by version, by model or by deployment (any deployment name routes to the
-one
+The server serves one model, `settings.model_ref`, with one version (`settings.version_id`, a content hash of the
+project). Predictions can be created by version, by model or by deployment (any deployment name routes to the one
 model). Errors are problem+json (see `errors.py`).
 
-`Prefer: wait[=N]` holds the answer until the prediction finishes or N seconds (at most 60) pass. When time
-runs out
-the prediction is shown as `starting` without output: the 1.x client's `run()` treats any other status as
-terminal, and its output iterator skips output already present in the creation answer.
+`Prefer: wait[=N]` holds the answer until the prediction finishes or N seconds (at most 60) pass. When time runs out
+the prediction is shown as `starting` without output: the 1.x client's `run()` treats any other status as terminal,
+and its output iterator skips output already present in the creation answer.
 """
 
 from __future__ import annotations

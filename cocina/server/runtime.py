@@ -1,17 +1,13 @@
 """The runtime: server lifecycle, a bounded queue, workers feeding the backend, and event fan-out.
 
-Every prediction goes through `submit` (validate, bound check, durable insert, enqueue). `concurrency`
-workers take
+Every prediction goes through `submit` (validate, bound check, durable insert, enqueue). `concurrency` workers take
 predictions off the queue and run them on the backend; each event is applied to the record, appended to the
-prediction's event list (read by SSE subscribers and `wait`), announced to its webhook channel, and written
-to the
+prediction's event list (read by SSE subscribers and `wait`), announced to its webhook channel, and written to the
 store (state changes at once, output/log progress at most every `flush_interval_s`).
 
-Lifecycle (`ServerState`): STARTING -> READY | SETUP_FAILED; `drain()` -> DRAINING -> STOPPED. Recovery runs
-first:
-predictions a previous life left `starting`/`processing` are re-queued, or failed with a clear error when
-they cannot
-be re-run (no stored input, or re-run too often) — nothing stays stuck.
+Lifecycle (`ServerState`): STARTING -> READY | SETUP_FAILED; `drain()` -> DRAINING -> STOPPED. Recovery runs first:
+predictions a previous life left `starting`/`processing` are re-queued, or failed with a clear error when they
+cannot be re-run (no stored input, or re-run too often) — nothing stays stuck.
 """
 
 from __future__ import annotations

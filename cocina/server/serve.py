@@ -1,9 +1,7 @@
 """Running the app under uvicorn with Cog's drain semantics.
 
-On SIGTERM (or `POST /shutdown`) the server stops listening at once, drains the runtime — running predictions
-may
-finish within `drain_grace_s`, the rest are canceled — and only then closes connections, so requests waiting
-on a
+On SIGTERM (or `POST /shutdown`) the server stops listening at once, drains the runtime — running predictions may
+finish within `drain_grace_s`, the rest are canceled — and only then closes connections, so requests waiting on a
 prediction get its final state rather than a reset.
 """
 

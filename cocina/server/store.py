@@ -1,14 +1,11 @@
 """The durable store of predictions: SQLite in WAL mode in the data directory.
 
-Every accepted prediction is inserted before the client gets an answer, and every state change is written, so
-after
-`kill -9` and a restart `recoverable()` names the predictions that were queued or running: the runtime
-re-runs them
+Every accepted prediction is inserted before the client gets an answer, and every state change is written, so after
+`kill -9` and a restart `recoverable()` names the predictions that were queued or running: the runtime re-runs them
 (or fails them with a clear error) — none is lost or left `processing`.
 
-WAL with `synchronous=NORMAL` survives a killed process (the WAL is in the OS page cache); only a power loss
-can drop
-the last transactions. Calls are synchronous and short; they run on the event loop thread, which serializes
+WAL with `synchronous=NORMAL` survives a killed process (the WAL is in the OS page cache); only a power loss can
+drop the last transactions. Calls are synchronous and short; they run on the event loop thread, which serializes
 them.
 """
 
@@ -34,10 +31,8 @@ def utc_now() -> str:
 class PredictionRecord:
     """One prediction as stored; the API surfaces render it in their own shapes.
 
-    `input` is what the client sent (shown back); `run_input` is the validated, normalized input the backend
-    gets
-    (kept so a prediction can be re-run after a crash). `surface` is the API that created it ("cog" or
-    "replicate"),
+    `input` is what the client sent (shown back); `run_input` is the validated, normalized input the backend gets
+    (kept so a prediction can be re-run after a crash). `surface` is the API that created it ("cog" or "replicate"),
     which decides the shape of its webhooks.
     """
 

@@ -1,8 +1,7 @@
 """Webhook delivery: one ordered channel per prediction, throttled progress events, retried terminal events.
 
 As in Cog, non-terminal events (`start`, `output`, `logs`) are coalesced so that at most one is sent every
-`min_interval_s` (500 ms), each carrying the prediction as it stands; the `completed` event is always sent,
-retried
+`min_interval_s` (500 ms), each carrying the prediction as it stands; the `completed` event is always sent, retried
 with backoff on connection errors and 5xx answers. Delivery never blocks the prediction.
 """
 

@@ -316,13 +316,10 @@ def _environment(project: Any) -> dict[str, str]:
 class Runner:
     """Runs one project's predictor in a child process; see docs/internals.md for the contract.
 
-    `max_concurrency` (default: the project's `concurrency.max`, else 1) applies to async predictors only; a
-    sync
-    predictor runs one prediction at a time. Predictions beyond it wait in a FIFO queue of at most
-    `max_queue`;
-    one more raises `QueueFullError`. A canceled prediction that has not ended after `cancel_timeout_s` gets
-    its
-    child killed (and replaced), so no prediction runs forever once canceled.
+    `max_concurrency` (default: the project's `concurrency.max`, else 1) applies to async predictors only; a sync
+    predictor runs one prediction at a time. Predictions beyond it wait in a FIFO queue of at most `max_queue`; one
+    more raises `QueueFullError`. A canceled prediction that has not ended after `cancel_timeout_s` gets its child
+    killed (and replaced), so no prediction runs forever once canceled.
 
     """
 
