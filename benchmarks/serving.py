@@ -570,10 +570,12 @@ def _mark(p: Any) -> str:
 
 def render_section(report: dict[str, Any]) -> str:
     cfg, systems, t = report["config"], report["systems"], report["targets"]
+    title = f"### {cfg['dtype']}" + (" (the issue's dtype)" if cfg["dtype"] == "bfloat16" else "")
+    if cfg.get("quick"):
+        title += " (--quick: tiny model)"
     lines = [
-        SECTION,
-        "",
-        "Issue #4's serving comparison: one model, one load, three servers, measured one after the other in one run.",
+        f"<!-- serving-run:{cfg['dtype']} -->",
+        title,
         "",
         "```console",
         f"$ {report['command']}",
@@ -653,25 +655,56 @@ def render_section(report: dict[str, Any]) -> str:
     elif e:
         lines += [f"Echo overhead: not measured ({e['error']}).", ""]
     lines.append("The full figures (means, TPOT p99, errors, output token counts) are in the JSON the script prints.")
+    lines.append(f"<!-- /serving-run:{cfg['dtype']} -->")
     return "\n".join(lines) + "\n"
+
+
+SECTION_INTRO = (
+    "Issue #4's serving comparison: one model, one load, three servers, measured one after the other in one run "
+    "of `benchmarks/serving.py` (each server a subprocess on 127.0.0.1, loaded with cocina's bench client). One "
+    "subsection per dtype; each run replaces its own.\n"
+)
+
+
+def _run_blocks(section_text: str) -> dict[str, str]:
+    """The per-dtype blocks of an existing section, by dtype."""
+    blocks: dict[str, str] = {}
+    pos = 0
+    while (i := section_text.find("<!-- serving-run:", pos)) != -1:
+        dtype = section_text[i + len("<!-- serving-run:") : section_text.index(" -->", i)]
+        close = f"<!-- /serving-run:{dtype} -->"
+        j = section_text.find(close, i)
+        if j == -1:
+            break
+        blocks[dtype] = section_text[i : j + len(close)] + "\n"
+        pos = j + len(close)
+    return blocks
 
 
 def _load_avg(uptime: str | None) -> str:
     return (uptime or "n/a").rpartition("load average:")[2].strip() or "n/a"
 
 
-def write_docs(section: str, path: Path = DOCS) -> None:
-    """Replace this script's section of docs/benchmarks.md (from its heading to the next `## `), or append it.
+def write_docs(block: str, dtype: str, path: Path = DOCS) -> None:
+    """Put this run's block into this script's section of docs/benchmarks.md (from its heading to the next
+    `## `), keeping the other dtype's block; append the section when absent.
 
     The file is read right before writing so another benchmark's concurrent edits to other sections survive.
     """
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     lines = text.splitlines(keepends=True)
     start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
+    end = len(lines)
+    old_blocks: dict[str, str] = {}
+    if start is not None:
+        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+        old_blocks = _run_blocks("".join(lines[start:end]))
+    old_blocks[dtype] = block
+    order = sorted(old_blocks, key=lambda d: (d != "bfloat16", d))
+    section = SECTION + "\n\n" + SECTION_INTRO + "".join("\n" + old_blocks[d] for d in order)
     if start is None:
         new = text.rstrip("\n") + "\n\n" + section
     else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
         tail = "".join(lines[end:])
         new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
     path.write_text(new, encoding="utf-8")
@@ -749,6 +782,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     p.add_argument("--docs", type=Path, default=DOCS, help=argparse.SUPPRESS)
+    p.add_argument("--render-from", type=Path, default=None, help="write the docs from a saved JSON report; no run")
     args = p.parse_args(argv)
     if args.quick:
         if "--levels" not in (argv if argv is not None else sys.argv):
@@ -763,6 +797,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_from is not None:
+        saved = json.loads(args.render_from.read_text())
+        write_docs(render_section(saved), saved["config"]["dtype"], args.docs)
+        _log(f"wrote {args.docs} from {args.render_from}")
+        return 0
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     argv_shown = sys.argv[1:] if argv is None else argv
     command = " ".join([".venv/bin/python benchmarks/serving.py", *map(shlex.quote, argv_shown)]).strip()
@@ -964,7 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(report, indent=2))
     if not args.no_docs:
-        write_docs(render_section(report), args.docs)
+        write_docs(render_section(report), args.dtype, args.docs)
         _log(f"wrote {args.docs}")
     shutil.rmtree(run_dir / "cocina-data", ignore_errors=True)
     ok = systems["cocina"]["status"] == "ok" and all(
