@@ -19,8 +19,9 @@ EOS ignored, greedy):
   and E2E latency. Cog's HTTP server does not stream (the output arrives with the finished prediction), so its
   TTFT equals its E2E latency. ``--seed-server cocina`` (or a failed Cog install) serves the same predict.py
   with ``cocina serve DIR --concurrency 1`` instead, which streams.
-- ``transformers``: ``transformers serve --continuous-batching`` with ``--cb-num-blocks`` set (its KV cache is
-  otherwise sized from host RAM); ``ignore_eos`` is passed as a ``generation_config`` with
+- ``transformers``: ``transformers serve --continuous-batching`` with ``--cb-num-blocks`` set (64 blocks of
+  its default 256-token pages: room for 64 requests; its KV cache is otherwise sized from host RAM). It refuses
+  unknown body fields, so EOS is ignored through a ``generation_config`` field with
   ``min_new_tokens = max_new_tokens``.
 - ``cocina``: ``cocina serve --model DIR`` (dtype through ``COCINA_DTYPE``).
 
@@ -564,6 +565,13 @@ def _fmt(x: Any, digits: int = 1) -> str:
     return str(x)
 
 
+def _tpot(m: dict[str, Any]) -> str:
+    # A server that does not stream delivers every token at once: TTFT = E2E and there is no time per token.
+    if m["ttft_ms"]["p50"] is not None and m["ttft_ms"]["p50"] == m["e2el_ms"]["p50"]:
+        return "— (not streamed)"
+    return _fmt(m["tpot_ms"]["p50"])
+
+
 def _mark(p: Any) -> str:
     return "n/a" if p is None else ("**yes**" if p else "**no**")
 
@@ -614,7 +622,7 @@ def render_section(report: dict[str, Any]) -> str:
         for c, m in s["levels"].items():
             lines.append(
                 f"| {label} | {c} | {m['requests']} ({m['failed']}) | {_fmt(m['output_tok_s'])} | "
-                f"{_fmt(m['ttft_ms']['p50'], 0)} / {_fmt(m['ttft_ms']['p99'], 0)} | {_fmt(m['tpot_ms']['p50'])} | "
+                f"{_fmt(m['ttft_ms']['p50'], 0)} / {_fmt(m['ttft_ms']['p99'], 0)} | {_tpot(m)} | "
                 f"{_fmt(m['e2el_ms']['p50'], 0)} / {_fmt(m['e2el_ms']['p99'], 0)} |"
             )
         if s["status"] != "ok":
