@@ -73,24 +73,21 @@ def measure_bandwidth(device: torch.device, nbytes: int = 1 << 30) -> float:
 
 
 def weight_bytes_per_token(model: Any) -> int:
-    """Bytes of weights read to decode one token: every parameter once, but only one row of the
-    embedding tables that are not also the LM head (token and position lookups)."""
+    """Bytes of weights read to decode one token: the whole model (packed int8 weights included, a tied
+    LM head once) except the embedding tables that are only looked up (token and position rows)."""
+    from cocina.engine.quantize import model_memory_bytes
+
     head = model.get_output_embeddings()
-    head_ptr = head.weight.data_ptr() if head is not None and hasattr(head, "weight") else None
-    seen: set[int] = set()
-    total = 0
-    skip = {
-        m.weight.data_ptr()
+    head_w = getattr(head, "weight", None)
+    if head_w is None:
+        head_w = getattr(head, "weight_t", None)
+    head_ptr = head_w.data_ptr() if isinstance(head_w, torch.Tensor) else None
+    lookups = sum(
+        m.weight.numel() * m.weight.element_size()
         for m in model.modules()
         if isinstance(m, torch.nn.Embedding) and m.weight.data_ptr() != head_ptr
-    }
-    for p in model.parameters():
-        ptr = p.data_ptr()
-        if ptr in seen or ptr in skip:
-            continue
-        seen.add(ptr)
-        total += p.numel() * p.element_size()
-    return total
+    )
+    return model_memory_bytes(model) - lookups
 
 
 def _sync(device: torch.device) -> None:
@@ -250,6 +247,11 @@ async def run_arrival(
                 break
         return dt
 
+    async def drained() -> None:
+        # Cancelled streams abort before the engine's next step; wait for that so later loads start clean.
+        while engine.has_unfinished():
+            await asyncio.sleep(0.01)
+
     try:
         alone = [await first_token(fresh(), 1) for _ in range(3)]
         started = asyncio.Event()
@@ -272,6 +274,7 @@ async def run_arrival(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await drained()
     finally:
         aengine.shutdown()
     a, b = statistics.median(alone), statistics.median(loaded)

@@ -144,9 +144,7 @@ class LLMEngine:
         self.config = dataclasses.replace(config, max_model_len=runner.max_model_len)
         self.runner = runner
         self.tokenizer = tokenizer
-        self.block_manager = BlockManager(
-            runner.num_kv_blocks, config.block_size, config.enable_prefix_caching
-        )
+        self.block_manager = BlockManager(runner.num_kv_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.config, self.block_manager)
         self.sampler = Sampler()
         self.eos_token_ids = _eos_token_ids(runner.model, tokenizer)
@@ -245,9 +243,7 @@ class LLMEngine:
         for s in out.scheduled:
             seq = s.seq
             start = seq.num_computed_tokens
-            self._stats.computed_prompt_tokens += max(
-                0, min(start + s.num_new_tokens, seq.num_prompt_tokens) - start
-            )
+            self._stats.computed_prompt_tokens += max(0, min(start + s.num_new_tokens, seq.num_prompt_tokens) - start)
         sample_rows = [s for s in out.scheduled if s.needs_sample]
         try:
             logits = self.runner.run(out)  # [len(sample_rows), V]
@@ -273,9 +269,7 @@ class LLMEngine:
             outputs.append(self._emit(req, seq.last_token_id, logprobs.get(seq.seq_id), now))
         return outputs
 
-    def _emit(
-        self, req: _Request, token_id: int, logprobs: TokenLogprobs | None, now: float
-    ) -> RequestOutput:
+    def _emit(self, req: _Request, token_id: int, logprobs: TokenLogprobs | None, now: float) -> RequestOutput:
         """Text for one new token: detokenize, hold back possible stop strings, finish on a match."""
         seq = req.seq
         self._stats.generated_tokens += 1
@@ -444,8 +438,7 @@ class AsyncLLMEngine:
             # The engine's own queue bound, counted with what is not handed to it yet.
             if self.engine.scheduler.num_waiting + len(self._adds) >= self.engine.config.max_waiting:
                 raise EngineOverloaded(
-                    f"engine overloaded: {self.engine.config.max_waiting} requests are already waiting; "
-                    "retry later"
+                    f"engine overloaded: {self.engine.config.max_waiting} requests are already waiting; retry later"
                 )
             self._streams[request_id] = stream
             self._adds.append((token_ids, params, request_id, stream))
@@ -495,8 +488,11 @@ class AsyncLLMEngine:
                 while not (self._stopping or self._adds or self._aborts or engine.has_unfinished()):
                     self._cv.wait()
                 if self._stopping:
-                    streams = list(self._streams.values())
+                    streams = dict(self._streams)
+                    leftover = [*self._aborts, *streams]
                     self._streams.clear()
+                    self._aborts.clear()
+                    self._adds.clear()
                     break
                 adds = list(self._adds)
                 aborts = list(self._aborts)
@@ -524,7 +520,10 @@ class AsyncLLMEngine:
                         self._deliver(request_id, [error], final=True)
                 for o in outputs:
                     self._deliver(o.request_id, o.events(), final=o.finished)
-        for stream in streams:
+        # Leave the engine empty (its blocks free) for whoever uses it next, e.g. a synchronous caller.
+        for request_id in leftover:
+            engine.abort(request_id)
+        for stream in streams.values():
             stream.put([ErrorEvent("engine shut down")])
 
     def _deliver(self, request_id: str, events: list[Event], final: bool) -> None:

@@ -76,9 +76,7 @@ def test_greedy_single_requests_match_generate(arch: str, model_dirs: dict[str, 
 
 
 @pytest.mark.parametrize("arch", ["llama", "falcon", "gpt2"])
-def test_greedy_batch_with_staggered_arrivals_matches_generate(
-    arch: str, model_dirs: dict[str, Path]
-) -> None:
+def test_greedy_batch_with_staggered_arrivals_matches_generate(arch: str, model_dirs: dict[str, Path]) -> None:
     """Requests of different lengths arriving at different steps, prefix caching on: same tokens as alone."""
     engine = _engine(model_dirs[arch])
     want = _reference(model_dirs[arch], PROMPTS, 10)
@@ -277,3 +275,15 @@ async def test_async_full_queue_and_bad_input(model_dirs: dict[str, Path]) -> No
         assert not any(isinstance(ev, ErrorEvent) for r in done for ev in r)
     finally:
         aengine.shutdown()
+
+
+async def test_shutdown_fails_open_streams_and_empties_the_engine(model_dirs: dict[str, Path]) -> None:
+    engine = _engine(model_dirs["gpt2"])
+    aengine = AsyncLLMEngine(engine)
+    agen = aengine.generate("x", SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True))
+    first = await agen.__anext__()
+    assert isinstance(first, TokenEvent)
+    await asyncio.to_thread(aengine.shutdown)
+    rest = [ev async for ev in agen]
+    assert isinstance(rest[-1], ErrorEvent) and "shut down" in rest[-1].message
+    assert not engine.has_unfinished() and engine.stats().num_kv_blocks_used == 0
