@@ -805,6 +805,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
+
+    signal.signal(signal.SIGTERM, _terminate)
     if args.render_from is not None:
         saved = json.loads(args.render_from.read_text())
         write_docs(render_section(saved), saved["config"]["dtype"], args.docs)
