@@ -591,7 +591,8 @@ def render_section(report: dict[str, Any]) -> str:
         "",
         f"- Date: {report['date']}; machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
         f"AVX512-BF16: {'yes' if report['machine']['avx512_bf16'] else 'no'}; load before the run: "
-        f"`{report['machine']['uptime_before']}`, after: `{report['machine']['uptime_after']}`.",
+        f"`{report['machine']['uptime_before']}`, after: `{report['machine']['uptime_after']}`"
+        + (f"; code: `{report['code']}`." if report.get("code") else "."),
         f"- Model: {cfg['model']}, random weights, **{cfg['dtype']}** in all three servers. Load: streaming chat "
         f"completions, {cfg['input_len']}-token prompts (+ the chat template's tokens), {cfg['output_len']} output "
         f"tokens with EOS ignored, greedy; closed loop at each concurrency; "
@@ -599,8 +600,8 @@ def render_section(report: dict[str, Any]) -> str:
     ]
     if not report["machine"]["avx512_bf16"]:
         lines.append(
-            "- This CPU has no AVX512-BF16: bf16 matmuls are emulated and run about 2x slower than fp32 "
-            "here (run with `--dtype float32` for the faster figures)."
+            "- This CPU has no AVX512-BF16: bf16 arithmetic is converted in software, so bf16 is no faster than "
+            "fp32 here and batched bf16 can be much slower (compare the float32 subsection)."
         )
     lines += [
         "- (a) " + report["notes"]["seed"],
@@ -635,7 +636,10 @@ def render_section(report: dict[str, Any]) -> str:
     e = report.get("echo")
     lines += [
         "",
-        "Load average (1, 5, 15 min) when each server started: " + "; ".join(loads) + ".",
+        "Load average (1, 5, 15 min) when each server started (it includes the previous server of this run; "
+        "the machine is shared, and another process on one of its 2 cores slows every server several-fold): "
+        + "; ".join(loads)
+        + ".",
         "",
         f"Targets at concurrency {t['level']}:",
         "",
@@ -727,6 +731,20 @@ def _uptime() -> str:
         return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "n/a"
+
+
+def _code_version() -> str | None:
+    """The commit the servers ran, and whether cocina/ had uncommitted changes (others may be editing it)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "cocina"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + (" + uncommitted changes in cocina/" if dirty else "")) if head else None
 
 
 def _machine() -> dict[str, Any]:
@@ -821,7 +839,8 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=args.workdir))
     uptime_before = _uptime()
-    _log(f"load: {uptime_before}")
+    code_version = _code_version()
+    _log(f"load: {uptime_before}; code: {code_version}")
 
     def n_for(c: int) -> int:
         return args.requests_per_level or max(8, 2 * c)
@@ -984,6 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "benchmark": "serving",
         "command": command,
+        "code": code_version,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {**_machine(), "uptime_before": uptime_before, "uptime_after": _uptime()},
         "config": {
