@@ -20,6 +20,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cocina.engine_options import (
+    DeviceOption,
+    DtypeOption,
+    KvCacheOption,
+    MaxModelLenOption,
+    MaxNumSeqsOption,
+    QuantizeOption,
+    engine_env,
+)
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -128,12 +138,33 @@ def predict_command(
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", "-o", help="Where file outputs are written (default: .).")
     ] = None,
+    dtype: DtypeOption = None,
+    quantize: QuantizeOption = None,
+    device: DeviceOption = None,
+    kv_cache: KvCacheOption = None,
+    max_num_seqs: MaxNumSeqsOption = None,
+    max_model_len: MaxModelLenOption = None,
 ) -> None:
-    """Run one prediction: start the predictor, stream its output to stdout, write file outputs to disk."""
+    """Run one prediction: start the predictor, stream its output to stdout, write file outputs to disk.
+
+    The engine options (--dtype, --quantize, ...) reach the built-in LLM predictor (`cocina init --template llm`
+    projects on `cocina.llm`) as COCINA_* variables; other predictors may read them or not."""
     out = output_dir or Path(".")
     try:
+        env = engine_env(
+            dtype=dtype,
+            quantize=quantize,
+            device=device,
+            kv_cache=kv_cache,
+            max_num_seqs=max_num_seqs,
+            max_model_len=max_model_len,
+        )
+    except ValueError as exc:
+        _console().print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
         code = asyncio.run(
-            _predict(directory, inputs or [], json_output=json_output, debug=debug, output_dir=out)
+            _predict(directory, inputs or [], json_output=json_output, debug=debug, output_dir=out, env=env)
         )
     except KeyboardInterrupt:
         # Ctrl-C before the prediction started (during setup); the worker is gone with the event loop.
@@ -143,7 +174,13 @@ def predict_command(
 
 
 async def _predict(
-    directory: Path, raw_inputs: list[str], *, json_output: bool, debug: bool, output_dir: Path
+    directory: Path,
+    raw_inputs: list[str],
+    *,
+    json_output: bool,
+    debug: bool,
+    output_dir: Path,
+    env: dict[str, str] | None = None,
 ) -> int:
     err = _console()
     runner: Runner | None = None
@@ -152,7 +189,7 @@ async def _predict(
         pairs = _split_inputs(raw_inputs)
         from cocina.worker.runner import Runner
 
-        runner = Runner(project)
+        runner = Runner(project, env_overrides=env)
         if debug:
             runner.log_listener = lambda log: err.out(log.data, end="", highlight=False)
         inputs = await _start(runner, pairs, err, debug=debug)

@@ -252,15 +252,25 @@ def test_llm_template_explains_a_model_it_cannot_get(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_llm_template_with_the_demo_model(tmp_path: Path) -> None:
-    try:
-        from cocina.demo import demo_model_dir
-
-        demo_model_dir()
-    except (ImportError, FileNotFoundError) as exc:
-        pytest.skip(f"the demo model has not landed yet: {exc}")
     init = cocina("init", tmp_path)
     assert init.returncode == 0, init.stderr
     question = "pregunta=Dime un producto de limpieza que blanquee la ropa"
     result = cocina("predict", tmp_path, "-i", question, "-i", "max_new_tokens=40", "-i", "temperature=0")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_predict_engine_flags_reach_the_llm_predictor_over_the_project_environment(tmp_path: Path) -> None:
+    """--dtype/--quantize/--kv-cache travel to the worker child as COCINA_* and win over `environment:`."""
+    (tmp_path / "cocina.yaml").write_text(
+        'predict: "cocina.llm:LLMPredictor"\nenvironment:\n  - COCINA_MODEL=cocina/demo\n  - COCINA_KV_CACHE_BYTES=1M\n'
+    )
+    args = ["-i", "prompt=Hola", "-i", "max_new_tokens=4", "--debug"]
+    result = cocina("predict", tmp_path, *args, "--dtype", "float32", "--quantize", "int8", "--kv-cache", "4M")
+    assert result.returncode == 0, result.stderr
+    # The demo model: 4 layers x 4 heads x 64 dims, K and V, 16 tokens a block, 4 bytes: 128 KiB a block.
+    assert "model on cpu (float32, int8)" in result.stderr
+    assert "(32 blocks of 16 tokens)" in result.stderr
+    bad = cocina("predict", tmp_path, *args, "--kv-cache", "lots")
+    assert bad.returncode == 2
+    assert _one_error_line(bad.stderr) == "error: --kv-cache: not a size: 'lots' (examples: 512M, 2G, 1073741824)"

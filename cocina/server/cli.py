@@ -16,6 +16,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cocina.engine_options import (
+    ENV_TO_ENGINE_KEY,
+    DeviceOption,
+    DtypeOption,
+    KvCacheOption,
+    MaxModelLenOption,
+    MaxNumSeqsOption,
+    QuantizeOption,
+    engine_env,
+)
+
 if TYPE_CHECKING:
     from cocina.server.adapters import EngineHandle, EngineLoader
 
@@ -73,8 +84,29 @@ def serve_command(
         str,
         typer.Option(help="Environment variable holding the bearer token required on /v1 (unset: no auth)"),
     ] = "COCINA_API_TOKEN",
+    dtype: DtypeOption = None,
+    quantize: QuantizeOption = None,
+    device: DeviceOption = None,
+    kv_cache: KvCacheOption = None,
+    max_num_seqs: MaxNumSeqsOption = None,
+    max_model_len: MaxModelLenOption = None,
 ) -> None:
-    """Serve a Cog predictor project, or a language model with --model, over HTTP."""
+    """Serve a Cog predictor project, or a language model with --model, over HTTP.
+
+    The engine options (--dtype, --quantize, --kv-cache, ...) apply to --model and to projects on the built-in LLM
+    predictor; they win over `cocina: engine:` in cocina.yaml and over COCINA_* variables."""
+    try:
+        flags_env = engine_env(
+            dtype=dtype,
+            quantize=quantize,
+            device=device,
+            kv_cache=kv_cache,
+            max_num_seqs=max_num_seqs,
+            max_model_len=max_model_len,
+        )
+    except ValueError as exc:
+        typer.echo(f"cocina serve: {exc}", err=True)
+        raise typer.Exit(2) from None
     from cocina.server.backend import PredictorBackend
     from cocina.server.serve import build_server
     from cocina.server.settings import ServerSettings
@@ -88,7 +120,7 @@ def serve_command(
         if model is not None:
             # The engine loads in the background once the server listens (see `_engine_backends`).
             model_name = name or (f"local/{Path(model).name}" if Path(model).exists() else model)
-            generator, backend = engine_backends(model, model_name, dict(os.environ), {}, concurrency)
+            generator, backend = engine_backends(model, model_name, {**os.environ, **flags_env}, {}, concurrency)
             source = Path(model) if Path(model).exists() else None
             version_id = project_version_id(source) if source else hashlib.sha256(model.encode()).hexdigest()
             root = Path(".")
@@ -99,7 +131,7 @@ def serve_command(
             project = load_project(root)
             model_name = name or f"local/{root.name}"
             version_id = project_version_id(root)
-            generator, backend = _project_backends(project, model_name, concurrency)
+            generator, backend = _project_backends(project, model_name, concurrency, flags_env)
     except (ConfigError, FileNotFoundError) as exc:
         # A broken cocina.yaml or a bad engine option is the user's to fix: say what, without a traceback.
         # (A model that cannot be loaded is a failed setup instead: the server reports it on /health-check.)
@@ -125,7 +157,9 @@ def serve_command(
     build_server(settings, backend, generator).run()
 
 
-def _project_backends(project: Any, model_name: str, concurrency: int | None) -> tuple[Any, Any]:
+def _project_backends(
+    project: Any, model_name: str, concurrency: int | None, flags_env: dict[str, str]
+) -> tuple[Any, Any]:
     """(generator, backend) for a project directory: the built-in LLM predictor in-process on one engine
     (OpenAI surface included), or the worker child for user predictors (see `cocina.server.project`)."""
     from cocina.config import ConfigError
@@ -136,16 +170,18 @@ def _project_backends(project: Any, model_name: str, concurrency: int | None) ->
         from cocina.server.adapters import RunnerBackend
         from cocina.worker.runner import Runner
 
-        return None, RunnerBackend(Runner(project, max_concurrency=concurrency))
+        return None, RunnerBackend(Runner(project, max_concurrency=concurrency, env_overrides=flags_env))
     # LLMPredictor.model, read without importing cocina.llm (which imports torch: seconds before listening).
     model = resolve_project_model(project, llm, _LLM_DEFAULT_MODEL)
     logging.getLogger("cocina.server").info(
         "serving %s in-process on cocina's engine (%s): model %s", project.predict_ref, llm.reason, model
     )
-    # COCINA_* engine options as the worker child would see them: the project's `environment:` over ours.
-    env = {**os.environ, **project.environment}
+    # COCINA_* engine options as the worker child would see them: the project's `environment:` over ours, and the
+    # command line's flags over both and over the `cocina: engine:` keys they stand for.
+    env = {**os.environ, **project.environment, **flags_env}
+    options = {k: v for k, v in project.engine.items() if k not in {ENV_TO_ENGINE_KEY[e] for e in flags_env}}
     try:
-        return engine_backends(model, model_name, env, dict(project.engine), concurrency)
+        return engine_backends(model, model_name, env, options, concurrency)
     except ConfigError as exc:
         raise ConfigError(f"invalid `cocina: engine:` option in {project.config_file}: {exc.message}") from None
 

@@ -124,6 +124,7 @@ class _Child:
         }
         env = dict(os.environ)
         env.update(_environment(project))
+        env.update(runner.env_overrides)
         self.proc = subprocess.Popen(
             [runner.python, "-m", "cocina.worker.child", json.dumps(spec)],
             stdin=subprocess.DEVNULL,
@@ -319,8 +320,8 @@ class Runner:
     `max_concurrency` (default: the project's `concurrency.max`, else 1) applies to async predictors only; a sync
     predictor runs one prediction at a time. Predictions beyond it wait in a FIFO queue of at most `max_queue`; one
     more raises `QueueFullError`. A canceled prediction that has not ended after `cancel_timeout_s` gets its child
-    killed (and replaced), so no prediction runs forever once canceled.
-
+    killed (and replaced), so no prediction runs forever once canceled. `env_overrides` are set in the child's
+    environment after the project's `environment:`.
     """
 
     def __init__(
@@ -331,8 +332,11 @@ class Runner:
         max_queue: int = 64,
         cancel_timeout_s: float = 30.0,
         python: str | None = None,
+        env_overrides: dict[str, str] | None = None,
     ) -> None:
         self.project = project
+        # Set last in the child's environment, over the project's `environment:` (command-line flags win).
+        self.env_overrides = dict(env_overrides or {})
         self.python = python or sys.executable
         self.max_queue = max_queue
         self.cancel_timeout_s = cancel_timeout_s

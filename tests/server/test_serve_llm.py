@@ -291,3 +291,38 @@ def test_serve_refuses_a_bad_project_clearly(tiny_model: Path, tmp_path: Path) -
     config = f'predict: "predict.py:Predictor"\ncocina:\n  model: {tiny_model}\n  engine:\n    no_such_option: 1\n'
     engine = serve(str(_write_project(tmp_path / "engine", "class Predictor: pass\n", config)))
     assert engine.returncode == 1 and "no_such_option" in engine.stderr and "Traceback" not in engine.stderr
+
+
+def test_serve_engine_flags_win_over_the_project_and_the_environment(
+    tiny_model: Path, tmp_path: Path, serve_procs: list[Served]
+) -> None:
+    """--dtype/--kv-cache/--max-num-seqs reach the engine, over `cocina: engine:` and over COCINA_* variables."""
+    root = tmp_path / "flags"
+    root.mkdir()
+    config = (
+        'predict: "cocina.llm:LLMPredictor"\n'
+        f"cocina:\n  model: {tiny_model}\n  engine:\n    kv_cache_bytes: 1048576\n    max_num_seqs: 2\n"
+    )
+    (root / "cocina.yaml").write_text(config)
+    srv = Served(tmp_path, str(root), "--dtype", "float32", "--kv-cache", "4M", "--max-num-seqs", "3")
+    serve_procs.append(srv)
+    srv.wait_ready()
+    # The tiny GPT-2: 2 layers x 4 KV heads x 16 dims, K and V, 16 tokens a block, 4 bytes: 16 KiB a block.
+    assert "cocina engine: model on cpu (float32)" in srv.log
+    assert "(256 blocks of 16 tokens)" in srv.log, srv.log[-2000:]
+    metrics = httpx.get(f"{srv.url}/metrics").text
+    assert "vllm:num_requests_running" in metrics
+    cog = httpx.post(f"{srv.url}/predictions", json={"input": {"prompt": "c", "max_new_tokens": 3}}, timeout=30)
+    assert cog.json()["status"] == "succeeded"
+    srv.sigterm()
+
+
+def test_serve_rejects_a_bad_engine_flag_at_once(tiny_model: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cocina.cli", "serve", "--model", str(tiny_model), "--quantize", "int4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "cocina serve: --quantize must be one of none, int8, bnb8, bnb4; got 'int4'"
