@@ -129,9 +129,7 @@ class LLMPredictor(BasePredictor):
         self,
         prompt: str = Input(description="The prompt (the user message, for chat models)", default=None),
         pregunta: str = Input(description="The same as prompt (the seed project's name)", default=None),
-        system_prompt: str = Input(
-            description="System prompt (the system message for chat models)", default=None
-        ),
+        system_prompt: str = Input(description="System prompt (the system message for chat models)", default=None),
         max_new_tokens: int = Input(description="The most tokens to generate", default=128, ge=1, le=8192),
         temperature: float = Input(
             description="Sampling temperature; 0 picks the likeliest token", default=0.7, ge=0, le=5
@@ -150,9 +148,7 @@ class LLMPredictor(BasePredictor):
             description="Penalty for tokens already seen; 1 is none", default=1.0, ge=0.01, le=5
         ),
         stop: str = Input(description="Stop sequences, separated by commas", default=None),
-        seed: int = Input(
-            description="Random seed for repeatable answers; empty for a random one", default=None
-        ),
+        seed: int = Input(description="Random seed for repeatable answers; empty for a random one", default=None),
     ) -> AsyncConcatenateIterator[str]:
         """Stream the model's answer, piece by piece, as the engine generates it."""
         text = prompt if prompt is not None else pregunta
