@@ -26,21 +26,12 @@ from typing import Any
 from cocina.engine.config import EngineConfig
 from cocina.engine.llm_engine import AsyncLLMEngine, ErrorEvent, LLMEngine, TokenEvent
 from cocina.engine.sequence import SamplingParams
+from cocina.engine_options import parse_bytes
 from cocina.sdk import AsyncConcatenateIterator, BasePredictor, Input
 
 __all__ = ["LLMPredictor", "build_prompt", "engine_config_from_env", "load_engine"]
 
 log = logging.getLogger(__name__)
-
-_SUFFIXES = {"K": 2**10, "M": 2**20, "G": 2**30}
-
-
-def _parse_bytes(text: str) -> int:
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    if text and text[-1] in _SUFFIXES:
-        return int(float(text[:-1]) * _SUFFIXES[text[-1]])
-    return int(text)
-
 
 def engine_config_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> EngineConfig:
     """An :class:`EngineConfig` from ``COCINA_*`` variables (see the module docstring), then ``overrides``."""
@@ -54,7 +45,7 @@ def engine_config_from_env(env: Mapping[str, str] | None = None, **overrides: An
     if env.get("COCINA_DEVICE"):
         kw["device"] = env["COCINA_DEVICE"]
     if env.get("COCINA_KV_CACHE_BYTES"):
-        kw["kv_cache_bytes"] = _parse_bytes(env["COCINA_KV_CACHE_BYTES"])
+        kw["kv_cache_bytes"] = parse_bytes(env["COCINA_KV_CACHE_BYTES"])
     if env.get("COCINA_MAX_NUM_SEQS"):
         kw["max_num_seqs"] = int(env["COCINA_MAX_NUM_SEQS"])
     if env.get("COCINA_MAX_MODEL_LEN"):
