@@ -490,6 +490,45 @@ async def _collect_audited(request: Request, run: _Run, audit: _Audit) -> None:
         raise
 
 
+def _stream_response(
+    chunks: AsyncIterator[bytes],
+    run: _Run,
+    audit: _Audit,
+    result: Callable[[], dict[str, Any]],
+    base: dict[str, Any],
+    choices: list[_Choice],
+    include_usage: bool,
+) -> StreamingResponse:
+    """The SSE framing both endpoints share: their chunks, the usage chunk when asked for, a generation error as
+    an error event, then `[DONE]`. The run is closed however the stream ends; the audit records its outcome."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+            if include_usage:
+                yield _sse({**base, "choices": [], "usage": _usage(choices)})
+        except GenerationError as exc:
+            yield _sse({"error": {"message": exc.message, "type": "server_error", "param": None, "code": None}})
+        finally:
+            await run.aclose()
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(
+        _audited_stream(stream(), audit, run, result),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _answer(request: Request, run: _Run, audit: _Audit, result: Callable[[], dict[str, Any]]) -> JSONResponse:
+    """The non-streaming answer, recorded as succeeded once the run has finished."""
+    await _collect_audited(request, run, audit)
+    answer = result()
+    audit.finish(PredictionStatus.SUCCEEDED, answer, run)
+    return JSONResponse(answer)
+
+
 # ---- /v1/completions --------------------------------------------------------------------------------------
 
 
@@ -535,48 +574,26 @@ async def completions(request: Request) -> Response:
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                offsets = {c.index: 0 for c in choices}
-                async for choice, ev in run.events():
-                    item: dict[str, Any] = {
-                        "index": choice.index,
-                        "text": "",
-                        "logprobs": None,
-                        "finish_reason": None,
-                    }
-                    if isinstance(ev, TextDelta):
-                        if not ev.text and not ev.logprobs:
-                            continue
-                        item["text"] = ev.text
-                        if body.logprobs is not None:
-                            item["logprobs"] = _completion_logprobs(list(ev.logprobs), offsets[choice.index])
-                        offsets[choice.index] += len(ev.text)
-                    elif isinstance(ev, Finished):
-                        item["finish_reason"] = ev.reason
-                    chunk = {**base, "choices": [item]}
-                    if include_usage:
-                        chunk["usage"] = None
-                    yield _sse(chunk)
+        async def chunks() -> AsyncIterator[bytes]:
+            offsets = {c.index: 0 for c in choices}
+            async for choice, ev in run.events():
+                item: dict[str, Any] = {"index": choice.index, "text": "", "logprobs": None, "finish_reason": None}
+                if isinstance(ev, TextDelta):
+                    if not ev.text and not ev.logprobs:
+                        continue
+                    item["text"] = ev.text
+                    if body.logprobs is not None:
+                        item["logprobs"] = _completion_logprobs(list(ev.logprobs), offsets[choice.index])
+                    offsets[choice.index] += len(ev.text)
+                elif isinstance(ev, Finished):
+                    item["finish_reason"] = ev.reason
+                chunk = {**base, "choices": [item]}
                 if include_usage:
-                    yield _sse({**base, "choices": [], "usage": _usage(choices)})
-            except GenerationError as exc:
-                yield _sse(
-                    {"error": {"message": exc.message, "type": "server_error", "param": None, "code": None}}
-                )
-            finally:
-                await run.aclose()
-            yield b"data: [DONE]\n\n"
+                    chunk["usage"] = None
+                yield _sse(chunk)
 
-        return StreamingResponse(
-            _audited_stream(stream(), audit, run, result),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store"},
-        )
-    await _collect_audited(request, run, audit)
-    answer = result()
-    audit.finish(PredictionStatus.SUCCEEDED, answer, run)
-    return JSONResponse(answer)
+        return _stream_response(chunks(), run, audit, result, base, choices, include_usage)
+    return await _answer(request, run, audit, result)
 
 
 # ---- /v1/chat/completions ---------------------------------------------------------------------------------
@@ -622,64 +639,22 @@ async def chat_completions(request: Request) -> Response:
                 obj["usage"] = None
             return _sse(obj)
 
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                for c in choices:
-                    yield chunk(
-                        [
-                            {
-                                "index": c.index,
-                                "delta": {"role": "assistant", "content": ""},
-                                "logprobs": None,
-                                "finish_reason": None,
-                            }
-                        ]
-                    )
-                async for choice, ev in run.events():
-                    if isinstance(ev, TextDelta):
-                        if not ev.text and not ev.logprobs:
-                            continue
-                        lp = _chat_logprobs(list(ev.logprobs)) if body.logprobs else None
-                        yield chunk(
-                            [
-                                {
-                                    "index": choice.index,
-                                    "delta": {"content": ev.text},
-                                    "logprobs": lp,
-                                    "finish_reason": None,
-                                }
-                            ]
-                        )
-                    elif isinstance(ev, Finished):
-                        yield chunk(
-                            [
-                                {
-                                    "index": choice.index,
-                                    "delta": {},
-                                    "logprobs": None,
-                                    "finish_reason": ev.reason,
-                                }
-                            ]
-                        )
-                if include_usage:
-                    yield _sse({**base, "choices": [], "usage": _usage(choices)})
-            except GenerationError as exc:
-                yield _sse(
-                    {"error": {"message": exc.message, "type": "server_error", "param": None, "code": None}}
-                )
-            finally:
-                await run.aclose()
-            yield b"data: [DONE]\n\n"
+        async def chunks() -> AsyncIterator[bytes]:
+            for c in choices:
+                role = {"role": "assistant", "content": ""}
+                yield chunk([{"index": c.index, "delta": role, "logprobs": None, "finish_reason": None}])
+            async for choice, ev in run.events():
+                if isinstance(ev, TextDelta):
+                    if not ev.text and not ev.logprobs:
+                        continue
+                    lp = _chat_logprobs(list(ev.logprobs)) if body.logprobs else None
+                    delta = {"content": ev.text}
+                    yield chunk([{"index": choice.index, "delta": delta, "logprobs": lp, "finish_reason": None}])
+                elif isinstance(ev, Finished):
+                    yield chunk([{"index": choice.index, "delta": {}, "logprobs": None, "finish_reason": ev.reason}])
 
-        return StreamingResponse(
-            _audited_stream(stream(), audit, run, result),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store"},
-        )
-    await _collect_audited(request, run, audit)
-    answer = result()
-    audit.finish(PredictionStatus.SUCCEEDED, answer, run)
-    return JSONResponse(answer)
+        return _stream_response(chunks(), run, audit, result, base, choices, include_usage)
+    return await _answer(request, run, audit, result)
 
 
 def _chat_result(base: dict[str, Any], choices: list[_Choice], with_logprobs: bool) -> dict[str, Any]:
