@@ -222,8 +222,15 @@ def tiny_config(
             **ids,
             **overrides,
         )
-    elif arch == "llama":
-        cfg = LlamaConfig(
+    elif arch in ("llama", "qwen2", "mistral"):
+        # One Llama-style family; Qwen2 ties its embeddings, Mistral's sliding window is off (full attention).
+        family: dict[str, tuple[Any, dict[str, Any]]] = {
+            "llama": (LlamaConfig, {}),
+            "qwen2": (Qwen2Config, {"tie_word_embeddings": True}),
+            "mistral": (MistralConfig, {"sliding_window": None}),
+        }
+        config_class, family_kw = family[arch]
+        cfg = config_class(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
             intermediate_size=inter,
@@ -231,32 +238,7 @@ def tiny_config(
             num_attention_heads=num_heads,
             num_key_value_heads=kv,
             max_position_embeddings=max_position_embeddings,
-            **ids,
-            **overrides,
-        )
-    elif arch == "qwen2":
-        cfg = Qwen2Config(
-            vocab_size=vocab_size,
-            hidden_size=hidden_size,
-            intermediate_size=inter,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            num_key_value_heads=kv,
-            max_position_embeddings=max_position_embeddings,
-            tie_word_embeddings=True,
-            **ids,
-            **overrides,
-        )
-    elif arch == "mistral":
-        cfg = MistralConfig(
-            vocab_size=vocab_size,
-            hidden_size=hidden_size,
-            intermediate_size=inter,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            num_key_value_heads=kv,
-            max_position_embeddings=max_position_embeddings,
-            sliding_window=None,
+            **family_kw,
             **ids,
             **overrides,
         )
