@@ -5,23 +5,7 @@ from __future__ import annotations
 import sys
 import types
 
-__all__ = ["COG_NAMES", "install_cog_shim"]
-
-COG_NAMES = (
-    "AsyncConcatenateIterator",
-    "BaseModel",
-    "BasePredictor",
-    "BaseRunner",
-    "CancelationException",
-    "ConcatenateIterator",
-    "File",
-    "Input",
-    "Path",
-    "Secret",
-    "current_scope",
-    "emit_metric",
-)
-
+__all__ = ["install_cog_shim"]
 
 def install_cog_shim() -> None:
     """Put `cog` and `cog.types` into `sys.modules`, pointing at cocina.sdk.
@@ -43,9 +27,9 @@ def install_cog_shim() -> None:
     cog = types.ModuleType("cog", "Cog-compatible SDK provided by cocina.")
     cog.__path__ = []  # a package, so `import cog.types` works through sys.modules
     cog.__cocina_shim__ = True  # type: ignore[attr-defined]
-    for name in COG_NAMES:
+    for name in sdk.__all__:  # the names `cog` exports are exactly the SDK's
         setattr(cog, name, getattr(sdk, name))
-    cog.__all__ = list(COG_NAMES)  # type: ignore[attr-defined]
+    cog.__all__ = list(sdk.__all__)  # type: ignore[attr-defined]
     cog.__version__ = "0.16.0+cocina"  # type: ignore[attr-defined]
 
     cog_types = types.ModuleType("cog.types", "Cog's types, provided by cocina.")
