@@ -457,58 +457,40 @@ def _schemas(settings: ServerSettings, model_names: list[str], input_required: b
         "properties": {k: {"type": "integer"} for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
     }
     finish = _nullable({"type": "string", "enum": ["stop", "length"]})
-    completion = {
-        "type": "object",
-        "required": ["id", "object", "created", "model", "choices", "usage"],
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"type": "string", "enum": ["text_completion"]},
-            "created": {"type": "integer"},
-            "model": {"type": "string"},
-            "choices": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["index", "text", "finish_reason"],
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "text": {"type": "string"},
-                        "logprobs": _nullable({"type": "object"}),
-                        "finish_reason": finish,
-                    },
-                },
-            },
-            "usage": {"$ref": _REF + "Usage"},
-        },
-    }
-    chat_completion = {
-        "type": "object",
-        "required": ["id", "object", "created", "model", "choices", "usage"],
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"type": "string", "enum": ["chat.completion"]},
-            "created": {"type": "integer"},
-            "model": {"type": "string"},
-            "choices": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["index", "message", "finish_reason"],
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "message": {
-                            "type": "object",
-                            "required": ["role", "content"],
-                            "properties": {"role": {"type": "string"}, "content": {"type": "string"}},
+    def answer(object_name: str, content_key: str, content: dict[str, Any]) -> dict[str, Any]:
+        """A non-streamed OpenAI answer: completions and chat differ only in `object` and each choice's content."""
+        return {
+            "type": "object",
+            "required": ["id", "object", "created", "model", "choices", "usage"],
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"type": "string", "enum": [object_name]},
+                "created": {"type": "integer"},
+                "model": {"type": "string"},
+                "choices": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["index", content_key, "finish_reason"],
+                        "properties": {
+                            "index": {"type": "integer"},
+                            content_key: content,
+                            "logprobs": _nullable({"type": "object"}),
+                            "finish_reason": finish,
                         },
-                        "logprobs": _nullable({"type": "object"}),
-                        "finish_reason": finish,
                     },
                 },
+                "usage": {"$ref": _REF + "Usage"},
             },
-            "usage": {"$ref": _REF + "Usage"},
-        },
+        }
+
+    completion = answer("text_completion", "text", {"type": "string"})
+    answer_message = {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {"role": {"type": "string"}, "content": {"type": "string"}},
     }
+    chat_completion = answer("chat.completion", "message", answer_message)
     return {
         "Prediction": prediction,
         "PredictionCreate": {
