@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cocina.engine.cpu_kernels import paged_decode_attention
+
 ATTN_IMPLEMENTATION = "cocina_paged"
 
 
@@ -49,6 +51,9 @@ class StepMetadata:
     num_decodes: int = 0  # the first num_decodes packed tokens are single-token rows
     decode_slots: Tensor | None = None  # [num_decodes, Lmax] int64 cache slots (padded)
     decode_mask: Tensor | None = None  # [num_decodes, 1 | H, 1, Lmax] bool, or float bias with ALiBi
+    # With cocina's CPU kernel instead of decode_slots/decode_mask: block tables and context lengths.
+    decode_tables: Tensor | None = None  # [num_decodes, blocks] int32 (padded with block 0)
+    decode_lens: Tensor | None = None  # [num_decodes] int32: keys per sequence, its new token included
     prefills: list[PrefillChunk] = field(default_factory=list)
 
 
@@ -69,6 +74,9 @@ class PagedAttention:
         self.probing = False
         self.probed_shapes: list[tuple[int, int]] = []
         self.alibi: Tensor | None = None  # [H, max_len] ALiBi bias (already scaled) for Falcon-style models
+        # cocina's CPU kernels (cpu_kernels.cpu_kernels()) when decode attention runs on them, else None.
+        self.kernels: Any = None
+        self.alibi_f32: Tensor | None = None  # the ALiBi bias in fp32, for the kernel
 
     # -- cache ---------------------------------------------------------------------------------------------
     def bytes_per_block(self, dtype: torch.dtype) -> int:
@@ -102,7 +110,27 @@ class PagedAttention:
         vc.index_copy_(1, md.slot_mapping, v.to(vc.dtype))
         out = q.new_empty(num_tokens, num_heads, q.shape[2])  # [T, H, D]
         n = md.num_decodes
-        if n:
+        if n and md.decode_tables is not None:
+            assert md.decode_lens is not None
+            qd = q[:, :n].transpose(0, 1)  # [n, H, D]
+            if qd.stride(2) != 1 or qd.dtype != kc.dtype:
+                qd = qd.to(kc.dtype).contiguous()
+            od = out[:n] if out.dtype == kc.dtype else torch.empty(n, num_heads, q.shape[2], dtype=kc.dtype)
+            paged_decode_attention(
+                self.kernels,
+                qd,
+                kc,
+                vc,
+                md.decode_tables,
+                md.decode_lens,
+                self.block_size,
+                scaling if scaling is not None else q.shape[2] ** -0.5,
+                self.alibi_f32,
+                od,
+            )
+            if od.data_ptr() != out.data_ptr():
+                out[:n] = od
+        elif n:
             assert md.decode_slots is not None
             qd = q[:, :n].transpose(0, 1).unsqueeze(2)  # [n, H, 1, D]
             # index_select on flat slots: advanced indexing with a 2-D index is ~1000x slower on CPU.

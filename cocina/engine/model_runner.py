@@ -148,45 +148,75 @@ class TransposedEmbedding(nn.Module):
 
 
 def use_cpu_bf16_linears(model: nn.Module) -> int:
-    """Swap ``nn.Linear``/GPT-2 ``Conv1D`` layers for :class:`CpuBf16Linear`; returns how many.
+    """Swap ``nn.Linear``/GPT-2 ``Conv1D`` layers for bf16 layers that run fast on this CPU; returns how many.
 
-    A layer whose weight is shared with the input embedding (a tied LM head) keeps that tensor, so the
-    embedding is not duplicated.
+    Where cocina's C kernel builds (AVX-512, a C compiler: :mod:`cocina.engine.cpu_kernels`) the layers
+    become :class:`~cocina.engine.cpu_kernels.PackedBf16Linear`; otherwise :class:`CpuBf16Linear`. A tied
+    LM head keeps one table shared with the input embedding, so the embedding is not duplicated.
     """
     from transformers.pytorch_utils import Conv1D
 
+    from cocina.engine.cpu_kernels import PackedBf16Embedding, PackedBf16Linear, cpu_kernels
+
+    lib = cpu_kernels()
     embed: Any = model.get_input_embeddings()  # type: ignore[operator]
     head: Any = model.get_output_embeddings()  # type: ignore[operator]
-    if (
+    tied = (
         type(embed) is nn.Embedding
         and isinstance(head, nn.Linear)
         and head.weight.data_ptr() == embed.weight.data_ptr()
-    ):
-        # A tied LM head: one [dim, vocab] table serves both (same memory, the head's fast layout).
+    )
+    if tied:
+        new_embed: nn.Module
+        new_head: nn.Module
         with torch.no_grad():
-            table = nn.Parameter(embed.weight.t().contiguous(), requires_grad=False)
+            if lib is not None:
+                new_head = PackedBf16Linear(head.weight, head.bias, lib)
+                new_embed = PackedBf16Embedding(new_head)
+            else:
+                # One [dim, vocab] table serves both (same memory, the head's fast layout).
+                table = nn.Parameter(embed.weight.t().contiguous(), requires_grad=False)
+                new_embed, new_head = TransposedEmbedding(table), CpuBf16Linear(table, head.bias)
         for name, mod in list(model.named_modules()):
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             if mod is embed:
-                setattr(parent, child, TransposedEmbedding(table))
+                setattr(parent, child, new_embed)
             elif mod is head:
-                setattr(parent, child, CpuBf16Linear(table, head.bias))
+                setattr(parent, child, new_head)
+    _fuse_tanh_gelu(model)
     embed_ptrs = {m.weight.data_ptr() for m in model.modules() if isinstance(m, nn.Embedding)}
     targets: list[tuple[str, Any]] = [
         (name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear | Conv1D)
     ]
     with torch.no_grad():
         for name, mod in targets:
-            new: CpuBf16Linear
-            if mod.weight.data_ptr() in embed_ptrs:
+            new: nn.Module
+            weight_out_in = mod.weight if isinstance(mod, nn.Linear) else mod.weight.t()
+            if lib is not None:
+                # A head sharing an embedding that stays (not the tied pair above) gets its own panels.
+                new = PackedBf16Linear(weight_out_in, mod.bias, lib)
+            elif mod.weight.data_ptr() in embed_ptrs:
                 new = CpuBf16Linear(mod.weight, mod.bias, shared_out_in=True)
             else:
-                weight_t = mod.weight.t() if isinstance(mod, nn.Linear) else mod.weight  # -> [in, out]
-                new = CpuBf16Linear(weight_t, mod.bias)
+                new = CpuBf16Linear(weight_out_in.t(), mod.bias)
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-    return len(targets)
+    return len(targets) + int(tied)
+
+
+def _fuse_tanh_gelu(model: nn.Module) -> None:
+    """Swap GPT-2's ``gelu_new`` (seven elementwise ops, each rounding to bf16) for PyTorch's fused tanh GELU.
+
+    The same function (``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``), computed in fp32 inside one op
+    and rounded once: more exact in bf16, and 12 passes over the activations fewer per layer.
+    """
+    from transformers.activations import NewGELUActivation
+
+    for name, mod in list(model.named_modules()):
+        if isinstance(mod, NewGELUActivation):
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, nn.GELU(approximate="tanh"))
 
 
 @dataclass(frozen=True)
@@ -260,7 +290,20 @@ class ModelRunner:
             self.paged.alibi = falcon_alibi_bias(
                 self.hf_config.num_attention_heads, self._head_dim(), self.max_model_len, self.dtype
             ).to(self.device)
+        self._use_cpu_kernels()
         self.kv_cache_bytes = bytes_per_block * self.num_kv_blocks
+
+    def _use_cpu_kernels(self) -> None:
+        """Decode attention on cocina's CPU kernel where it applies (CPU, fp32/bf16, head_dim a multiple of 16)."""
+        if self.device.type != "cpu" or self.dtype not in (torch.float32, torch.bfloat16):
+            return
+        if any(d % 16 or d > 512 for _, d in self.paged.probed_shapes):
+            return
+        from cocina.engine.cpu_kernels import cpu_kernels
+
+        self.paged.kernels = cpu_kernels()
+        if self.paged.kernels is not None and self.paged.alibi is not None:
+            self.paged.alibi_f32 = self.paged.alibi.float().contiguous()
 
     # -- loading -------------------------------------------------------------------------------------------
     def _load(self, model_path: str | Path) -> Any:
@@ -410,13 +453,17 @@ class ModelRunner:
         if num_decodes:
             max_ctx = max(dec_ctx)
             nblk = (max_ctx + bs - 1) // bs
-            table_t = torch.tensor(
-                [t[:nblk] + [0] * (nblk - len(t[:nblk])) for t in dec_tables], dtype=torch.long
-            )  # [n, nblk]
+            padded_tables = [t[:nblk] + [0] * (nblk - len(t[:nblk])) for t in dec_tables]
+            metadata.num_decodes = num_decodes
+        if num_decodes and self.paged.kernels is not None:
+            # cocina's kernel reads the cache through the block tables: no slot lists, no masks.
+            metadata.decode_tables = torch.tensor(padded_tables, dtype=torch.int32)
+            metadata.decode_lens = torch.tensor(dec_ctx, dtype=torch.int32)
+        elif num_decodes:
+            table_t = torch.tensor(padded_tables, dtype=torch.long)  # [n, nblk]
             kpos = torch.arange(max_ctx)
             dslots = table_t[:, kpos // bs] * bs + kpos % bs  # [n, Lmax]
             valid = kpos[None, :] < torch.tensor(dec_ctx)[:, None]  # [n, Lmax]
-            metadata.num_decodes = num_decodes
             metadata.decode_slots = dslots.to(dev)
             if alibi is not None:
                 bias = alibi[:, :max_ctx].unsqueeze(0).expand(num_decodes, -1, -1)  # [n, H, Lmax]

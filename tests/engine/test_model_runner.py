@@ -133,11 +133,18 @@ def test_cpu_bf16_linear_matches_linear(rows: int) -> None:
 
 
 def test_bf16_engine_on_a_cpu_without_native_bf16_uses_the_fast_linears(model_dirs: dict[str, Path]) -> None:
+    """cocina's C kernel where it builds, else the PyTorch fallback; never PyTorch's slow bf16 ``nn.Linear``."""
+    from cocina.engine.cpu_kernels import PackedBf16Linear, cpu_kernels
     from cocina.engine.model_runner import CpuBf16Linear, cpu_supports_bf16
 
     runner = ModelRunner(model_dirs["llama"], _config(dtype="bfloat16"))
-    swapped = sum(isinstance(m, CpuBf16Linear) for m in runner.model.modules())
-    assert (swapped > 0) is (not cpu_supports_bf16())
+    kinds = {type(m) for m in runner.model.modules()}
+    if cpu_supports_bf16():
+        assert PackedBf16Linear not in kinds and CpuBf16Linear not in kinds
+    elif cpu_kernels() is not None:
+        assert PackedBf16Linear in kinds and CpuBf16Linear not in kinds and torch.nn.Linear not in kinds
+    else:
+        assert CpuBf16Linear in kinds and torch.nn.Linear not in kinds
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "falcon"])

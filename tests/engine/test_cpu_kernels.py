@@ -1,0 +1,218 @@
+"""cocina's C kernels (cocina/engine/csrc/cpu_kernels.c) against PyTorch references, and their fallbacks."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+
+from cocina.engine import cpu_kernels as ck
+
+lib = ck.cpu_kernels()
+needs_kernels = pytest.mark.skipif(lib is None, reason="cocina's CPU kernels need AVX-512 and a C compiler")
+
+
+@needs_kernels
+@pytest.mark.parametrize("rows", [1, 2, 5, 12, 13, 40, 97, 200])
+@pytest.mark.parametrize(("n_out", "n_in"), [(80, 48), (33, 7), (64, 96), (1000, 77)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_bf16_linear_matches_pytorch_in_fp32(rows: int, n_out: int, n_in: int, bias: bool) -> None:
+    """Every register-block size (1..12 rows, several cache blocks), ragged last panels, odd K."""
+    g = torch.Generator().manual_seed(rows * 1000 + n_out)
+    w = torch.randn(n_out, n_in, generator=g).to(torch.bfloat16)
+    b = torch.randn(n_out, generator=g).to(torch.bfloat16) if bias else None
+    x = torch.randn(3, rows, n_in, generator=g)
+    layer = ck.PackedBf16Linear(w, b, lib)
+    want = torch.nn.functional.linear(x, w.float(), None if b is None else b.float())
+    got = layer(x)  # fp32 in, fp32 out: only the summation order differs
+    assert got.shape == (3, rows, n_out) and got.dtype is torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+@needs_kernels
+@pytest.mark.parametrize("rows", [1, 32])
+def test_bf16_linear_in_bf16_rounds_like_pytorch(rows: int) -> None:
+    """bf16 in and out: fp32 accumulation rounded to nearest even, at most one bf16 step from PyTorch's."""
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(96, 160, generator=g).to(torch.bfloat16)
+    b = torch.randn(96, generator=g).to(torch.bfloat16)
+    x = torch.randn(rows, 160, generator=g).to(torch.bfloat16)
+    exact = torch.nn.functional.linear(x.float(), w.float(), b.float())
+    got = ck.PackedBf16Linear(w, b, lib)(x)
+    assert got.dtype is torch.bfloat16
+    # Rounding the exact fp32 result gives PyTorch-in-fp32-then-round; allow one bf16 ulp for the sum order.
+    ulp = exact.abs().clamp_min(1e-3) * 2**-7
+    assert bool(((got.float() - exact).abs() <= ulp).all())
+
+
+@needs_kernels
+def test_bf16_linear_keeps_nan_and_inf() -> None:
+    w = torch.ones(32, 16, dtype=torch.bfloat16)
+    x = torch.zeros(2, 16, dtype=torch.bfloat16)
+    x[0, 3] = float("nan")
+    x[1, 4] = float("inf")
+    y = ck.PackedBf16Linear(w, None, lib)(x)
+    assert bool(torch.isnan(y[0]).all()) and bool(torch.isinf(y[1]).all())
+
+
+@needs_kernels
+def test_bf16_linear_with_no_rows() -> None:
+    y = ck.PackedBf16Linear(torch.ones(40, 8, dtype=torch.bfloat16), None, lib)(torch.empty(0, 8))
+    assert y.shape == (0, 40)
+
+
+@needs_kernels
+def test_packed_embedding_reads_the_tied_table() -> None:
+    """A tied LM head's panels serve embedding lookups: every row comes back exactly."""
+    table = torch.randn(1000, 24).to(torch.bfloat16)
+    head = ck.PackedBf16Linear(table, None, lib)
+    emb = ck.PackedBf16Embedding(head)
+    ids = torch.tensor([[0, 1, 31, 32, 999], [16, 15, 17, 500, 998]])
+    assert torch.equal(emb(ids), table[ids])
+    # One copy of the table: the embedding holds no parameter of its own.
+    assert list(emb.parameters()) == []
+
+
+def _reference_decode_attention(
+    q: torch.Tensor,
+    kc: torch.Tensor,
+    vc: torch.Tensor,
+    tables: list[list[int]],
+    lens: list[int],
+    bs: int,
+    scale: float,
+    alibi: torch.Tensor | None,
+) -> torch.Tensor:
+    """The textbook computation, one sequence and head at a time, in fp32."""
+    n, heads, dim = q.shape
+    group = heads // kc.shape[0]
+    out = torch.empty(n, heads, dim)
+    for i in range(n):
+        slots = torch.tensor([tables[i][j // bs] * bs + j % bs for j in range(lens[i])])
+        for h in range(heads):
+            k = kc[h // group, slots].float()
+            v = vc[h // group, slots].float()
+            s = (k @ q[i, h].float()) * scale
+            if alibi is not None:
+                s = s + alibi[h, : lens[i]]
+            out[i, h] = torch.softmax(s, dim=0) @ v
+    return out
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(4, 4, 16), (8, 2, 64), (6, 1, 32), (2, 2, 128)])
+@pytest.mark.parametrize("with_alibi", [False, True])
+def test_paged_decode_attention_matches_the_reference(
+    dtype: torch.dtype, heads: int, kv_heads: int, dim: int, with_alibi: bool
+) -> None:
+    """Scattered blocks, sequences of different lengths (1 key, a block edge, more than 16 keys), GQA/MQA."""
+    g = torch.Generator().manual_seed(heads * dim)
+    bs, num_blocks = 4, 40
+    kc = torch.randn(kv_heads, num_blocks * bs, dim, generator=g).to(dtype)
+    vc = torch.randn(kv_heads, num_blocks * bs, dim, generator=g).to(dtype)
+    lens = [1, 4, 5, 17, 37]
+    perm = torch.randperm(num_blocks, generator=g).tolist()
+    tables, used = [], 0
+    for length in lens:
+        nb = -(-length // bs)
+        tables.append(perm[used : used + nb])
+        used += nb
+    width = max(len(t) for t in tables)
+    table_t = torch.tensor([t + [0] * (width - len(t)) for t in tables], dtype=torch.int32)
+    # q as the model runner passes it: a [n, H, D] view of an [H, T, D] tensor (strided over n and H).
+    q_full = torch.randn(heads, len(lens) + 3, dim, generator=g).to(dtype)
+    q = q_full[:, : len(lens)].transpose(0, 1)
+    alibi = torch.randn(heads, 64, generator=g) if with_alibi else None
+    scale = 1 / math.sqrt(dim)
+    out = torch.empty(len(lens), heads, dim, dtype=dtype)
+    ck.paged_decode_attention(
+        lib, q, kc, vc, table_t, torch.tensor(lens, dtype=torch.int32), bs, scale, alibi, out
+    )
+    want = _reference_decode_attention(q, kc, vc, tables, lens, bs, scale, alibi)
+    tol = 1e-5 if dtype is torch.float32 else 1e-2
+    torch.testing.assert_close(out.float(), want, rtol=tol, atol=tol)
+
+
+@needs_kernels
+def test_paged_decode_attention_rejects_a_head_dim_it_cannot_run() -> None:
+    q = torch.zeros(1, 2, 24)
+    kc = torch.zeros(2, 8, 24)
+    with pytest.raises(ValueError, match="head_dim 24"):
+        ck.paged_decode_attention(
+            lib,
+            q,
+            kc,
+            kc,
+            torch.zeros(1, 1, dtype=torch.int32),
+            torch.ones(1, dtype=torch.int32),
+            8,
+            1.0,
+            None,
+            torch.empty(1, 2, 24),
+        )
+
+
+def test_kernels_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COCINA_CPU_KERNELS", "0")
+    ck.cpu_kernels.cache_clear()
+    try:
+        assert ck.cpu_kernels() is None
+    finally:
+        monkeypatch.undo()
+        ck.cpu_kernels.cache_clear()
+
+
+@pytest.mark.skipif(not ck.cpu_has_avx512(), reason="the compile step only runs on AVX-512 CPUs")
+def test_a_failing_compiler_leaves_the_pytorch_path_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("COCINA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    ck.cpu_kernels.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="cocina.engine.cpu_kernels"):
+            assert ck.cpu_kernels() is None
+        assert "compiling cpu_kernels.c failed" in caplog.text
+    finally:
+        monkeypatch.undo()
+        ck.cpu_kernels.cache_clear()
+
+
+@pytest.mark.skipif(not ck.cpu_has_avx512(), reason="the compile step only runs on AVX-512 CPUs")
+def test_no_compiler_leaves_the_pytorch_path_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("COCINA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    ck.cpu_kernels.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="cocina.engine.cpu_kernels"):
+            assert ck.cpu_kernels() is None
+        assert "no C compiler found" in caplog.text
+    finally:
+        monkeypatch.undo()
+        ck.cpu_kernels.cache_clear()
+
+
+@needs_kernels
+def test_a_fresh_cache_compiles_once_and_reuses_the_build(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    monkeypatch.setenv("COCINA_CACHE_DIR", str(tmp_path))
+    ck.cpu_kernels.cache_clear()
+    try:
+        assert ck.cpu_kernels() is not None
+        built = list((Path(str(tmp_path)) / "kernels").glob("cpu_kernels-*.so"))
+        assert len(built) == 1
+        stamp = built[0].stat().st_mtime_ns
+        ck.cpu_kernels.cache_clear()
+        assert ck.cpu_kernels() is not None
+        assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+    finally:
+        monkeypatch.undo()
+        ck.cpu_kernels.cache_clear()
