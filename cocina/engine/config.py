@@ -31,6 +31,9 @@ class EngineConfig:
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     quantize: str | None = None  # None | int8 (CPU) | bnb8 | bnb4 (CUDA)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # New prompts get a step of their own before the decodes run again (see the scheduler); None: on CPU,
+    # where a step's cost grows with its rows and mixing only delays first tokens, not on GPU.
+    prefill_first: bool | None = None
 
     def __post_init__(self) -> None:
         _require_int(self.block_size, "block_size", 1)
@@ -44,6 +47,8 @@ class EngineConfig:
             _require_int(self.max_model_len, "max_model_len", 2)
         if not isinstance(self.enable_prefix_caching, bool):
             raise ValueError(f"enable_prefix_caching must be a bool, got {self.enable_prefix_caching!r}")
+        if self.prefill_first is not None and not isinstance(self.prefill_first, bool):
+            raise ValueError(f"prefill_first must be None or a bool, got {self.prefill_first!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.quantize is not None and self.quantize not in QUANTIZE_METHODS:

@@ -145,7 +145,10 @@ class LLMEngine:
         self.runner = runner
         self.tokenizer = tokenizer
         self.block_manager = BlockManager(runner.num_kv_blocks, config.block_size, config.enable_prefix_caching)
-        self.scheduler = Scheduler(self.config, self.block_manager)
+        prefill_first = config.prefill_first
+        if prefill_first is None:
+            prefill_first = runner.device.type == "cpu"
+        self.scheduler = Scheduler(self.config, self.block_manager, prefill_first=prefill_first)
         self.sampler = Sampler()
         self.eos_token_ids = _eos_token_ids(runner.model, tokenizer)
         self._requests: dict[str, _Request] = {}

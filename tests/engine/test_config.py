@@ -36,6 +36,7 @@ def test_frozen() -> None:
         ("max_waiting", 0),
         ("max_model_len", 1),
         ("enable_prefix_caching", "yes"),
+        ("prefill_first", "yes"),
         ("dtype", "float64"),
         ("quantize", "int4"),
         ("device", "tpu"),

@@ -22,9 +22,11 @@ EOS = 0
 TokenFn = Callable[[Sequence], int]
 
 
-def make_scheduler(num_blocks: int = 64, block_size: int = 4, **config: object) -> Scheduler:
+def make_scheduler(
+    num_blocks: int = 64, block_size: int = 4, *, prefill_first: bool = False, **config: object
+) -> Scheduler:
     cfg = EngineConfig(block_size=block_size, **config)  # type: ignore[arg-type]
-    return Scheduler(cfg, BlockManager(num_blocks, block_size, cfg.enable_prefix_caching))
+    return Scheduler(cfg, BlockManager(num_blocks, block_size, cfg.enable_prefix_caching), prefill_first=prefill_first)
 
 
 def output_token(seq: Sequence) -> int:
@@ -64,6 +66,7 @@ def run_to_completion(sched: Scheduler, max_steps: int = 10_000) -> list[Schedul
     max_num_batched_tokens=st.integers(1, 24),
     num_blocks=st.integers(14, 40),
     prefix_caching=st.booleans(),
+    prefill_first=st.booleans(),
 )
 def test_budgets_are_respected_and_everything_finishes(
     prompt_lens: list[int],
@@ -72,12 +75,14 @@ def test_budgets_are_respected_and_everything_finishes(
     max_num_batched_tokens: int,
     num_blocks: int,
     prefix_caching: bool,
+    prefill_first: bool,
 ) -> None:
     sched = make_scheduler(
         num_blocks,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
         enable_prefix_caching=prefix_caching,
+        prefill_first=prefill_first,
     )
     seqs = [new_seq(n, max_tokens) for n in prompt_lens]  # shared starts: prefix hits happen
     for seq in seqs:
@@ -123,6 +128,65 @@ def test_long_prompt_is_chunked_and_decodes_get_a_token_every_step() -> None:
         assert out.scheduled[1].seq is long and out.scheduled[1].num_new_tokens <= 7
         num_prefill_steps += 1
     assert num_prefill_steps == 15  # ceil(100 / 7): never one 100-token step stalling the decode
+
+
+def test_prefill_first_runs_a_new_prompt_alone_then_the_decodes() -> None:
+    sched = make_scheduler(prefill_first=True)
+    running = [new_seq(3, max_tokens=50, rid=f"r{i}", first=10 * i + 1) for i in range(3)]
+    for seq in running:
+        sched.add(seq)
+    step(sched)  # their prompts
+    assert all(s.num_output_tokens == 1 for s in running)
+    late = new_seq(5, max_tokens=5, rid="late", first=200)
+    sched.add(late)
+    out = step(sched)
+    assert [s.seq for s in out.scheduled] == [late]  # its first token does not wait for the decodes
+    assert late.num_output_tokens == 1
+    out = step(sched)
+    assert [s.seq for s in out.scheduled] == [*running, late]  # then everyone decodes
+    # Without the option the same arrival shares a step with the decodes.
+    mixed = make_scheduler()
+    others = [new_seq(3, max_tokens=50, rid=f"m{i}", first=10 * i + 1) for i in range(3)]
+    for seq in others:
+        mixed.add(seq)
+    step(mixed)
+    mixed.add(new_seq(5, max_tokens=5, rid="late", first=200))
+    assert len(step(mixed).scheduled) == 4
+
+
+def test_prefill_first_never_starves_the_decodes() -> None:
+    """A new prompt every step: the decodes still run at least every other step."""
+    sched = make_scheduler(num_blocks=400, prefill_first=True, max_num_seqs=64)
+    decoder = new_seq(3, max_tokens=30, rid="d")
+    sched.add(decoder)
+    step(sched)
+    gaps, last = [], 0
+    for i in range(1, 40):
+        sched.add(new_seq(4, max_tokens=1, rid=f"n{i}", first=100 + 10 * i))
+        before = decoder.num_output_tokens
+        step(sched)
+        if decoder.num_output_tokens > before:
+            gaps.append(i - last)
+            last = i
+        if decoder.is_finished:
+            break
+    assert gaps and max(gaps) <= 2
+
+
+def test_prefill_first_with_a_long_prompt_alternates_chunks_and_decodes() -> None:
+    sched = make_scheduler(num_blocks=64, max_num_batched_tokens=8, prefill_first=True)
+    short = new_seq(3, max_tokens=50, rid="short")
+    sched.add(short)
+    step(sched)
+    long = new_seq(40, max_tokens=2, rid="long", first=500)
+    sched.add(long)
+    kinds = []
+    while long.num_output_tokens == 0:
+        out = step(sched)
+        kinds.append("decode" if any(s.seq is short for s in out.scheduled) else "prompt")
+    # Prompt-only steps never come two in a row while the short sequence decodes.
+    assert "prompt prompt" not in " ".join(kinds)
+    assert kinds[0] == "prompt"
 
 
 def test_admitted_sequence_gets_a_partial_chunk_of_the_remaining_budget() -> None:
@@ -434,6 +498,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         max_num_seqs=st.integers(1, 5),
         max_num_batched_tokens=st.integers(1, 16),
         prefix_caching=st.booleans(),
+        prefill_first=st.booleans(),
     )
     def setup(
         self,
@@ -442,10 +507,12 @@ class SchedulerMachine(RuleBasedStateMachine):
         max_num_seqs: int,
         max_num_batched_tokens: int,
         prefix_caching: bool,
+        prefill_first: bool,
     ) -> None:
         self.sched = make_scheduler(
             capacity // block_size,
             block_size,
+            prefill_first=prefill_first,
             max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens,
             enable_prefix_caching=prefix_caching,
