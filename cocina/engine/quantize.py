@@ -29,9 +29,7 @@ methods as no-ops for an already-loaded model.
 
 from __future__ import annotations
 
-import functools
 import warnings
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -43,11 +41,9 @@ __all__ = [
     "DynamicInt8Linear",
     "Int8Linear",
     "bnb_quantization_config",
-    "cpu_supports_bf16",
     "model_memory_bytes",
     "quantize_model",
     "quantized_linear_count",
-    "resolve_dtype",
 ]
 
 #: Valid ``EngineConfig.quantize`` values (None means no quantization).
@@ -349,61 +345,3 @@ def bnb_quantization_config(method: str, device: str | torch.device = "cuda") ->
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
     )
-
-
-_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
-
-
-@functools.cache
-def _cpu_flags() -> frozenset[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 instructions (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo).
-
-    AVX-512 alone is not enough: oneDNN then emulates bf16 and a GPT-2-small decode step at batch 32 measured
-    2.4x *slower* than fp32 on such a cocina VM (no ``avx512_bf16`` flag), though slightly faster at batch 1.
-    """
-    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
-def resolve_dtype(name: str, device: str | torch.device) -> torch.dtype:
-    """Map ``EngineConfig.dtype`` to a torch dtype for ``device``.
-
-    ``"auto"``: bf16 on CUDA GPUs that support it and on CPUs with native bf16 instructions
-    (:func:`cpu_supports_bf16`), else fp32. ``float16`` is GPU-only: CPU kernels for it are slow or missing.
-
-    Raises:
-        ValueError: unknown name, or float16 on a CPU.
-    """
-    dev = torch.device(device) if not isinstance(device, torch.device) else device
-    key = name.lower()
-    if key == "auto":
-        if dev.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        if dev.type == "cpu":
-            return torch.bfloat16 if cpu_supports_bf16() else torch.float32
-        return torch.float32
-    if key not in _DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; valid: auto, float32, bfloat16, float16")
-    dtype = _DTYPES[key]
-    if dtype == torch.float16 and dev.type == "cpu":
-        raise ValueError(
-            "dtype float16 is not supported on CPU (slow or missing kernels); use bfloat16 or float32"
-        )
-    return dtype

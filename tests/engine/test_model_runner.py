@@ -106,9 +106,24 @@ def test_dtype_resolution() -> None:
     cpu = torch.device("cpu")
     assert resolve_dtype("float32", cpu) is torch.float32
     assert resolve_dtype("bfloat16", cpu) is torch.bfloat16
-    assert resolve_dtype("auto", cpu) in (torch.float32, torch.bfloat16)
     with pytest.raises(EngineError, match="float16 is for GPUs"):
         resolve_dtype("float16", cpu)
+    with pytest.raises(EngineError, match="unknown dtype 'int3'"):
+        resolve_dtype("int3", cpu)
+
+
+def test_auto_dtype_is_bf16_only_where_bf16_runs_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Native bf16, or AVX-512 with cocina's kernel: bf16. Neither: fp32 (PyTorch would emulate bf16)."""
+    from cocina.engine import cpu_kernels, model_runner
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(model_runner, "cpu_supports_bf16", lambda: True)
+    assert resolve_dtype("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(model_runner, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(cpu_kernels, "cpu_kernels", lambda: object())
+    assert resolve_dtype("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(cpu_kernels, "cpu_kernels", lambda: None)
+    assert resolve_dtype("auto", cpu) is torch.float32
 
 
 def test_bnb_needs_a_gpu(model_dirs: dict[str, Path]) -> None:

@@ -16,7 +16,6 @@ from cocina.engine.quantize import (
     model_memory_bytes,
     quantize_model,
     quantized_linear_count,
-    resolve_dtype,
 )
 
 
@@ -140,26 +139,3 @@ def test_bnb_needs_cuda() -> None:
         bnb_quantization_config("int8", "cuda")
     with pytest.raises(ValueError, match="CPU only"):
         quantize_model(nn.Linear(2, 2), "int8", "cuda")
-
-
-def test_resolve_dtype() -> None:
-    from cocina.engine import quantize
-
-    assert resolve_dtype("float32", "cpu") == torch.float32
-    assert resolve_dtype("bf16", "cpu") == torch.bfloat16
-    assert resolve_dtype("float16", "cuda") == torch.float16
-    with pytest.raises(ValueError, match="float16 is not supported on CPU"):
-        resolve_dtype("float16", "cpu")
-    with pytest.raises(ValueError, match="unknown dtype"):
-        resolve_dtype("int3", "cpu")
-    expected = torch.bfloat16 if quantize.cpu_supports_bf16() else torch.float32
-    assert resolve_dtype("auto", "cpu") == expected
-
-
-def test_auto_dtype_follows_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cocina.engine import quantize
-
-    monkeypatch.setattr(quantize, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    assert resolve_dtype("auto", "cpu") == torch.bfloat16
-    monkeypatch.setattr(quantize, "_cpu_flags", lambda: frozenset({"avx512f", "avx2"}))
-    assert resolve_dtype("auto", "cpu") == torch.float32
