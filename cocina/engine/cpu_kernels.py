@@ -34,7 +34,9 @@ from torch import Tensor, nn
 __all__ = [
     "PackedBf16Embedding",
     "PackedBf16Linear",
+    "PackedInt8Linear",
     "cpu_has_avx512",
+    "cpu_has_vnni",
     "cpu_kernels",
     "kernel_cache_dir",
     "pack_bf16_panels",
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.c"
 FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-shared", "-fPIC", "-std=c11"]
-ABI = 2  # what cocina_kernels_abi() returns for this source
+ABI = 3  # what cocina_kernels_abi() returns for this source
 PANEL = 32  # output features per panel (one 64-byte line of bf16 per k)
 
 
@@ -58,6 +60,14 @@ def cpu_has_avx512() -> bool:
     except OSError:
         return False
     return " avx512f" in flags and " avx512bw" in flags
+
+
+def cpu_has_vnni() -> bool:
+    """True when the CPU has AVX512-VNNI (``vpdpbusd``), which the int8 kernel needs."""
+    try:
+        return cpu_has_avx512() and " avx512_vnni" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 def kernel_cache_dir() -> Path:
@@ -139,6 +149,22 @@ def cpu_kernels() -> ctypes.CDLL | None:
         ctypes.c_int64,  # K
         ctypes.c_void_p,  # packed weight
         ctypes.c_int64,  # N
+        ctypes.c_void_p,  # fp32 bias or NULL
+        ctypes.c_void_p,  # y
+        ctypes.c_int,  # y is bf16
+        ctypes.c_int,  # threads
+    ]
+    i8 = lib.cocina_int8_linear
+    i8.restype = ctypes.c_int
+    i8.argtypes = [
+        ctypes.c_void_p,  # x
+        ctypes.c_int,  # x is bf16
+        ctypes.c_int64,  # M
+        ctypes.c_int64,  # K
+        ctypes.c_void_p,  # int8 panels
+        ctypes.c_int64,  # N
+        ctypes.c_void_p,  # fp32 weight scales
+        ctypes.c_void_p,  # int32 column sums
         ctypes.c_void_p,  # fp32 bias or NULL
         ctypes.c_void_p,  # y
         ctypes.c_int,  # y is bf16
@@ -280,3 +306,70 @@ class PackedBf16Embedding(nn.Module):
         flat = ids.reshape(-1)
         rows = self.head[0].packed[flat // PANEL, :, self.lane[flat % PANEL]]
         return rows.reshape(*ids.shape, self.embedding_dim)
+
+
+class PackedInt8Linear(nn.Module):
+    """``y = x @ W^T + b`` with W as symmetric per-output int8 (AVX512-VNNI kernel; x and y bf16 or fp32).
+
+    The weight lives in the kernel's panels, ``[ceil(N / 32), ceil(K / 4), 32, 4]`` int8, with its scales
+    and per-output sums of the int8 weight (which remove the activations' zero point of 128 exactly).
+    Activations are quantized per row at each call: a row's scale is its largest magnitude / 127.
+    """
+
+    packed: Tensor
+    scales: Tensor
+    colsum: Tensor
+    bias_f32: Tensor | None
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, lib: ctypes.CDLL) -> None:
+        """``weight`` is ``[out, in]`` in any float dtype."""
+        super().__init__()
+        n, k = int(weight.shape[0]), int(weight.shape[1])
+        self.out_features, self.in_features = n, k
+        w = weight.detach().float()
+        scales = w.abs().amax(dim=1).clamp_min(1e-8) / 127.0
+        q = torch.clamp(torch.round(w / scales[:, None]), -127, 127).to(torch.int8)
+        panels, groups = -(-n // PANEL), -(-k // 4)
+        padded = torch.zeros(panels * PANEL, groups * 4, dtype=torch.int8)
+        padded[:n, :k] = q
+        packed = padded.view(panels, PANEL, groups, 4).permute(0, 2, 1, 3).contiguous()
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales", scales.contiguous())
+        self.register_buffer("colsum", q.sum(dim=1, dtype=torch.int32).contiguous())
+        self.register_buffer("bias_f32", bias.detach().float().contiguous() if bias is not None else None)
+        self._fn: Any = lib.cocina_int8_linear
+
+    def dequantized_weight(self) -> Tensor:
+        """The ``[out, in]`` fp32 weight this layer computes with (for tests and inspection)."""
+        n, k = self.out_features, self.in_features
+        q = self.packed.permute(0, 2, 1, 3).reshape(-1, self.packed.shape[1] * 4)[:n, :k]
+        return q.float() * self.scales[:, None]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[..., in] -> [..., out], in x's dtype (bf16 or fp32; anything else computes in fp32)."""
+        dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float32) else torch.float32
+        x2 = x.reshape(-1, self.in_features).to(dtype).contiguous()
+        m = x2.shape[0]
+        y = torch.empty(m, self.out_features, dtype=dtype)
+        if m:
+            bias = self.bias_f32
+            rc = self._fn(
+                x2.data_ptr(),
+                int(dtype == torch.bfloat16),
+                m,
+                self.in_features,
+                self.packed.data_ptr(),
+                self.out_features,
+                self.scales.data_ptr(),
+                self.colsum.data_ptr(),
+                bias.data_ptr() if bias is not None else None,
+                y.data_ptr(),
+                int(dtype == torch.bfloat16),
+                torch.get_num_threads(),
+            )
+            if rc != 0:
+                raise MemoryError(f"int8 kernel: no memory to quantize a {m}x{self.in_features} input")
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 panels"

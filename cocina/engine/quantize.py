@@ -8,8 +8,11 @@ left alone. An ``lm_head`` tied to the input embedding is replaced by a quantize
 keeps its full-precision table (that costs ``vocab x hidden`` bytes of extra memory for a faster lm_head;
 pass ``quantize_lm_head=False`` to keep it tied and unquantized).
 
-Two int8 CPU kernels are available (``kernel=``), both with per-output-channel symmetric int8 weights:
+Three int8 CPU kernels are available (``kernel=``), all with per-output-channel symmetric int8 weights:
 
+- ``"cocina"``: cocina's own AVX512-VNNI kernel (:class:`~cocina.engine.cpu_kernels.PackedInt8Linear`):
+  activations quantized per row to uint8, int32 sums with ``vpdpbusd``; bf16 or fp32 in and out. The
+  default where it runs (AVX512-VNNI and a C compiler): faster than ``"dynamic"`` at every shape measured.
 - ``"dynamic"``: ``torch.ao``'s dynamically quantized linear (fbgemm/x86 packed weights; activations are
   quantized to uint8 per call, so the matmul is int8 x int8 with int32 accumulation). Inputs and outputs
   are fp32; a bf16 model's activations are cast around it.
@@ -17,10 +20,10 @@ Two int8 CPU kernels are available (``kernel=``), both with per-output-channel s
   the kernel against bf16 (or fp32) activations. Halves weight traffic against bf16 but computes in
   floating point.
 
-``benchmarks/quant_kernels.py`` times both (and torchao's int8 configs, when importable) at GPT-2-small
-decode shapes; the default (``kernel="auto"``) is the one that measured fastest at batch 32 on cocina's
-CPUs — see ``DEFAULT_CPU_KERNEL`` for the numbers. torchao itself is not used: it is not a dependency and
-measured no faster than ``torch.ao`` here.
+``benchmarks/quant_kernels.py`` times the PyTorch two (and torchao's int8 configs, when importable) at
+GPT-2-small decode shapes; without cocina's kernel, the default (``kernel="auto"``) is the one of them that
+measured fastest at batch 32 on cocina's CPUs — see ``DEFAULT_CPU_KERNEL`` for the numbers. torchao itself
+is not used: it is not a dependency and measured no faster than ``torch.ao`` here.
 
 ``"bnb8"``/``"bnb4"`` (CUDA) are applied by the model runner at load time through transformers'
 ``BitsAndBytesConfig``; :func:`bnb_quantization_config` builds it, and :func:`quantize_model` accepts those
@@ -49,7 +52,7 @@ __all__ = [
 #: Valid ``EngineConfig.quantize`` values (None means no quantization).
 QUANTIZE_METHODS: tuple[str, ...] = ("int8", "bnb8", "bnb4")
 
-Kernel = Literal["auto", "dynamic", "weight_only"]
+Kernel = Literal["auto", "cocina", "dynamic", "weight_only"]
 
 #: The int8 CPU kernel used by ``kernel="auto"``, from benchmarks/quant_kernels.py and a GPT-2-small decode
 #: step (1 thread, shared 2-core VM without avx512_bf16, medians): batch 32 took 105 ms dynamic int8 (fp32
@@ -220,7 +223,8 @@ def quantize_model(
             these must be applied at load time with :func:`bnb_quantization_config`; here they only check
             the device and return the model unchanged).
         device: where the model runs; int8 is CPU-only, bnb needs CUDA.
-        kernel: int8 CPU kernel, ``"dynamic"``, ``"weight_only"`` or ``"auto"`` (``DEFAULT_CPU_KERNEL``).
+        kernel: int8 CPU kernel, ``"cocina"``, ``"dynamic"``, ``"weight_only"`` or ``"auto"`` (``"cocina"``
+            where it runs, else ``DEFAULT_CPU_KERNEL``).
         quantize_lm_head: also quantize the output projection (a tied one becomes an untied int8 copy).
 
     Raises:
@@ -238,10 +242,15 @@ def quantize_model(
         return model
     if dev.type != "cpu":
         raise ValueError(f"quantize='int8' runs on CPU only (device {dev}); on CUDA use 'bnb8' or 'bnb4'")
+    from cocina.engine.cpu_kernels import PackedInt8Linear, cpu_has_vnni, cpu_kernels
+
+    lib = cpu_kernels() if kernel in ("auto", "cocina") and cpu_has_vnni() else None
+    if kernel == "cocina" and lib is None:
+        raise ValueError("int8 kernel 'cocina' needs AVX512-VNNI and cocina's compiled CPU kernels")
     if kernel == "auto":
-        kernel = DEFAULT_CPU_KERNEL
-    if kernel not in ("dynamic", "weight_only"):
-        raise ValueError(f"unknown int8 kernel {kernel!r}; valid: auto, dynamic, weight_only")
+        kernel = "cocina" if lib is not None else DEFAULT_CPU_KERNEL
+    if kernel not in ("cocina", "dynamic", "weight_only"):
+        raise ValueError(f"unknown int8 kernel {kernel!r}; valid: auto, cocina, dynamic, weight_only")
 
     conv1d = _conv1d_class()
     skip = set() if quantize_lm_head else _lm_head_names(model)
@@ -260,7 +269,10 @@ def quantize_model(
     with torch.no_grad():
         for name, mod, transposed in targets:
             new: nn.Module
-            if kernel == "dynamic":
+            if kernel == "cocina":
+                weight, bias = _weight_bias(mod, transposed)
+                new = PackedInt8Linear(weight, bias, lib)  # type: ignore[arg-type]
+            elif kernel == "dynamic":
                 new = DynamicInt8Linear.from_float(mod, transposed=transposed)
             else:
                 new = Int8Linear.from_float(mod, act_dtype, transposed=transposed)
@@ -281,10 +293,12 @@ def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
 
 def quantized_linear_count(model: nn.Module) -> tuple[int, int]:
     """(int8 linear layers, remaining float ``nn.Linear``/``Conv1D`` layers) — for tests and logs."""
+    from cocina.engine.cpu_kernels import PackedInt8Linear
+
     conv1d = _conv1d_class()
     quantized = remaining = 0
     for mod in model.modules():
-        if isinstance(mod, Int8Linear | DynamicInt8Linear):
+        if isinstance(mod, Int8Linear | DynamicInt8Linear | PackedInt8Linear):
             quantized += 1
         elif isinstance(mod, nn.Linear) or (conv1d is not None and isinstance(mod, conv1d)):
             remaining += 1

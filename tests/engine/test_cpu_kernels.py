@@ -216,3 +216,74 @@ def test_a_fresh_cache_compiles_once_and_reuses_the_build(
     finally:
         monkeypatch.undo()
         ck.cpu_kernels.cache_clear()
+
+
+needs_vnni = pytest.mark.skipif(
+    lib is None or not ck.cpu_has_vnni(), reason="the int8 kernel needs AVX512-VNNI and a C compiler"
+)
+
+
+def _int8_reference(layer: ck.PackedInt8Linear, x: torch.Tensor) -> torch.Tensor:
+    """The kernel's arithmetic in PyTorch: per-row uint8 activations (zero point 128), exact integer sums."""
+    x2 = x.reshape(-1, layer.in_features).float()
+    amax = x2.abs().amax(dim=1)
+    sx = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    xq = torch.clamp(torch.round(x2 * (1.0 / sx)[:, None]) + 128, 0, 255) - 128  # round half to even
+    wq = torch.round(layer.dequantized_weight() / layer.scales[:, None])
+    sums = (xq.double() @ wq.double().t()).float()
+    y = sums * layer.scales[None, :] * sx[:, None]
+    if layer.bias_f32 is not None:
+        y = y + layer.bias_f32
+    return y.reshape(*x.shape[:-1], layer.out_features)
+
+
+@needs_vnni
+@pytest.mark.parametrize("rows", [1, 3, 12, 13, 97, 200])
+@pytest.mark.parametrize(("n_out", "n_in"), [(80, 48), (33, 7), (1000, 77), (64, 3072)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_int8_linear_computes_exactly_what_it_claims(rows: int, n_out: int, n_in: int, bias: bool) -> None:
+    """Same integers as the reference (several threads, ragged panels, K not a multiple of 4)."""
+    g = torch.Generator().manual_seed(rows + n_out)
+    w = torch.randn(n_out, n_in, generator=g)
+    b = torch.randn(n_out, generator=g) if bias else None
+    x = torch.randn(2, rows, n_in, generator=g)
+    layer = ck.PackedInt8Linear(w, b, lib)
+    got = layer(x)
+    assert got.shape == (2, rows, n_out) and got.dtype is torch.float32
+    torch.testing.assert_close(got, _int8_reference(layer, x), rtol=1e-5, atol=1e-4)
+    # And close to the float layer: int8 weights and activations lose about 1% of the scale.
+    exact = torch.nn.functional.linear(x, w, b)
+    assert float((got - exact).abs().max()) < 0.03 * float(exact.abs().max()) + 0.05
+
+
+@needs_vnni
+def test_int8_linear_in_bf16_and_with_zero_rows() -> None:
+    g = torch.Generator().manual_seed(3)
+    layer = ck.PackedInt8Linear(torch.randn(40, 64, generator=g), torch.randn(40, generator=g), lib)
+    x = torch.randn(5, 64, generator=g).to(torch.bfloat16)
+    x[2] = 0  # an all-zero row: scale 1, output = bias
+    got = layer(x)
+    assert got.dtype is torch.bfloat16
+    torch.testing.assert_close(got.float(), _int8_reference(layer, x).bfloat16().float(), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(got[2].float(), layer.bias_f32.bfloat16().float())
+    assert layer(torch.empty(0, 64)).shape == (0, 40)
+
+
+@needs_vnni
+def test_quantize_model_uses_cocinas_int8_kernel_by_default() -> None:
+    from transformers import AutoModelForCausalLM
+
+    from cocina.engine.quantize import quantize_model, quantized_linear_count
+    from cocina.models.tiny import tiny_config
+
+    cfg = tiny_config("gpt2", vocab_size=300, hidden_size=64, num_layers=2, num_heads=4)  # type: ignore[arg-type]
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    ids = torch.randint(0, 300, (1, 12))
+    with torch.inference_mode():
+        ref = model(ids).logits
+        q = quantize_model(model, "int8", "cpu")
+        out = q(ids).logits
+    assert any(isinstance(m, ck.PackedInt8Linear) for m in q.modules())
+    assert quantized_linear_count(q) == (9, 0)  # 4 per layer (GPT-2's Conv1D) and the LM head
+    cos = torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0)
+    assert float(cos) > 0.99

@@ -42,8 +42,12 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "falcon", "qwen2"])
-@pytest.mark.parametrize("kernel", ["dynamic", "weight_only"])
+@pytest.mark.parametrize("kernel", ["cocina", "dynamic", "weight_only"])
 def test_every_linear_layer_is_quantized_and_logits_stay_close(arch: str, kernel: Any) -> None:
+    from cocina.engine.cpu_kernels import PackedInt8Linear, cpu_has_vnni, cpu_kernels
+
+    if kernel == "cocina" and (cpu_kernels() is None or not cpu_has_vnni()):
+        pytest.skip("cocina's int8 kernel needs AVX512-VNNI and a C compiler")
     model = _model(arch)
     n_linear = _float_linear_layers(model)
     ids = torch.randint(0, 512, (2, 12), generator=torch.Generator().manual_seed(1))
@@ -54,7 +58,7 @@ def test_every_linear_layer_is_quantized_and_logits_stay_close(arch: str, kernel
     quantized, remaining = quantized_linear_count(q)
     assert remaining == 0
     assert quantized == n_linear  # lm_head included (a tied head becomes its own int8 copy)
-    cls = DynamicInt8Linear if kernel == "dynamic" else Int8Linear
+    cls = {"cocina": PackedInt8Linear, "dynamic": DynamicInt8Linear, "weight_only": Int8Linear}[kernel]
     assert isinstance(q.get_output_embeddings(), cls)  # type: ignore[operator]
     with torch.inference_mode():
         out = q(ids).logits
@@ -106,7 +110,7 @@ def test_bf16_model_with_dynamic_kernel() -> None:
     ids = torch.randint(0, 512, (1, 8))
     with torch.inference_mode():
         ref = model(ids).logits
-        q = quantize_model(copy.deepcopy(model).to(torch.bfloat16), "int8", "cpu")
+        q = quantize_model(copy.deepcopy(model).to(torch.bfloat16), "int8", "cpu", kernel="dynamic")
         out = q(ids).logits
     assert out.dtype == torch.bfloat16
     assert _cosine(out.float(), ref) > 0.98

@@ -15,6 +15,11 @@
  *
  * 2. cocina_paged_decode_attention: one query token per sequence against that sequence's keys and values,
  * read in place from the paged cache through its block table (no gather copies), softmax in fp32.
+ *
+ * 3. cocina_int8_linear (AVX512-VNNI): int8 weights (symmetric, one scale per output) times activations
+ * quantized per row on the fly to uint8 (zero point 128), int32 sums with vpdpbusd (64 multiply-adds per
+ * instruction, 4x an fp32 FMA), then y = sx[m] sw[n] (acc - 128 colsum[n]) + bias. Panels of 32 outputs,
+ * [N/32][K/4][32][4]: one 128-byte k-group holds 4 k's for 32 outputs.
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -25,7 +30,7 @@
 #define MR 12    /* rows of x per register block: 24 accumulators + 2 weight vectors fit in 32 zmm */
 #define MC 96    /* rows of x per cache block (8 register blocks): 96 x K fp32 stays in L2 */
 
-int cocina_kernels_abi(void) { return 2; }
+int cocina_kernels_abi(void) { return 3; }
 
 static inline __m512 widen_lo(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
 static inline __m512 widen_hi(__m512i v)
@@ -34,8 +39,8 @@ static inline __m512 widen_hi(__m512i v)
 }
 
 /* Rows r < mr of x (stride ldx) times one panel, into out[mr][32]. mr is a constant in each copy below.
- * While it computes, it prefetches lines [pf_lo, pf_hi) of the next panel pf into L2, spread over its k loop,
- * so that panel's first pass finds it there instead of waiting on memory. */
+ * While it computes, it prefetches lines [pf_lo, pf_hi) of the next panel pf into L2, one per k (no division
+ * in the loop), so that panel's first pass finds it there instead of waiting on memory. */
 static inline __attribute__((always_inline)) void panel_block(
     const uint16_t *wp, const float *x, int64_t K, int64_t ldx, int mr, float *out,
     const uint16_t *pf, int64_t pf_lo, int64_t pf_hi)
@@ -44,7 +49,7 @@ static inline __attribute__((always_inline)) void panel_block(
     for (int r = 0; r < MR; r++) { a0[r] = _mm512_setzero_ps(); a1[r] = _mm512_setzero_ps(); }
     const int64_t pf_n = pf ? pf_hi - pf_lo : 0;
     for (int64_t k = 0; k < K; k++) {
-        if (pf_n) _mm_prefetch((const char *)(pf + (pf_lo + k * pf_n / K) * 32), _MM_HINT_T1);
+        if (k < pf_n) _mm_prefetch((const char *)(pf + (pf_lo + k) * 32), _MM_HINT_T1);
         __m512i v = _mm512_loadu_si512((const void *)(wp + k * 32));
         __m512 w0 = widen_lo(v), w1 = widen_hi(v);
         for (int r = 0; r < MR; r++) {
@@ -296,3 +301,161 @@ int cocina_paged_decode_attention(const void *q, int64_t q_st, int64_t q_sh, con
     }
     return failed ? -1 : 0;
 }
+
+/* -- int8 linear (AVX512-VNNI) ------------------------------------------------------------------------- */
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+
+static inline __attribute__((always_inline)) void i8_block(
+    const int8_t *wp, const uint8_t *xq, int64_t K4, int64_t ldx, int mr, int32_t *out,
+    const int8_t *pf, int64_t pf_lo, int64_t pf_hi)
+{
+    __m512i a0[MR], a1[MR];
+    for (int r = 0; r < MR; r++) { a0[r] = _mm512_setzero_si512(); a1[r] = _mm512_setzero_si512(); }
+    const int64_t pf_n = pf ? pf_hi - pf_lo : 0;
+    for (int64_t g = 0; g < K4; g++) {
+        if (g < pf_n) {  /* a k-group is 2 lines */
+            _mm_prefetch((const char *)(pf + (pf_lo + g) * 128), _MM_HINT_T1);
+            _mm_prefetch((const char *)(pf + (pf_lo + g) * 128 + 64), _MM_HINT_T1);
+        }
+        __m512i w0 = _mm512_loadu_si512((const void *)(wp + g * 128));
+        __m512i w1 = _mm512_loadu_si512((const void *)(wp + g * 128 + 64));
+        for (int r = 0; r < MR; r++) {
+            if (r < mr) {
+                int32_t four;
+                memcpy(&four, xq + r * ldx + g * 4, sizeof four);
+                __m512i b = _mm512_set1_epi32(four);
+                a0[r] = _mm512_dpbusd_epi32(a0[r], b, w0);
+                a1[r] = _mm512_dpbusd_epi32(a1[r], b, w1);
+            }
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        if (r < mr) {
+            _mm512_storeu_si512((void *)(out + r * 32), a0[r]);
+            _mm512_storeu_si512((void *)(out + r * 32 + 16), a1[r]);
+        }
+    }
+}
+
+#define I8BLOCK(n) \
+    static void i8_block_##n(const int8_t *wp, const uint8_t *xq, int64_t K4, int64_t ldx, int32_t *out, \
+                             const int8_t *pf, int64_t pf_lo, int64_t pf_hi) \
+    { i8_block(wp, xq, K4, ldx, n, out, pf, pf_lo, pf_hi); }
+I8BLOCK(1) I8BLOCK(2) I8BLOCK(3) I8BLOCK(4) I8BLOCK(5) I8BLOCK(6) I8BLOCK(7) I8BLOCK(8) I8BLOCK(9)
+I8BLOCK(10) I8BLOCK(11) I8BLOCK(12)
+typedef void (*i8_block_fn)(const int8_t *, const uint8_t *, int64_t, int64_t, int32_t *, const int8_t *,
+                            int64_t, int64_t);
+static const i8_block_fn I8_BLOCKS[MR + 1] = {0, i8_block_1, i8_block_2, i8_block_3, i8_block_4, i8_block_5,
+                                              i8_block_6, i8_block_7, i8_block_8, i8_block_9, i8_block_10,
+                                              i8_block_11, i8_block_12};
+
+/* Row m of x (fp32 or bf16, K values) -> K4 * 4 uint8 (x / scale rounded, + 128; padding 128) and its scale. */
+static void quantize_row(const void *x, int x_bf16, int64_t K, int64_t K4, uint8_t *q, float *scale)
+{
+    __m512 mx = _mm512_setzero_ps();
+    const __m512i absmask = _mm512_set1_epi32(0x7FFFFFFF);
+    int64_t k = 0;
+    for (; k < K; k += 16) {
+        const int n = K - k < 16 ? (int)(K - k) : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        __m512 v = x_bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)x + k)), 16))
+                          : _mm512_maskz_loadu_ps(m, (const float *)x + k);
+        mx = _mm512_max_ps(mx, _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), absmask)));
+    }
+    float amax = _mm512_reduce_max_ps(mx);
+    const float s = amax > 0 ? amax / 127.0f : 1.0f;
+    *scale = s;
+    const __m512 inv = _mm512_set1_ps(1.0f / s);
+    for (k = 0; k < K; k += 16) {
+        const int n = K - k < 16 ? (int)(K - k) : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        __m512 v = x_bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)x + k)), 16))
+                          : _mm512_maskz_loadu_ps(m, (const float *)x + k);
+        __m512i qi = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), _mm512_set1_epi32(128));
+        qi = _mm512_max_epi32(_mm512_min_epi32(qi, _mm512_set1_epi32(255)), _mm512_setzero_si512());
+        _mm_mask_storeu_epi8(q + k, m, _mm512_cvtepi32_epi8(qi));
+    }
+    for (k = K; k < K4 * 4; k++) q[k] = 128;
+}
+
+static __thread uint8_t *qbuf;
+static __thread size_t qcap;
+
+/*
+ * x: [M, K] contiguous, fp32 or bf16; wp: int8 panels of W[N, K] (K padded to K4 * 4 with zeros);
+ * wscale: [N] fp32; colsum: [N] int32 (sum over k of the int8 weight); bias: fp32 [N] or NULL;
+ * y: [M, N], fp32 or bf16. Returns 0, or -1 when out of memory.
+ */
+int cocina_int8_linear(const void *x, int x_bf16, int64_t M, int64_t K, const int8_t *wp, int64_t N,
+                       const float *wscale, const int32_t *colsum, const float *bias, void *y, int y_bf16,
+                       int nthreads)
+{
+    const int64_t K4 = (K + 3) / 4, ldq = K4 * 4;
+    const size_t need = (size_t)M * (size_t)ldq + (size_t)M * sizeof(float);
+    if (need > qcap) {
+        uint8_t *nb = (uint8_t *)realloc(qbuf, need);
+        if (!nb) return -1;
+        qbuf = nb;
+        qcap = need;
+    }
+    /* The buffer is the calling thread's; OpenMP's workers see their own (empty) thread-locals, so they get
+     * plain pointers. */
+    uint8_t *const xq = qbuf;
+    float *const xs = (float *)(xq + (size_t)M * (size_t)ldq);  /* row scales after the rows */
+    const size_t xes = x_bf16 ? 2 : 4;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        float sc;
+        quantize_row((const char *)x + (size_t)m * (size_t)K * xes, x_bf16, K, K4, xq + m * ldq, &sc);
+        memcpy(&xs[m], &sc, sizeof sc);
+    }
+    const int64_t P = (N + 31) / 32;
+    const size_t ysz = y_bf16 ? sizeof(uint16_t) : sizeof(float);
+    for (int64_t m0 = 0; m0 < M; m0 += MC) {
+        const int64_t mc = M - m0 < MC ? M - m0 : MC;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+        for (int64_t p = 0; p < P; p++) {
+            int32_t acc[MR * 32];
+            float row[32];
+            const int8_t *w = wp + p * K4 * 128;
+            const int nn = (int)(N - p * 32 < 32 ? N - p * 32 : 32);
+            const int8_t *next = p + 1 < P ? w + K4 * 128 : NULL;
+            const int64_t nblocks = (mc + MR - 1) / MR;
+            __m512 ws0, ws1;
+            __m512i cs0, cs1;  /* 128 colsum: the zero point's share of the sums, removed in int32 (exact) */
+            {
+                float wsv[32] = {0};
+                int32_t csv[32] = {0};
+                for (int j = 0; j < nn; j++) {
+                    wsv[j] = wscale[p * 32 + j];
+                    csv[j] = 128 * colsum[p * 32 + j];
+                }
+                ws0 = _mm512_loadu_ps(wsv);
+                ws1 = _mm512_loadu_ps(wsv + 16);
+                cs0 = _mm512_loadu_si512((const void *)csv);
+                cs1 = _mm512_loadu_si512((const void *)(csv + 16));
+            }
+            for (int64_t r0 = 0; r0 < mc; r0 += MR) {
+                const int mr = (int)(mc - r0 < MR ? mc - r0 : MR);
+                const int64_t b = r0 / MR;
+                I8_BLOCKS[mr](w, xq + (m0 + r0) * ldq, K4, ldq, acc, next, b * K4 / nblocks,
+                              (b + 1) * K4 / nblocks);
+                for (int r = 0; r < mr; r++) {
+                    const __m512 sx = _mm512_set1_ps(xs[m0 + r0 + r]);
+                    __m512 v0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512((const void *)(acc + r * 32)), cs0));
+                    __m512 v1 =
+                        _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512((const void *)(acc + r * 32 + 16)), cs1));
+                    _mm512_storeu_ps(row, _mm512_mul_ps(_mm512_mul_ps(v0, ws0), sx));
+                    _mm512_storeu_ps(row + 16, _mm512_mul_ps(_mm512_mul_ps(v1, ws1), sx));
+                    store_row(row, bias ? bias + p * 32 : NULL,
+                              (char *)y + ((size_t)(m0 + r0 + r) * (size_t)N + (size_t)p * 32) * ysz, nn, y_bf16);
+                }
+            }
+        }
+    }
+    return 0;
+}
+#pragma GCC pop_options
