@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -218,14 +221,141 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", "gpt2", max_position_embeddings=64)
 
 
+def _template_predictor(project: Path) -> Any:
+    """The `Predictor` class of a generated project's predict.py, imported under a name of its own."""
+    spec = importlib.util.spec_from_file_location(f"llm_template_{project.name}", project / "predict.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Predictor
+
+
+# Small engine settings for the tiny model (the COCINA_* variables the predictor reads in setup()).
+_TINY_ENGINE_ENV = {"COCINA_DTYPE": "float32", "COCINA_DEVICE": "cpu", "COCINA_KV_CACHE_BYTES": "4M"}
+
+
+def test_llm_template_is_an_engine_predictor(tmp_path: Path) -> None:
+    """The generated Predictor is cocina.llm.LLMPredictor configured by constants: the engine, its inputs
+    (system prompt included), Cog concurrency in cocina.yaml, and in-process serving by `cocina serve`."""
+    from cocina.config import load_project
+    from cocina.llm import LLMPredictor
+    from cocina.sdk.schema import derive_schema
+    from cocina.server.project import builtin_llm
+
+    commands.init_project(tmp_path, template="llm")
+    predictor = _template_predictor(tmp_path)
+    assert issubclass(predictor, LLMPredictor) and predictor.model == "cocina/demo"
+    inputs = derive_schema(predictor())["components"]["schemas"]["Input"]["properties"]
+    for name in ("pregunta", "prompt", "system_prompt", "max_new_tokens", "temperature", "top_p", "seed"):
+        assert name in inputs
+    project = load_project(tmp_path)
+    assert project.predict_ref == "predict.py:Predictor"
+    assert project.concurrency_max == 32  # many predictions at once, all on the one engine
+    llm = builtin_llm(project)
+    assert llm is not None and llm.model == "cocina/demo"  # only constants: `cocina serve` runs it in-process
+    requirements = (tmp_path / "requirements.txt").read_text().splitlines()
+    assert "cocina" in [line.strip() for line in requirements if not line.startswith("#")]
+
+
+async def test_llm_template_predictions_share_one_engine(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """setup() loads one engine; two predictions run at the same time (one with a system prompt) are served
+    by it, decoded together in the same steps."""
+    commands.init_project(tmp_path, template="llm", model=str(tiny_model))
+    for key, value in _TINY_ENGINE_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("COCINA_MODEL", raising=False)
+    predictor = _template_predictor(tmp_path)()
+    predictor.setup()
+    engine = predictor.engine
+    try:
+        assert Path(engine.engine.tokenizer.name_or_path).resolve() == tiny_model.resolve()
+
+        async def answer(**inputs: Any) -> str:
+            args: dict[str, Any] = {
+                "prompt": None,
+                "pregunta": None,
+                "system_prompt": None,
+                "max_new_tokens": 24,
+                "temperature": 1.0,
+                "top_p": 1.0,
+                "top_k": 0,
+                "min_p": 0.0,
+                "repetition_penalty": 1.0,
+                "stop": None,
+                "seed": 7,
+            }
+            return "".join([piece async for piece in predictor.predict(**{**args, **inputs})])
+
+        plain, with_system = await asyncio.gather(
+            answer(pregunta="hola"), answer(pregunta="hola", system_prompt="Eres un cocinero")
+        )
+        assert plain and with_system
+        assert predictor.engine is engine
+        stats = engine.stats()
+        assert stats.num_requests_finished == 2 and stats.num_requests_failed == 0
+        assert stats.num_kv_blocks_used == 0  # both finished and gave their KV blocks back
+        # One engine step yields at most one token per running request: more tokens than steps means that
+        # some steps decoded both predictions together.
+        assert stats.generated_tokens > stats.num_steps
+        both = stats.prompt_tokens
+        assert await answer(pregunta="hola") == plain  # same seed, same answer, alone or beside another
+        plain_prompt = engine.stats().prompt_tokens - both
+        assert both - plain_prompt > plain_prompt  # the system prompt reached the engine: a longer prompt
+    finally:
+        engine.shutdown()
+
+
+@pytest.mark.slow
+async def test_llm_template_runs_concurrent_predictions_in_one_worker(tmp_path: Path, tiny_model: Path) -> None:
+    """Under the worker (as `cocina predict` and `cocina serve` run predict.py), cocina.yaml's concurrency lets
+    two predictions run at once in the one child, whose setup() loaded one engine."""
+    from cocina.config import load_project
+    from cocina.worker import Done, Log, Output, PredictionStatus, Runner, SetupStatus
+
+    commands.init_project(tmp_path, template="llm", model=str(tiny_model))
+    runner = Runner(load_project(tmp_path), env_overrides=_TINY_ENGINE_ENV)
+    try:
+        setup = await runner.start()
+        assert setup.status is SetupStatus.SUCCEEDED, setup.logs
+        assert setup.logs.count("cocina engine:") == 1  # one engine, loaded once
+        assert runner.concurrency == 32
+
+        async def run(prediction_id: str, **inputs: Any) -> tuple[float, float, str]:
+            normalized = runner.validator.validate({"max_new_tokens": 40, "seed": 3, **inputs})
+            first: float | None = None
+            pieces: list[str] = []
+            async for event in runner.predict(normalized, prediction_id=prediction_id):
+                if first is None and isinstance(event, Log | Output):
+                    first = time.monotonic()
+                if isinstance(event, Output):
+                    pieces.append(event.value)
+                elif isinstance(event, Done):
+                    assert event.status is PredictionStatus.SUCCEEDED, event.error
+            assert first is not None
+            return first, time.monotonic(), "".join(pieces)
+
+        a, b = await asyncio.gather(
+            run("a", pregunta="hola"), run("b", pregunta="hola", system_prompt="Eres un cocinero")
+        )
+        assert a[2] and b[2]
+        assert a[0] < b[1] and b[0] < a[1]  # each started before the other ended: they ran at the same time
+    finally:
+        await runner.shutdown(grace_s=2.0)
+
+
 @pytest.mark.slow
 def test_llm_template_streams_text_from_a_local_model(tmp_path: Path, tiny_model: Path) -> None:
     init = cocina("init", tmp_path / "proj", "--model", tiny_model)
     assert init.returncode == 0, init.stderr
-    assert f'MODEL = "{tiny_model}"' in (tmp_path / "proj" / "predict.py").read_text()
+    source = (tmp_path / "proj" / "predict.py").read_text()
+    assert "class Predictor(LLMPredictor):" in source and f'model = "{tiny_model}"' in source
     args = ("-i", "pregunta=hola", "-i", "max_new_tokens=12", "-i", "seed=7", "-i", "temperature=1")
-    result = cocina("predict", tmp_path / "proj", *args, "--json")
+    args += ("-i", "system_prompt=Eres un cocinero")
+    result = cocina("predict", tmp_path / "proj", *args, "--json", "--debug")
     assert result.returncode == 0, result.stderr
+    assert "cocina engine: model on cpu" in result.stderr  # setup() loaded cocina's engine (its memory report)
     response = json.loads(result.stdout)
     assert response["status"] == "succeeded"
     pieces = response["output"]
@@ -238,6 +368,7 @@ def test_llm_template_streams_text_from_a_local_model(tmp_path: Path, tiny_model
 def test_llm_template_explains_a_model_it_cannot_get(tmp_path: Path) -> None:
     commands.init_project(tmp_path, template="llm", model="someorg/surely-not-cached-model")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("COCINA_MODEL", None)
     result = subprocess.run(
         [sys.executable, "-m", "cocina.cli", "predict", str(tmp_path), "-i", "pregunta=hola"],
         capture_output=True,
@@ -247,7 +378,11 @@ def test_llm_template_explains_a_model_it_cannot_get(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     line = _one_error_line(result.stderr)
-    assert "not in the Hugging Face cache" in line and "hf download someorg/surely-not-cached-model" in line
+    assert "setup failed" in line and "isn't in the local Hugging Face cache" in line
+    # How to provide it (download elsewhere, or a local directory), and where this project names it.
+    assert "hf download someorg/surely-not-cached-model" in result.stderr
+    assert "local directory" in result.stderr
+    assert "`model = 'someorg/surely-not-cached-model'` in class Predictor (predict.py" in result.stderr
 
 
 @pytest.mark.slow

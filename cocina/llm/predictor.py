@@ -114,7 +114,21 @@ class LLMPredictor(BasePredictor):
 
     def setup(self) -> None:
         """Load the model into a shared engine (options from ``COCINA_*`` environment variables)."""
-        self.engine = load_engine(os.environ.get("COCINA_MODEL") or self.model)
+        from cocina.models.resolve import ModelNotFoundError
+
+        chosen = os.environ.get("COCINA_MODEL")
+        try:
+            self.engine = load_engine(chosen or self.model)
+        except ModelNotFoundError as exc:
+            # Say where the model's name came from, so that the user knows what to change.
+            if chosen:
+                origin = "the COCINA_MODEL environment variable"
+            else:
+                origin = (
+                    f"`model = {self.model!r}` in class {type(self).__name__} (predict.py, in a `cocina init` "
+                    "project): point it at a local model directory or a cached hub id, or set COCINA_MODEL"
+                )
+            raise ModelNotFoundError(exc.model_id, f"{exc}\nThis model name comes from {origin}.") from None
 
     async def predict(  # type: ignore[misc]  # Cog's marker type for an async generator of text
         self,

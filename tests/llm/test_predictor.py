@@ -11,6 +11,7 @@ from transformers import AutoTokenizer
 
 from cocina.engine.config import EngineConfig
 from cocina.llm import LLMPredictor, build_prompt, engine_config_from_env, load_engine
+from cocina.models.resolve import ModelNotFoundError
 from cocina.models.tiny import make_tiny_model
 from cocina.sdk.schema import derive_schema
 
@@ -105,3 +106,20 @@ def test_engine_options_from_env_and_load_engine(model_dir: Path) -> None:
         assert engine.engine.runner.kv_cache_bytes <= 2 * 2**20
     finally:
         engine.shutdown()
+
+
+def test_a_missing_model_says_where_its_name_comes_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that cannot be found: how to provide it (resolve_model's text), then what names it here."""
+
+    class Mine(LLMPredictor):
+        model = str(tmp_path / "no-such-model")
+
+    monkeypatch.delenv("COCINA_MODEL", raising=False)
+    with pytest.raises(ModelNotFoundError) as info:
+        Mine().setup()
+    message = str(info.value)
+    assert "To provide it" in message and info.value.model_id == Mine.model
+    assert f"comes from `model = {Mine.model!r}` in class Mine" in message and "or set COCINA_MODEL" in message
+    monkeypatch.setenv("COCINA_MODEL", "someorg/surely-not-cached-model")
+    with pytest.raises(ModelNotFoundError, match="comes from the COCINA_MODEL environment variable"):
+        Mine().setup()
