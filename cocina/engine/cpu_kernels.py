@@ -87,11 +87,17 @@ def _compiler() -> str | None:
 
 def _build(cc: str, out: Path) -> str | None:
     """Compiles the kernel to ``out`` (atomically); returns None, or the compiler's complaint."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create the cache directory {out.parent}: {e}"
     errors = ""
     # With OpenMP first; a toolchain without libgomp still gets a single-threaded kernel.
     for extra in (["-fopenmp"], []):
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+        except OSError as e:
+            return f"cannot write to the cache directory {out.parent}: {e}"
         os.close(fd)
         try:
             proc = subprocess.run(

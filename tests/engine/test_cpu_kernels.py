@@ -287,3 +287,22 @@ def test_quantize_model_uses_cocinas_int8_kernel_by_default() -> None:
     assert quantized_linear_count(q) == (9, 0)  # 4 per layer (GPT-2's Conv1D) and the LM head
     cos = torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0)
     assert float(cos) > 0.99
+
+
+@pytest.mark.skipif(not ck.cpu_has_avx512(), reason="the compile step only runs on AVX-512 CPUs")
+def test_an_unwritable_cache_leaves_the_pytorch_path_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pathlib import Path
+
+    blocker = Path(str(tmp_path)) / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("COCINA_CACHE_DIR", str(blocker))
+    ck.cpu_kernels.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="cocina.engine.cpu_kernels"):
+            assert ck.cpu_kernels() is None
+        assert "cannot create the cache directory" in caplog.text
+    finally:
+        monkeypatch.undo()
+        ck.cpu_kernels.cache_clear()
