@@ -203,7 +203,36 @@ def paged_decode_attention(
     q, caches and out share one dtype, bf16 or fp32.
     """
     n, heads, dim = q.shape
-    assert q.stride(2) == 1 and out.is_contiguous() and k_cache.is_contiguous() and v_cache.is_contiguous()
+    # The C side trusts every pointer and length: anything off would read or write out of bounds, so check.
+    if q.dtype not in (torch.bfloat16, torch.float32) or {k_cache.dtype, v_cache.dtype, out.dtype} != {q.dtype}:
+        raise TypeError(
+            f"paged decode attention: q, caches and out must share one dtype, bf16 or fp32; got {q.dtype}, "
+            f"{k_cache.dtype}, {v_cache.dtype}, {out.dtype}"
+        )
+    if block_tables.dtype != torch.int32 or ctx_lens.dtype != torch.int32:
+        raise TypeError("paged decode attention: block_tables and ctx_lens must be int32")
+    if q.stride(2) != 1 or not (out.is_contiguous() and k_cache.is_contiguous() and v_cache.is_contiguous()):
+        raise ValueError("paged decode attention: q needs unit stride on head_dim; caches and out contiguous")
+    if not block_tables.is_contiguous() or not ctx_lens.is_contiguous():
+        raise ValueError("paged decode attention: block_tables and ctx_lens must be contiguous")
+    if tuple(out.shape) != (n, heads, dim) or k_cache.shape != v_cache.shape or k_cache.shape[2] != dim:
+        raise ValueError(
+            f"paged decode attention: shapes disagree (q {tuple(q.shape)}, out {tuple(out.shape)}, "
+            f"caches {tuple(k_cache.shape)} / {tuple(v_cache.shape)})"
+        )
+    if block_tables.shape[0] != n or ctx_lens.shape[0] != n:
+        raise ValueError("paged decode attention: one block table and one length per sequence")
+    if n:
+        longest = int(ctx_lens.max())
+        if int(ctx_lens.min()) < 1 or longest > block_tables.shape[1] * block_size:
+            raise ValueError("paged decode attention: a context length is below 1 or beyond its block table")
+        if alibi is not None:
+            if alibi.dtype != torch.float32 or alibi.dim() != 2 or alibi.shape[0] != heads:
+                raise ValueError("paged decode attention: alibi must be fp32 [heads, max_len]")
+            if alibi.shape[1] < longest or not alibi.is_contiguous():
+                raise ValueError(f"paged decode attention: alibi must cover {longest} positions, contiguous")
+        if int(block_tables.min()) < 0 or (int(block_tables.max()) + 1) * block_size > k_cache.shape[1]:
+            raise ValueError("paged decode attention: a block id is outside the cache")
     rc = lib.cocina_paged_decode_attention(
         q.data_ptr(),
         q.stride(0),
@@ -247,6 +276,18 @@ def pack_bf16_panels(weight: Tensor) -> Tensor:
     return padded.view(panels, PANEL, k).permute(0, 2, 1)[:, :, _lane_order()].contiguous()
 
 
+def _check_stored(layer: nn.Module, **dtypes: torch.dtype) -> None:
+    """The kernel reads its buffers with fixed dtypes; a later ``model.to(dtype)`` must not have changed them."""
+    expected = {"bias_f32": torch.float32, **dtypes}
+    for name, dtype in expected.items():
+        t = getattr(layer, name)
+        if t is not None and t.dtype != dtype:
+            raise TypeError(
+                f"{type(layer).__name__}.{name} is {t.dtype}, the kernel needs {dtype}: the model's dtype was "
+                "changed after its layers were packed; convert the model first, then pack or quantize it"
+            )
+
+
 class PackedBf16Linear(nn.Module):
     """``y = x @ W^T + b`` with W held as bf16 panels and run by the C kernel (x and y bf16 or fp32)."""
 
@@ -264,7 +305,8 @@ class PackedBf16Linear(nn.Module):
         self._fn: Any = lib.cocina_bf16_linear
 
     def forward(self, x: Tensor) -> Tensor:
-        """[..., in] -> [..., out], in x's dtype (bf16 or fp32; anything else computes in fp32)."""
+        """[..., in] -> [..., out], in x's dtype (bf16 or fp32 run as they are; others through fp32)."""
+        _check_stored(self, packed=torch.bfloat16)
         dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float32) else torch.float32
         x2 = x.reshape(-1, self.in_features).to(dtype).contiguous()
         m = x2.shape[0]
@@ -285,7 +327,7 @@ class PackedBf16Linear(nn.Module):
             )
             if rc != 0:
                 raise MemoryError(f"bf16 kernel: no memory for a {m}x{self.in_features} fp32 copy of x")
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bf16 panels"
@@ -308,8 +350,10 @@ class PackedBf16Embedding(nn.Module):
         self.register_buffer("lane", inverse, persistent=False)
 
     def forward(self, ids: Tensor) -> Tensor:
-        """[...] token ids -> [..., dim] (bf16)."""
+        """[...] token ids -> [..., dim] (bf16). An id outside the vocabulary raises, as ``nn.Embedding``."""
         flat = ids.reshape(-1)
+        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.num_embeddings):
+            raise IndexError(f"token id out of range: the vocabulary has {self.num_embeddings} entries")
         rows = self.head[0].packed[flat // PANEL, :, self.lane[flat % PANEL]]
         return rows.reshape(*ids.shape, self.embedding_dim)
 
@@ -352,7 +396,8 @@ class PackedInt8Linear(nn.Module):
         return q.float() * self.scales[:, None]
 
     def forward(self, x: Tensor) -> Tensor:
-        """[..., in] -> [..., out], in x's dtype (bf16 or fp32; anything else computes in fp32)."""
+        """[..., in] -> [..., out], in x's dtype (bf16 or fp32 run as they are; others through fp32)."""
+        _check_stored(self, packed=torch.int8, scales=torch.float32, colsum=torch.int32)
         dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float32) else torch.float32
         x2 = x.reshape(-1, self.in_features).to(dtype).contiguous()
         m = x2.shape[0]
@@ -375,7 +420,7 @@ class PackedInt8Linear(nn.Module):
             )
             if rc != 0:
                 raise MemoryError(f"int8 kernel: no memory to quantize a {m}x{self.in_features} input")
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 panels"

@@ -423,6 +423,9 @@ class ModelRunner:
     @property
     def vocab_size(self) -> int:
         """Rows of the LM head (may exceed the tokenizer's vocabulary)."""
+        out_features = getattr(self.lm_head, "out_features", None)  # nn.Linear and cocina's packed layers
+        if isinstance(out_features, int):
+            return out_features
         weight = getattr(self.lm_head, "weight", None)
         return int(weight.shape[0]) if weight is not None else int(self.hf_config.vocab_size)
 

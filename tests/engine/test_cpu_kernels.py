@@ -306,3 +306,102 @@ def test_an_unwritable_cache_leaves_the_pytorch_path_with_a_warning(
     finally:
         monkeypatch.undo()
         ck.cpu_kernels.cache_clear()
+
+
+@needs_kernels
+def test_paged_decode_attention_propagates_nan() -> None:
+    kc = torch.ones(1, 8, 16)
+    vc = torch.arange(8 * 16, dtype=torch.float32).view(1, 8, 16)
+    q = torch.zeros(2, 1, 16)
+    q[0, 0, 0] = float("nan")
+    out = torch.empty(2, 1, 16)
+    tables = torch.zeros(2, 1, dtype=torch.int32)
+    ck.paged_decode_attention(lib, q, kc, vc, tables, torch.tensor([2, 2], dtype=torch.int32), 8, 1.0, None, out)
+    assert bool(torch.isnan(out[0]).all())
+    torch.testing.assert_close(out[1, 0], vc[0, :2].mean(dim=0))  # the other sequence is untouched
+
+
+@needs_kernels
+def test_paged_decode_attention_rejects_inputs_that_would_read_out_of_bounds() -> None:
+    kc = torch.zeros(1, 8, 16)
+    q = torch.zeros(1, 1, 16)
+    out = torch.empty(1, 1, 16)
+    table = torch.zeros(1, 1, dtype=torch.int32)
+    one = torch.ones(1, dtype=torch.int32)
+
+    def call(**changes: object) -> None:
+        args: dict[str, object] = dict(
+            q=q, k_cache=kc, v_cache=kc, block_tables=table, ctx_lens=one, block_size=8, scale=1.0, alibi=None, out=out
+        )
+        args.update(changes)
+        ck.paged_decode_attention(lib, **args)  # type: ignore[arg-type]
+
+    call()  # the valid call runs
+    with pytest.raises(TypeError, match="one dtype"):
+        call(k_cache=kc.bfloat16())
+    with pytest.raises(TypeError, match="int32"):
+        call(block_tables=table.long())
+    with pytest.raises(ValueError, match="beyond its block table"):
+        call(ctx_lens=torch.tensor([9], dtype=torch.int32))
+    with pytest.raises(ValueError, match="outside the cache"):
+        call(block_tables=torch.ones(1, 1, dtype=torch.int32))
+    with pytest.raises(ValueError, match="alibi"):
+        call(alibi=torch.zeros(1, 0))
+    with pytest.raises(ValueError, match="shapes disagree"):
+        call(out=torch.empty(1, 2, 16))
+
+
+@needs_vnni
+def test_int8_linear_propagates_nan() -> None:
+    layer = ck.PackedInt8Linear(torch.ones(32, 40), None, lib)
+    x = torch.full((3, 40), 0.5)
+    x[0, 5] = float("nan")
+    x[1, 39] = float("nan")  # the last element, in a partial vector
+    y = layer(x)
+    assert bool(torch.isnan(y[0]).all()) and bool(torch.isnan(y[1]).all())
+    torch.testing.assert_close(y[2], torch.full((32,), 20.0), rtol=1e-2, atol=0.1)
+
+
+@needs_kernels
+def test_packed_layers_refuse_buffers_converted_after_packing() -> None:
+    """``model.to(dtype)`` after packing would make the C side read the wrong bytes: a clear error instead."""
+    layer = ck.PackedBf16Linear(torch.randn(32, 16).bfloat16(), torch.randn(32).bfloat16(), lib)
+    layer.to(torch.float16)
+    with pytest.raises(TypeError, match="changed after its layers were packed"):
+        layer(torch.randn(2, 16))
+    if ck.cpu_has_vnni():
+        q = ck.PackedInt8Linear(torch.randn(32, 16), None, lib)
+        q.to(torch.bfloat16)
+        with pytest.raises(TypeError, match=r"scales is torch\.bfloat16"):
+            q(torch.randn(2, 16))
+
+
+@needs_kernels
+def test_packed_layers_return_the_input_dtype() -> None:
+    layer = ck.PackedBf16Linear(torch.randn(32, 16).bfloat16(), None, lib)
+    assert layer(torch.randn(2, 16).half()).dtype is torch.float16
+    if ck.cpu_has_vnni():
+        assert ck.PackedInt8Linear(torch.randn(32, 16), None, lib)(torch.randn(2, 16).half()).dtype is torch.float16
+
+
+@needs_kernels
+def test_packed_embedding_rejects_ids_outside_the_vocabulary() -> None:
+    emb = ck.PackedBf16Embedding(ck.PackedBf16Linear(torch.randn(50, 8).bfloat16(), None, lib))
+    with pytest.raises(IndexError, match="50 entries"):
+        emb(torch.tensor([49, 50]))  # 50 is inside the last panel's padding, not the vocabulary
+    with pytest.raises(IndexError):
+        emb(torch.tensor([-1]))
+
+
+@needs_kernels
+def test_kernels_called_from_several_python_threads_at_once() -> None:
+    """ctypes releases the GIL: concurrent callers each use their own scratch buffers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = torch.Generator().manual_seed(11)
+    layer = ck.PackedBf16Linear(torch.randn(96, 200, generator=g).bfloat16(), None, lib)
+    inputs = [torch.randn(rows, 200, generator=g).bfloat16() for rows in (1, 7, 33, 64, 120, 5)] * 4
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(layer, inputs))
+    for x, got in zip(inputs, results, strict=True):
+        assert torch.equal(got, layer(x))

@@ -192,10 +192,10 @@ int cocina_bf16_linear(const void *x, int x_bf16, int64_t M, int64_t K, const ui
 /* -- paged decode attention ---------------------------------------------------------------------------- */
 
 /* exp(x) for x <= 0 (softmax after subtracting the max): 2^(x log2 e) = 2^n 2^f, f in [-0.5, 0.5], a
- * degree-6 polynomial for 2^f (relative error about 2e-7) and vscalefps for 2^n. */
+ * degree-6 polynomial for 2^f (relative error about 2e-7) and vscalefps for 2^n. NaN in, NaN out. */
 static inline __m512 exp_ps(__m512 x)
 {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);  /* operands in this order: a NaN x stays NaN */
     __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
     __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 f = _mm512_sub_ps(t, n);
@@ -232,7 +232,7 @@ int cocina_paged_decode_attention(const void *q, int64_t q_st, int64_t q_sh, con
                                   int64_t D, int64_t block_size, float scale, const float *alibi,
                                   int64_t alibi_len, void *out, int bf16, int nthreads)
 {
-    if (D % 16 != 0 || D > 512 || H % Hkv != 0) return -2;
+    if (D % 16 != 0 || D > 512 || Hkv <= 0 || H % Hkv != 0) return -2;
     int64_t lmax = 0;
     for (int64_t i = 0; i < n; i++) lmax = ctx_lens[i] > lmax ? ctx_lens[i] : lmax;
     const int64_t group = H / Hkv, nv = D / 16;
@@ -303,10 +303,11 @@ int cocina_paged_decode_attention(const void *q, int64_t q_st, int64_t q_sh, con
 }
 
 /* -- int8 linear (AVX512-VNNI) ------------------------------------------------------------------------- */
-#pragma GCC push_options
-#pragma GCC target("avx512vnni")
+/* Functions that use VNNI carry a target attribute (gcc and clang both honour it; clang ignores the
+ * "#pragma GCC target" form), so the rest of the library builds and runs without VNNI. */
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
-static inline __attribute__((always_inline)) void i8_block(
+VNNI static inline __attribute__((always_inline)) void i8_block(
     const int8_t *wp, const uint8_t *xq, int64_t K4, int64_t ldx, int mr, int32_t *out,
     const int8_t *pf, int64_t pf_lo, int64_t pf_hi)
 {
@@ -339,7 +340,7 @@ static inline __attribute__((always_inline)) void i8_block(
 }
 
 #define I8BLOCK(n) \
-    static void i8_block_##n(const int8_t *wp, const uint8_t *xq, int64_t K4, int64_t ldx, int32_t *out, \
+    VNNI static void i8_block_##n(const int8_t *wp, const uint8_t *xq, int64_t K4, int64_t ldx, int32_t *out, \
                              const int8_t *pf, int64_t pf_lo, int64_t pf_hi) \
     { i8_block(wp, xq, K4, ldx, n, out, pf, pf_lo, pf_hi); }
 I8BLOCK(1) I8BLOCK(2) I8BLOCK(3) I8BLOCK(4) I8BLOCK(5) I8BLOCK(6) I8BLOCK(7) I8BLOCK(8) I8BLOCK(9)
@@ -351,10 +352,11 @@ static const i8_block_fn I8_BLOCKS[MR + 1] = {0, i8_block_1, i8_block_2, i8_bloc
                                               i8_block_11, i8_block_12};
 
 /* Row m of x (fp32 or bf16, K values) -> K4 * 4 uint8 (x / scale rounded, + 128; padding 128) and its scale. */
-static void quantize_row(const void *x, int x_bf16, int64_t K, int64_t K4, uint8_t *q, float *scale)
+VNNI static void quantize_row(const void *x, int x_bf16, int64_t K, int64_t K4, uint8_t *q, float *scale)
 {
     __m512 mx = _mm512_setzero_ps();
     const __m512i absmask = _mm512_set1_epi32(0x7FFFFFFF);
+    __mmask16 nan = 0;
     int64_t k = 0;
     for (; k < K; k += 16) {
         const int n = K - k < 16 ? (int)(K - k) : 16;
@@ -362,10 +364,12 @@ static void quantize_row(const void *x, int x_bf16, int64_t K, int64_t K4, uint8
         __m512 v = x_bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(
                                 _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)x + k)), 16))
                           : _mm512_maskz_loadu_ps(m, (const float *)x + k);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
         mx = _mm512_max_ps(mx, _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), absmask)));
     }
     float amax = _mm512_reduce_max_ps(mx);
-    const float s = amax > 0 ? amax / 127.0f : 1.0f;
+    /* A row with a NaN gets a NaN scale, so its outputs are NaN (as in float arithmetic), not finite garbage. */
+    const float s = nan ? NAN : amax > 0 ? amax / 127.0f : 1.0f;
     *scale = s;
     const __m512 inv = _mm512_set1_ps(1.0f / s);
     for (k = 0; k < K; k += 16) {
@@ -389,7 +393,7 @@ static __thread size_t qcap;
  * wscale: [N] fp32; colsum: [N] int32 (sum over k of the int8 weight); bias: fp32 [N] or NULL;
  * y: [M, N], fp32 or bf16. Returns 0, or -1 when out of memory.
  */
-int cocina_int8_linear(const void *x, int x_bf16, int64_t M, int64_t K, const int8_t *wp, int64_t N,
+VNNI int cocina_int8_linear(const void *x, int x_bf16, int64_t M, int64_t K, const int8_t *wp, int64_t N,
                        const float *wscale, const int32_t *colsum, const float *bias, void *y, int y_bf16,
                        int nthreads)
 {
@@ -458,4 +462,3 @@ int cocina_int8_linear(const void *x, int x_bf16, int64_t M, int64_t K, const in
     }
     return 0;
 }
-#pragma GCC pop_options
