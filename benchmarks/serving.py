@@ -6,7 +6,7 @@ here whose 50257 ids all decode to text, with a ChatML chat template); each serv
 its request/stream code and its vLLM-style metrics), and stopped (its whole process group) before the next::
 
     .venv/bin/python benchmarks/serving.py                     # bf16, concurrency 1 8 32 64, docs/benchmarks.md
-    .venv/bin/python benchmarks/serving.py --dtype float32     # fp32 (faster than bf16 on CPUs without AVX512-BF16)
+    .venv/bin/python benchmarks/serving.py --dtype float32     # fp32 (PyTorch's faster dtype without AVX512-BF16)
     .venv/bin/python benchmarks/serving.py --quick --no-docs   # tiny model and loads: the smoke test
 
 Systems (same model, same dtype, same load: streaming chat completions, 32-token prompts, 64 output tokens,
@@ -600,8 +600,9 @@ def render_section(report: dict[str, Any]) -> str:
     ]
     if not report["machine"]["avx512_bf16"]:
         lines.append(
-            "- This CPU has no AVX512-BF16: bf16 arithmetic is converted in software, so bf16 is no faster than "
-            "fp32 here and batched bf16 can be much slower (compare the float32 subsection)."
+            "- This CPU has no AVX512-BF16: PyTorch converts bf16 arithmetic in software, so for (a) and (b) bf16 "
+            "is no faster than fp32 and batched bf16 much slower; (c) runs bf16 layers on cocina's own AVX-512 "
+            "kernel (docs/engine.md, CPU kernels), where bf16 is faster than fp32."
         )
     lines += [
         "- (a) " + report["notes"]["seed"],
