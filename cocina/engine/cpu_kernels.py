@@ -146,41 +146,24 @@ def cpu_kernels() -> ctypes.CDLL | None:
     if lib.cocina_kernels_abi() != ABI:
         log.warning("CPU kernels off: %s is a different build (ABI mismatch)", path)
         return None
-    fn = lib.cocina_bf16_linear
-    fn.restype = ctypes.c_int
-    fn.argtypes = [
-        ctypes.c_void_p,  # x
-        ctypes.c_int,  # x is bf16
-        ctypes.c_int64,  # M
-        ctypes.c_int64,  # K
-        ctypes.c_void_p,  # packed weight
-        ctypes.c_int64,  # N
-        ctypes.c_void_p,  # fp32 bias or NULL
-        ctypes.c_void_p,  # y
-        ctypes.c_int,  # y is bf16
-        ctypes.c_int,  # threads
-    ]
-    i8 = lib.cocina_int8_linear
-    i8.restype = ctypes.c_int
-    i8.argtypes = [
-        ctypes.c_void_p,  # x
-        ctypes.c_int,  # x is bf16
-        ctypes.c_int64,  # M
-        ctypes.c_int64,  # K
-        ctypes.c_void_p,  # int8 panels
-        ctypes.c_int64,  # N
-        ctypes.c_void_p,  # fp32 weight scales
-        ctypes.c_void_p,  # int32 column sums
-        ctypes.c_void_p,  # fp32 bias or NULL
-        ctypes.c_void_p,  # y
-        ctypes.c_int,  # y is bf16
-        ctypes.c_int,  # threads
-    ]
-    att = lib.cocina_paged_decode_attention
-    att.restype = ctypes.c_int
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    att.argtypes = [ptr, i64, i64, ptr, ptr, i64, ptr, i64, ptr, i64, i64, i64, i64, i64]
-    att.argtypes += [ctypes.c_float, ptr, i64, ptr, ctypes.c_int, ctypes.c_int]
+    ptr, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
+    # Both linears: x, x is bf16, M, K, packed weight, N, [their own weight arrays], bias or NULL, y, y is bf16,
+    # threads; the int8 one's own arrays are its fp32 scales and int32 column sums.
+    head, tail = [ptr, i32, i64, i64, ptr, i64], [ptr, ptr, i32, i32]
+    signatures = {
+        "cocina_bf16_linear": head + tail,
+        "cocina_int8_linear": [*head, ptr, ptr, *tail],
+        # q, q strides (t, h), k cache, v cache, slots, block tables, blocks per table, lengths, n, H, Hkv, D,
+        # block size, scale, alibi or NULL, alibi length, out, bf16, threads
+        "cocina_paged_decode_attention": [
+            *(ptr, i64, i64, ptr, ptr, i64, ptr, i64, ptr, i64, i64, i64, i64, i64),
+            *(f32, ptr, i64, ptr, i32, i32),
+        ],
+    }
+    for name, argtypes in signatures.items():
+        fn = getattr(lib, name)
+        fn.restype = ctypes.c_int
+        fn.argtypes = argtypes
     return lib
 
 
@@ -288,7 +271,49 @@ def _check_stored(layer: nn.Module, **dtypes: torch.dtype) -> None:
             )
 
 
-class PackedBf16Linear(nn.Module):
+class _PackedLinear(nn.Module):
+    """What the two packed linear layers share: the call into the C kernel around their own weight arguments."""
+
+    packed: Tensor
+    bias_f32: Tensor | None
+    in_features: int
+    out_features: int
+    _fn: Any
+    _stored: dict[str, torch.dtype]  # the buffers' dtypes the kernel reads them with
+
+    def _weight_args(self) -> tuple[int, ...]:
+        """Pointers the kernel takes after N (before the bias)."""
+        return ()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[..., in] -> [..., out], in x's dtype (bf16 or fp32 run as they are; others through fp32)."""
+        _check_stored(self, **self._stored)
+        dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float32) else torch.float32
+        x2 = x.reshape(-1, self.in_features).to(dtype).contiguous()
+        m = x2.shape[0]
+        y = torch.empty(m, self.out_features, dtype=dtype)
+        if m:
+            bias = self.bias_f32
+            is_bf16 = int(dtype == torch.bfloat16)
+            rc = self._fn(
+                x2.data_ptr(),
+                is_bf16,
+                m,
+                self.in_features,
+                self.packed.data_ptr(),
+                self.out_features,
+                *self._weight_args(),
+                bias.data_ptr() if bias is not None else None,
+                y.data_ptr(),
+                is_bf16,
+                torch.get_num_threads(),
+            )
+            if rc != 0:
+                raise MemoryError(f"{type(self).__name__}: no memory for a {m}x{self.in_features} copy of x")
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+class PackedBf16Linear(_PackedLinear):
     """``y = x @ W^T + b`` with W held as bf16 panels and run by the C kernel (x and y bf16 or fp32)."""
 
     bias_f32: Tensor | None
@@ -302,32 +327,8 @@ class PackedBf16Linear(nn.Module):
         self.register_buffer(
             "bias_f32", bias.detach().float().contiguous() if bias is not None else None, persistent=False
         )
-        self._fn: Any = lib.cocina_bf16_linear
-
-    def forward(self, x: Tensor) -> Tensor:
-        """[..., in] -> [..., out], in x's dtype (bf16 or fp32 run as they are; others through fp32)."""
-        _check_stored(self, packed=torch.bfloat16)
-        dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float32) else torch.float32
-        x2 = x.reshape(-1, self.in_features).to(dtype).contiguous()
-        m = x2.shape[0]
-        y = torch.empty(m, self.out_features, dtype=dtype)
-        if m:
-            bias = self.bias_f32
-            rc = self._fn(
-                x2.data_ptr(),
-                int(dtype == torch.bfloat16),
-                m,
-                self.in_features,
-                self.packed.data_ptr(),
-                self.out_features,
-                bias.data_ptr() if bias is not None else None,
-                y.data_ptr(),
-                int(dtype == torch.bfloat16),
-                torch.get_num_threads(),
-            )
-            if rc != 0:
-                raise MemoryError(f"bf16 kernel: no memory for a {m}x{self.in_features} fp32 copy of x")
-        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+        self._fn = lib.cocina_bf16_linear
+        self._stored = {"packed": torch.bfloat16}
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bf16 panels"
@@ -358,7 +359,7 @@ class PackedBf16Embedding(nn.Module):
         return rows.reshape(*ids.shape, self.embedding_dim)
 
 
-class PackedInt8Linear(nn.Module):
+class PackedInt8Linear(_PackedLinear):
     """``y = x @ W^T + b`` with W as symmetric per-output int8 (AVX512-VNNI kernel; x and y bf16 or fp32).
 
     The weight lives in the kernel's panels, ``[ceil(N / 32), ceil(K / 4), 32, 4]`` int8, with its scales
@@ -387,7 +388,8 @@ class PackedInt8Linear(nn.Module):
         self.register_buffer("scales", scales.contiguous())
         self.register_buffer("colsum", q.sum(dim=1, dtype=torch.int32).contiguous())
         self.register_buffer("bias_f32", bias.detach().float().contiguous() if bias is not None else None)
-        self._fn: Any = lib.cocina_int8_linear
+        self._fn = lib.cocina_int8_linear
+        self._stored = {"packed": torch.int8, "scales": torch.float32, "colsum": torch.int32}
 
     def dequantized_weight(self) -> Tensor:
         """The ``[out, in]`` fp32 weight this layer computes with (for tests and inspection)."""
@@ -395,32 +397,8 @@ class PackedInt8Linear(nn.Module):
         q = self.packed.permute(0, 2, 1, 3).reshape(-1, self.packed.shape[1] * 4)[:n, :k]
         return q.float() * self.scales[:, None]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """[..., in] -> [..., out], in x's dtype (bf16 or fp32 run as they are; others through fp32)."""
-        _check_stored(self, packed=torch.int8, scales=torch.float32, colsum=torch.int32)
-        dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float32) else torch.float32
-        x2 = x.reshape(-1, self.in_features).to(dtype).contiguous()
-        m = x2.shape[0]
-        y = torch.empty(m, self.out_features, dtype=dtype)
-        if m:
-            bias = self.bias_f32
-            rc = self._fn(
-                x2.data_ptr(),
-                int(dtype == torch.bfloat16),
-                m,
-                self.in_features,
-                self.packed.data_ptr(),
-                self.out_features,
-                self.scales.data_ptr(),
-                self.colsum.data_ptr(),
-                bias.data_ptr() if bias is not None else None,
-                y.data_ptr(),
-                int(dtype == torch.bfloat16),
-                torch.get_num_threads(),
-            )
-            if rc != 0:
-                raise MemoryError(f"int8 kernel: no memory to quantize a {m}x{self.in_features} input")
-        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+    def _weight_args(self) -> tuple[int, ...]:
+        return (self.scales.data_ptr(), self.colsum.data_ptr())
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 panels"

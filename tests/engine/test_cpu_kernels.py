@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,43 +167,38 @@ def test_kernels_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.skipif(not ck.cpu_has_avx512(), reason="the compile step only runs on AVX-512 CPUs")
-def test_a_failing_compiler_leaves_the_pytorch_path_with_a_warning(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("failing compiler", "compiling cpu_kernels.c failed"),
+        ("no compiler", "no C compiler found"),
+        ("unwritable cache", "cannot create the cache directory"),
+    ],
+)
+def test_a_kernel_that_cannot_be_built_leaves_the_pytorch_path_with_a_warning(
+    case: str, message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("COCINA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    if case == "failing compiler":
+        monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    elif case == "no compiler":
+        monkeypatch.setenv("CC", "/nonexistent/cc")
+    else:
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("a file where the cache directory should be")
+        monkeypatch.setenv("COCINA_CACHE_DIR", str(blocker))
     ck.cpu_kernels.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="cocina.engine.cpu_kernels"):
             assert ck.cpu_kernels() is None
-        assert "compiling cpu_kernels.c failed" in caplog.text
-    finally:
-        monkeypatch.undo()
-        ck.cpu_kernels.cache_clear()
-
-
-@pytest.mark.skipif(not ck.cpu_has_avx512(), reason="the compile step only runs on AVX-512 CPUs")
-def test_no_compiler_leaves_the_pytorch_path_with_a_warning(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("COCINA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("CC", "/nonexistent/cc")
-    ck.cpu_kernels.cache_clear()
-    try:
-        with caplog.at_level(logging.WARNING, logger="cocina.engine.cpu_kernels"):
-            assert ck.cpu_kernels() is None
-        assert "no C compiler found" in caplog.text
+        assert message in caplog.text
     finally:
         monkeypatch.undo()
         ck.cpu_kernels.cache_clear()
 
 
 @needs_kernels
-def test_a_fresh_cache_compiles_once_and_reuses_the_build(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object
-) -> None:
-    from pathlib import Path
-
+def test_a_fresh_cache_compiles_once_and_reuses_the_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("COCINA_CACHE_DIR", str(tmp_path))
     ck.cpu_kernels.cache_clear()
     try:
@@ -287,25 +283,6 @@ def test_quantize_model_uses_cocinas_int8_kernel_by_default() -> None:
     assert quantized_linear_count(q) == (9, 0)  # 4 per layer (GPT-2's Conv1D) and the LM head
     cos = torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0)
     assert float(cos) > 0.99
-
-
-@pytest.mark.skipif(not ck.cpu_has_avx512(), reason="the compile step only runs on AVX-512 CPUs")
-def test_an_unwritable_cache_leaves_the_pytorch_path_with_a_warning(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object, caplog: pytest.LogCaptureFixture
-) -> None:
-    from pathlib import Path
-
-    blocker = Path(str(tmp_path)) / "not-a-directory"
-    blocker.write_text("a file where the cache directory should be")
-    monkeypatch.setenv("COCINA_CACHE_DIR", str(blocker))
-    ck.cpu_kernels.cache_clear()
-    try:
-        with caplog.at_level(logging.WARNING, logger="cocina.engine.cpu_kernels"):
-            assert ck.cpu_kernels() is None
-        assert "cannot create the cache directory" in caplog.text
-    finally:
-        monkeypatch.undo()
-        ck.cpu_kernels.cache_clear()
 
 
 @needs_kernels
