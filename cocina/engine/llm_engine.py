@@ -129,6 +129,7 @@ class _Request:
     stops: StopStringMatcher | None
     generator: torch.Generator | None
     last_token_time: float | None = None
+    first_scheduled_time: float | None = None  # the first step that computed any of its tokens (queue time)
     text: list[str] = field(default_factory=list)  # emitted pieces (kept for the sync generate() helper)
 
 
@@ -225,6 +226,7 @@ class LLMEngine:
             return False
         self.scheduler.abort(request_id)
         self._stats.num_requests_aborted += 1
+        self._observe_end(req, FinishReason.ABORT, time.monotonic())
         return True
 
     def has_unfinished(self) -> bool:
@@ -243,8 +245,12 @@ class LLMEngine:
         if out.is_empty:
             return []
         self._stats.num_steps += 1
+        scheduled_at = time.monotonic()
         for s in out.scheduled:
             seq = s.seq
+            scheduled_req = self._requests.get(seq.request_id)
+            if scheduled_req is not None and scheduled_req.first_scheduled_time is None:
+                scheduled_req.first_scheduled_time = scheduled_at
             start = seq.num_computed_tokens
             self._stats.computed_prompt_tokens += max(0, min(start + s.num_new_tokens, seq.num_prompt_tokens) - start)
         sample_rows = [s for s in out.scheduled if s.needs_sample]
@@ -300,7 +306,16 @@ class LLMEngine:
             output.usage = Usage(seq.num_prompt_tokens, seq.num_output_tokens, seq.num_cached_tokens)
             self._requests.pop(seq.request_id, None)
             self._stats.num_requests_finished += 1
+            assert seq.finish_reason is not None  # set with the FINISHED status
+            self._observe_end(req, seq.finish_reason, now)
         return output
+
+    def _observe_end(self, req: _Request, reason: FinishReason, now: float) -> None:
+        """Count a request that ended (finished, aborted or failed) by reason, with its end-to-end latency
+        and queue time (a request never scheduled waited all along)."""
+        arrival = req.seq.arrival_time
+        scheduled = req.first_scheduled_time if req.first_scheduled_time is not None else now
+        self._stats.observe_request_end(reason.value, now - arrival, scheduled - arrival)
 
     def _fail(self, seqs: list[Sequence], exc: Exception) -> list[RequestOutput]:
         outputs = []
@@ -309,8 +324,10 @@ class LLMEngine:
             if seq.is_finished:
                 continue
             self.scheduler.finish(seq, FinishReason.ERROR)
-            self._requests.pop(seq.request_id, None)
+            req = self._requests.pop(seq.request_id, None)
             self._stats.num_requests_failed += 1
+            if req is not None:
+                self._observe_end(req, FinishReason.ERROR, time.monotonic())
             outputs.append(
                 RequestOutput(
                     seq.request_id,
@@ -365,6 +382,9 @@ class LLMEngine:
             num_steps=st.num_steps,
             time_to_first_token_s=st.ttft.snapshot(),
             inter_token_latency_s=st.itl.snapshot(),
+            requests_by_finish_reason=dict(st.requests_by_finish_reason),
+            e2e_request_latency_s=st.e2e_latency.snapshot(),
+            request_queue_time_s=st.queue_time.snapshot(),
         )
 
 

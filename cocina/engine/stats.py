@@ -8,14 +8,34 @@ metrics layer can export them as they are.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["LATENCY_BUCKETS_S", "EngineStats", "Histogram", "HistogramSnapshot", "StatsCollector"]
+from cocina.engine.sequence import FinishReason
+
+__all__ = [
+    "FINISH_REASONS",
+    "LATENCY_BUCKETS_S",
+    "REQUEST_LATENCY_BUCKETS_S",
+    "EngineStats",
+    "Histogram",
+    "HistogramSnapshot",
+    "StatsCollector",
+]
 
 #: Upper bounds (seconds) of the latency buckets, from a fast GPU decode to a slow CPU prefill.
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0,
 )  # fmt: skip
+
+#: Upper bounds (seconds) of the whole-request histograms (end-to-end latency, queue time): vLLM's buckets for
+#: ``vllm:e2e_request_latency_seconds`` and ``vllm:request_queue_time_seconds``, so dashboards line up.
+REQUEST_LATENCY_BUCKETS_S: tuple[float, ...] = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0,
+    1920.0, 7680.0,
+)  # fmt: skip
+
+#: Every finish reason a request can end with (the ``finished_reason`` label values), in a stable order.
+FINISH_REASONS: tuple[str, ...] = tuple(reason.value for reason in FinishReason)
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,15 @@ class EngineStats:
     num_steps: int
     time_to_first_token_s: HistogramSnapshot
     inter_token_latency_s: HistogramSnapshot
+    # Requests that ended, by finish reason (every reason of FINISH_REASONS present, 0 included); each of them
+    # is also one observation of the two histograms below.
+    requests_by_finish_reason: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FINISH_REASONS, 0))
+    e2e_request_latency_s: HistogramSnapshot = field(  # arrival to the last token (or the abort / failure)
+        default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS_S).snapshot()
+    )
+    request_queue_time_s: HistogramSnapshot = field(  # arrival to the first scheduled step
+        default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS_S).snapshot()
+    )
 
     @property
     def kv_cache_usage(self) -> float:
@@ -111,3 +140,14 @@ class StatsCollector:
         self.num_steps = 0
         self.ttft = Histogram()
         self.itl = Histogram()
+        self.requests_by_finish_reason: dict[str, int] = dict.fromkeys(FINISH_REASONS, 0)
+        self.e2e_latency = Histogram(REQUEST_LATENCY_BUCKETS_S)
+        self.queue_time = Histogram(REQUEST_LATENCY_BUCKETS_S)
+
+    def observe_request_end(self, reason: str, e2e_s: float, queue_s: float) -> None:
+        """A request ended with ``reason`` (a ``FinishReason`` value): count it, and record its end-to-end
+        latency (arrival to its last token, abort or failure) and its queue time (arrival to its first scheduled
+        step; the whole e2e time for a request aborted before it ever ran). Negative times count as 0."""
+        self.requests_by_finish_reason[reason] = self.requests_by_finish_reason.get(reason, 0) + 1
+        self.e2e_latency.observe(max(0.0, e2e_s))
+        self.queue_time.observe(max(0.0, queue_s))
