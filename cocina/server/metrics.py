@@ -9,7 +9,8 @@ process — the tests — do not share or clash over counters.
   `cocina_predictions_total{surface,status}` (when a prediction, or an OpenAI request, ends).
 - Read at scrape time: `cocina_queue_depth`, `cocina_predictions_running`, the server state, and — when the
   backend is cocina's engine — its `EngineStats` under vLLM's names (`vllm:num_requests_running`,
-  `vllm:kv_cache_usage_perc`, `vllm:prompt_tokens_total`, `vllm:time_to_first_token_seconds`, ...) and as
+  `vllm:kv_cache_usage_perc`, `vllm:prompt_tokens_total`, `vllm:time_to_first_token_seconds`,
+  `vllm:request_success_total{finished_reason}`, `vllm:e2e_request_latency_seconds`, ...) and as
   `cocina_engine_*`.
 
 Recording never raises into a request: a metrics bug must not turn a served request into a 500.
@@ -176,6 +177,23 @@ def engine_metrics(stats: Any) -> Iterator[Metric]:
         yield _histogram(
             prefix + "inter_token_latency_seconds", "Time between generated tokens.", stats.inter_token_latency_s
         )
+        yield _histogram(
+            prefix + "e2e_request_latency_seconds",
+            "Time from a request's arrival to its last token (or its abort or failure), per ended request.",
+            stats.e2e_request_latency_s,
+        )
+        yield _histogram(
+            prefix + "request_queue_time_seconds",
+            "Time a request waited before its first scheduled step, per ended request.",
+            stats.request_queue_time_s,
+        )
+    # vLLM counts every ended request here, aborted ones included, despite the name; one series per reason.
+    success = CounterMetricFamily(
+        "vllm:request_success", "Engine requests that ended, by finish reason.", labels=["finished_reason"]
+    )
+    for reason, count in stats.requests_by_finish_reason.items():
+        success.add_metric([reason], count)
+    yield success
     # vLLM's usage is a fraction in 0..1 despite the name; kept so, to match existing dashboards.
     yield GaugeMetricFamily("vllm:kv_cache_usage_perc", "KV cache usage (0..1).", value=stats.kv_cache_usage)
     yield GaugeMetricFamily(

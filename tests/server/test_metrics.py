@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,91 @@ def test_metrics_render_without_a_runtime() -> None:
     text = metrics.render().decode()
     assert 'cocina_predictions_total{status="succeeded",surface="cog"} 1.0' in text
     assert "cocina_queue_depth" not in text  # nothing to read before the runtime exists
+
+
+def _wait_for(srv: LiveServer, done: Any, timeout_s: float = 15.0) -> dict[Any, float]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        samples = scrape(srv)
+        if done(samples):
+            return samples
+        assert time.monotonic() < deadline, {k: v for k, v in samples.items() if k[0].startswith("vllm:")}
+        time.sleep(0.05)
+
+
+def test_engine_request_metrics_by_finish_reason(tmp_path: Path) -> None:
+    """vLLM's request-level series on cocina's engine (a tiny model): `vllm:request_success_total` by
+    `finished_reason`, and the end-to-end latency and queue time histograms, one observation per ended request."""
+    pytest.importorskip("torch")
+    from cocina.engine.config import EngineConfig
+    from cocina.engine.llm_engine import AsyncLLMEngine, LLMEngine
+    from cocina.models.tiny import make_tiny_model
+    from cocina.server.adapters import EngineGenerator, InProcessLLMBackend
+
+    model_dir = make_tiny_model(tmp_path / "gpt2", arch="gpt2")
+    # One sequence at a time: concurrent requests really wait in the engine's queue.
+    config = EngineConfig(device="cpu", max_model_len=512, max_num_seqs=1)
+    aengine = AsyncLLMEngine(LLMEngine.from_pretrained(model_dir, config))
+    srv = start_server(tmp_path / "d", InProcessLLMBackend(aengine, concurrency=4), EngineGenerator(aengine, "tiny"))
+    try:
+        text = srv.client.get("/metrics").text
+        assert "# TYPE vllm:request_success_total counter" in text
+        assert "# TYPE vllm:e2e_request_latency_seconds histogram" in text
+        assert "# TYPE vllm:request_queue_time_seconds histogram" in text
+        types = {f.name: f.type for f in text_string_to_metric_families(text)}
+        assert types["vllm:request_success"] == "counter"
+        assert types["vllm:e2e_request_latency_seconds"] == types["vllm:request_queue_time_seconds"] == "histogram"
+        before = scrape(srv)
+        for reason in ("stop", "length", "abort", "error"):  # every reason is there before any request
+            assert ("vllm:request_success_total", (("finished_reason", reason),)) in before
+            assert value(before, "vllm:request_success_total", finished_reason=reason) == 0
+        assert value(before, "vllm:e2e_request_latency_seconds_count") == 0
+        assert value(before, "vllm:request_queue_time_seconds_bucket", le="0.3") == 0
+
+        oa = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+
+        def complete(i: int) -> str | None:
+            out = oa.completions.create(model="tiny", prompt=f"request {i}", max_tokens=8, temperature=0)
+            return out.choices[0].finish_reason
+
+        with ThreadPoolExecutor(3) as pool:
+            reasons = list(pool.map(complete, range(3)))
+        assert set(reasons) <= {"stop", "length"} and "length" in reasons
+
+        # A client that goes away mid-stream: its request ends in the engine as an abort.
+        body = {"model": "tiny", "prompt": "a", "max_tokens": 480, "stream": True, "temperature": 0}
+        with httpx.stream("POST", f"{srv.url}/v1/completions", json=body, timeout=30) as resp:
+            lines = resp.iter_lines()
+            for _ in range(3):
+                next(lines)
+        after = _wait_for(
+            srv,
+            lambda s: (
+                value(s, "vllm:request_success_total", finished_reason="abort") == 1
+                and value(s, "vllm:num_requests_running") == 0
+            ),
+        )
+        for reason in ("stop", "length"):
+            assert value(after, "vllm:request_success_total", finished_reason=reason) == reasons.count(reason)
+        assert value(after, "vllm:request_success_total", finished_reason="error") == 0
+        assert value(after, "cocina_engine_requests_total", outcome="aborted") == 1
+        assert value(after, "cocina_engine_requests_total", outcome="finished") == 3
+        ended = 4  # three finished, one aborted: each is one observation of both histograms
+        for name in ("vllm:e2e_request_latency_seconds", "vllm:request_queue_time_seconds"):
+            assert value(after, f"{name}_count") == ended
+            assert value(after, f"{name}_bucket", le="+Inf") == ended
+            assert value(after, f"{name}_bucket", le="7680.0") <= ended
+            assert value(after, f"{name}_sum") > 0
+            assert value(after, f"cocina_engine_{name.removeprefix('vllm:')}_count") == ended
+        # The requests waited in the engine's queue for each other (one sequence at a time), and waiting is
+        # part of each one's end-to-end latency.
+        e2e_sum = value(after, "vllm:e2e_request_latency_seconds_sum")
+        assert 0 < value(after, "vllm:request_queue_time_seconds_sum") < e2e_sum
+        stats = aengine.stats()
+        assert value(after, "vllm:e2e_request_latency_seconds_sum") == pytest.approx(stats.e2e_request_latency_s.sum)
+    finally:
+        srv.stop()
+        aengine.shutdown()
 
 
 def test_full_document_needs_the_v1_token_and_metrics_does_not(tmp_path: Path) -> None:
