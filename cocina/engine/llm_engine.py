@@ -201,9 +201,18 @@ class LLMEngine:
             raise ValueError(f"token ids outside the vocabulary (size {vocab}): {bad[:5]}")
 
     def add_request(
-        self, prompt: str | Seq[int], params: SamplingParams | None = None, request_id: str | None = None
+        self,
+        prompt: str | Seq[int],
+        params: SamplingParams | None = None,
+        request_id: str | None = None,
+        *,
+        arrival_time: float | None = None,
     ) -> str:
-        """Queue a request; returns its id. Raises ``ValueError`` (bad input) or ``EngineOverloaded``."""
+        """Queue a request; returns its id. Raises ``ValueError`` (bad input) or ``EngineOverloaded``.
+
+        ``arrival_time`` (``time.monotonic()``, default now) is when the caller received the request: time to
+        first token, queue time and end-to-end latency count from it.
+        """
         params = params or SamplingParams()
         params.validate()
         token_ids = self.encode(prompt)
@@ -211,6 +220,8 @@ class LLMEngine:
         request_id = request_id if request_id is not None else f"req-{next(self._ids)}"
         # Never plan past the model's length: the scheduler then finishes with LENGTH at the limit.
         seq = Sequence(token_ids, params, request_id=request_id)
+        if arrival_time is not None:
+            seq.arrival_time = arrival_time
         self.scheduler.add(seq)  # may raise EngineOverloaded / ValueError; nothing to undo then
         self._stats.prompt_tokens += len(token_ids)
         detok = IncrementalDetokenizer(self.tokenizer, token_ids) if self.tokenizer is not None else None
@@ -426,7 +437,7 @@ class AsyncLLMEngine:
     def __init__(self, engine: LLMEngine) -> None:
         self.engine = engine
         self._cv = threading.Condition()
-        self._adds: deque[tuple[list[int], SamplingParams, str, _Stream]] = deque()
+        self._adds: deque[tuple[list[int], SamplingParams, str, _Stream, float]] = deque()
         self._aborts: deque[str] = deque()
         self._streams: dict[str, _Stream] = {}
         self._ids = itertools.count()
@@ -464,7 +475,8 @@ class AsyncLLMEngine:
                     f"engine overloaded: {self.engine.config.max_waiting} requests are already waiting; retry later"
                 )
             self._streams[request_id] = stream
-            self._adds.append((token_ids, params, request_id, stream))
+            # Stamped now: the wait until the engine thread takes it in counts in its latencies.
+            self._adds.append((token_ids, params, request_id, stream, time.monotonic()))
             self._ensure_thread()
             self._cv.notify()
         finished = False
@@ -523,9 +535,9 @@ class AsyncLLMEngine:
                 self._aborts.clear()
             for request_id in aborts:
                 engine.abort(request_id)
-            for token_ids, params, request_id, stream in adds:
+            for token_ids, params, request_id, stream, arrival in adds:
                 try:
-                    engine.add_request(token_ids, params, request_id)
+                    engine.add_request(token_ids, params, request_id, arrival_time=arrival)
                 except (ValueError, EngineError) as exc:
                     self._deliver(request_id, [ErrorEvent(str(exc))], final=True)
                     del stream

@@ -179,3 +179,17 @@ def test_engine_counts_every_finish_reason(tiny_gpt2: Path, monkeypatch: pytest.
     assert st.e2e_request_latency_s.sum > 0 and st.request_queue_time_s.sum > 0
     assert (st.num_requests_finished, st.num_requests_aborted, st.num_requests_failed) == (2, 2, 1)
     assert not engine.has_unfinished() and st.num_kv_blocks_used == 0
+
+
+def test_latencies_count_from_the_callers_arrival_time(tiny_gpt2: Path) -> None:
+    """A request that waited 5 s before the engine took it in (e.g. between two steps) shows that wait."""
+    from cocina.engine.sequence import SamplingParams
+
+    engine = _engine(tiny_gpt2)
+    params = SamplingParams(max_tokens=2, temperature=0.0, ignore_eos=True)
+    engine.add_request("hello", params, request_id="late", arrival_time=time.monotonic() - 5.0)
+    _run(engine)
+    st = engine.stats()
+    assert st.request_queue_time_s.sum >= 5.0
+    assert st.time_to_first_token_s.sum >= 5.0
+    assert st.e2e_request_latency_s.sum >= st.time_to_first_token_s.sum
