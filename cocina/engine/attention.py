@@ -54,6 +54,7 @@ class StepMetadata:
     # With cocina's CPU kernel instead of decode_slots/decode_mask: block tables and context lengths.
     decode_tables: Tensor | None = None  # [num_decodes, blocks] int32 (padded with block 0)
     decode_lens: Tensor | None = None  # [num_decodes] int32: keys per sequence, its new token included
+    decode_bounds: tuple[int, int, int, int] | None = None  # min/max of decode_lens, min/max block id
     prefills: list[PrefillChunk] = field(default_factory=list)
 
 
@@ -127,6 +128,7 @@ class PagedAttention:
                 scaling if scaling is not None else q.shape[2] ** -0.5,
                 self.alibi_f32,
                 od,
+                bounds=md.decode_bounds,
             )
             if od.data_ptr() != out.data_ptr():
                 out[:n] = od

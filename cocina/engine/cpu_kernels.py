@@ -178,12 +178,16 @@ def paged_decode_attention(
     scale: float,
     alibi: Tensor | None,
     out: Tensor,
+    *,
+    bounds: tuple[int, int, int, int] | None = None,
 ) -> None:
     """Decode attention into ``out`` [n, H, D] (contiguous).
 
     ``q`` [n, H, D] with unit stride on D; caches [Hkv, slots, D]; ``block_tables`` [n, blocks] and
     ``ctx_lens`` [n] int32 (keys per sequence, the new token included); ``alibi`` [H, max_len] fp32 or None.
-    q, caches and out share one dtype, bf16 or fp32.
+    q, caches and out share one dtype, bf16 or fp32. ``bounds`` is (shortest length, longest length, lowest
+    block id, highest block id) when the caller already knows them (the runner does, from the lists it built
+    the tensors from, once per step instead of once per layer); else they are read from the tensors.
     """
     n, heads, dim = q.shape
     # The C side trusts every pointer and length: anything off would read or write out of bounds, so check.
@@ -206,15 +210,17 @@ def paged_decode_attention(
     if block_tables.shape[0] != n or ctx_lens.shape[0] != n:
         raise ValueError("paged decode attention: one block table and one length per sequence")
     if n:
-        longest = int(ctx_lens.max())
-        if int(ctx_lens.min()) < 1 or longest > block_tables.shape[1] * block_size:
+        if bounds is None:
+            bounds = (int(ctx_lens.min()), int(ctx_lens.max()), int(block_tables.min()), int(block_tables.max()))
+        shortest, longest, low_block, high_block = bounds
+        if shortest < 1 or longest > block_tables.shape[1] * block_size:
             raise ValueError("paged decode attention: a context length is below 1 or beyond its block table")
         if alibi is not None:
             if alibi.dtype != torch.float32 or alibi.dim() != 2 or alibi.shape[0] != heads:
                 raise ValueError("paged decode attention: alibi must be fp32 [heads, max_len]")
             if alibi.shape[1] < longest or not alibi.is_contiguous():
                 raise ValueError(f"paged decode attention: alibi must cover {longest} positions, contiguous")
-        if int(block_tables.min()) < 0 or (int(block_tables.max()) + 1) * block_size > k_cache.shape[1]:
+        if low_block < 0 or (high_block + 1) * block_size > k_cache.shape[1]:
             raise ValueError("paged decode attention: a block id is outside the cache")
     rc = lib.cocina_paged_decode_attention(
         q.data_ptr(),

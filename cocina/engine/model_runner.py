@@ -475,6 +475,8 @@ class ModelRunner:
             # cocina's kernel reads the cache through the block tables: no slot lists, no masks.
             metadata.decode_tables = torch.tensor(padded_tables, dtype=torch.int32)
             metadata.decode_lens = torch.tensor(dec_ctx, dtype=torch.int32)
+            blocks = [b for t in padded_tables for b in t]
+            metadata.decode_bounds = (min(dec_ctx), max_ctx, min(blocks), max(blocks))
         elif num_decodes:
             table_t = torch.tensor(padded_tables, dtype=torch.long)  # [n, nblk]
             kpos = torch.arange(max_ctx)

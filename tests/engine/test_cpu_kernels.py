@@ -382,3 +382,16 @@ def test_kernels_called_from_several_python_threads_at_once() -> None:
         results = list(pool.map(layer, inputs))
     for x, got in zip(inputs, results, strict=True):
         assert torch.equal(got, layer(x))
+
+
+@needs_kernels
+def test_paged_decode_attention_checks_bounds_given_by_the_caller_too() -> None:
+    """The runner passes the step's bounds instead of reductions per layer; they are checked the same way."""
+    kc = torch.zeros(1, 8, 16)
+    q, out = torch.zeros(1, 1, 16), torch.empty(1, 1, 16)
+    table, one = torch.zeros(1, 1, dtype=torch.int32), torch.ones(1, dtype=torch.int32)
+    ck.paged_decode_attention(lib, q, kc, kc, table, one, 8, 1.0, None, out, bounds=(1, 1, 0, 0))
+    with pytest.raises(ValueError, match="outside the cache"):
+        ck.paged_decode_attention(lib, q, kc, kc, table, one, 8, 1.0, None, out, bounds=(1, 1, 0, 3))
+    with pytest.raises(ValueError, match="beyond its block table"):
+        ck.paged_decode_attention(lib, q, kc, kc, table, one, 8, 1.0, None, out, bounds=(1, 9, 0, 0))
