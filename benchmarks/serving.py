@@ -710,7 +710,16 @@ def write_docs(block: str, dtype: str, path: Path = DOCS) -> None:
     end = len(lines)
     old_blocks: dict[str, str] = {}
     if start is not None:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+        # The section ends at the next heading, or at another script's marker (the engine section's start
+        # marker sits right above its heading and must not be swallowed).
+        end = next(
+            (
+                j
+                for j in range(start + 1, len(lines))
+                if lines[j].startswith("## ") or (lines[j].startswith("<!--") and "serving-run:" not in lines[j])
+            ),
+            len(lines),
+        )
         old_blocks = _run_blocks("".join(lines[start:end]))
     old_blocks[dtype] = block
     order = sorted(old_blocks, key=lambda d: (d != "bfloat16", d))

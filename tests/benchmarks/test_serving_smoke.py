@@ -54,3 +54,29 @@ def test_quick_run_reports_cocina_and_echo_figures(tmp_path: Path) -> None:
     targets = report["targets"]
     assert targets["level"] == 32 and targets["echo_added_p50_ms"]["target"] == 3.0
     assert report["config"]["quick"] is True  # and so docs/benchmarks.md was not written
+
+
+def test_writing_the_serving_section_keeps_the_engine_sections_marker(tmp_path: Path) -> None:
+    """The serving section ends where the engine section's start marker begins, not at its heading below it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("serving_bench", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    serving = importlib.util.module_from_spec(spec)
+    sys.modules["serving_bench"] = serving
+    spec.loader.exec_module(serving)
+    engine_section = "<!-- engine-benchmark:start -->\n## Engine\n\nengine table\n<!-- engine-benchmark:end -->\n"
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(
+        "# Benchmarks\n\n"
+        + serving.SECTION
+        + "\n\nintro\n\n<!-- serving-run:float32 -->\nold fp32\n<!-- /serving-run:float32 -->\n\n"
+        + engine_section
+    )
+    block = "<!-- serving-run:bfloat16 -->\nnew bf16\n<!-- /serving-run:bfloat16 -->\n"
+    serving.write_docs(block, "bfloat16", docs)
+    text = docs.read_text()
+    assert text.endswith(engine_section)
+    assert text.count("<!-- engine-benchmark:start -->") == 1
+    assert "new bf16" in text and "old fp32" in text
+    assert text.index("new bf16") < text.index("old fp32") < text.index("<!-- engine-benchmark:start -->")
