@@ -1,9 +1,9 @@
-"""cocina's own CPU kernels (AVX-512, ``csrc/cpu_kernels.c``): bf16 linear layers and paged decode attention.
+"""cocina's own CPU kernels (AVX-512, ``csrc/cpu_kernels.c``): bf16 and int8 linear layers, decode attention.
 
 **bf16 linear.** On CPUs without native bf16 (this project's machines: AVX-512 but no AVX512-BF16)
 PyTorch's bf16 matmul has no real GEMM kernel: at 32 rows it is about 4x slower than fp32. The kernel
 here reads the bf16 weight once, widens it in registers and accumulates in fp32: at 32 rows it runs at
-about 145 GFLOP/s on one core, faster than fp32 MKL on the same shapes, and a single row (batch-1 decode)
+about 140 GFLOP/s on one core, faster than fp32 MKL on the same shapes, and a single row (batch-1 decode)
 streams the weight at close to memory bandwidth.
 
 The C source ships in the package and is compiled at first use with the system C compiler (``$CC``, else
