@@ -33,7 +33,7 @@ def test_bf16_linear_matches_pytorch_in_fp32(rows: int, n_out: int, n_in: int, b
 
 
 @needs_kernels
-@pytest.mark.parametrize("rows", [1, 32])
+@pytest.mark.parametrize("rows", [1, 32, 200])  # 200: three cache blocks of 96 rows, each converted in turn
 def test_bf16_linear_in_bf16_rounds_like_pytorch(rows: int) -> None:
     """bf16 in and out: fp32 accumulation rounded to nearest even, at most one bf16 step from PyTorch's."""
     g = torch.Generator().manual_seed(7)
@@ -250,6 +250,15 @@ def test_int8_linear_computes_exactly_what_it_claims(rows: int, n_out: int, n_in
     # And close to the float layer: int8 weights and activations lose about 1% of the scale.
     exact = torch.nn.functional.linear(x, w, b)
     assert float((got - exact).abs().max()) < 0.03 * float(exact.abs().max()) + 0.05
+
+
+@needs_vnni
+def test_int8_linear_in_bf16_over_several_cache_blocks() -> None:
+    g = torch.Generator().manual_seed(5)
+    layer = ck.PackedInt8Linear(torch.randn(48, 72, generator=g), None, lib)
+    x = torch.randn(250, 72, generator=g).to(torch.bfloat16)  # 96 + 96 + 58 rows, quantized block by block
+    got = layer(x).float()
+    torch.testing.assert_close(got, _int8_reference(layer, x).bfloat16().float(), rtol=1e-2, atol=1e-2)
 
 
 @needs_vnni

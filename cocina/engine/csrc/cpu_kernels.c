@@ -134,7 +134,8 @@ static void store_row(const float *acc, const float *bias, void *dst, int nn, in
     }
 }
 
-/* The caller's thread keeps one fp32 copy of x when x is bf16 (no allocation per call once warm). */
+/* The caller's thread keeps an fp32 copy of one cache block of x (MC rows) when x is bf16: no allocation per
+ * call once warm, and at most MC x K floats however long the prompt. */
 static __thread float *xbuf;
 static __thread size_t xcap;
 
@@ -145,26 +146,29 @@ static __thread size_t xcap;
 int cocina_bf16_linear(const void *x, int x_bf16, int64_t M, int64_t K, const uint16_t *wp, int64_t N,
                        const float *bias, void *y, int y_bf16, int nthreads)
 {
-    const float *xf = (const float *)x;
     if (x_bf16) {
-        size_t need = (size_t)M * (size_t)K;
+        const size_t need = (size_t)(M < MC ? M : MC) * (size_t)K;
         if (need > xcap) {
             float *nb = (float *)realloc(xbuf, need * sizeof(float));
             if (!nb) return -1;
             xbuf = nb;
             xcap = need;
         }
-        const uint16_t *xh = (const uint16_t *)x;
-        for (size_t i = 0; i < need; i++) {
-            uint32_t u = (uint32_t)xh[i] << 16;
-            memcpy(&xbuf[i], &u, sizeof u);
-        }
-        xf = xbuf;
     }
     const int64_t P = (N + 31) / 32;
     const size_t ysz = y_bf16 ? sizeof(uint16_t) : sizeof(float);
     for (int64_t m0 = 0; m0 < M; m0 += MC) {
         const int64_t mc = M - m0 < MC ? M - m0 : MC;
+        /* This block's rows as fp32; OpenMP's workers get the plain pointer (they have their own thread-locals). */
+        const float *xf = (const float *)x + m0 * K;
+        if (x_bf16) {
+            const uint16_t *xh = (const uint16_t *)x + m0 * K;
+            for (size_t i = 0; i < (size_t)(mc * K); i++) {
+                uint32_t u = (uint32_t)xh[i] << 16;
+                memcpy(&xbuf[i], &u, sizeof u);
+            }
+            xf = xbuf;
+        }
 #pragma omp parallel for num_threads(nthreads) schedule(static)
         for (int64_t p = 0; p < P; p++) {
             float acc[MR * 32];
@@ -174,7 +178,7 @@ int cocina_bf16_linear(const void *x, int x_bf16, int64_t M, int64_t K, const ui
             const int64_t nblocks = (mc + MR - 1) / MR;
             for (int64_t r0 = 0; r0 < mc; r0 += MR) {
                 const int mr = (int)(mc - r0 < MR ? mc - r0 : MR);
-                const float *xr = xf + (m0 + r0) * K;
+                const float *xr = xf + r0 * K;
                 const int64_t b = r0 / MR;  /* this block prefetches its share of the next panel */
                 if (mr == 1)
                     panel_row(w, xr, K, acc);
@@ -397,8 +401,9 @@ VNNI int cocina_int8_linear(const void *x, int x_bf16, int64_t M, int64_t K, con
                        const float *wscale, const int32_t *colsum, const float *bias, void *y, int y_bf16,
                        int nthreads)
 {
-    const int64_t K4 = (K + 3) / 4, ldq = K4 * 4;
-    const size_t need = (size_t)M * (size_t)ldq + (size_t)M * sizeof(float);
+    const int64_t K4 = (K + 3) / 4, ldq = K4 * 4, rows = M < MC ? M : MC;
+    /* One cache block of quantized rows (MC at most, however long the prompt), then their scales. */
+    const size_t need = (size_t)rows * (size_t)ldq + (size_t)rows * sizeof(float);
     if (need > qcap) {
         uint8_t *nb = (uint8_t *)realloc(qbuf, need);
         if (!nb) return -1;
@@ -408,18 +413,18 @@ VNNI int cocina_int8_linear(const void *x, int x_bf16, int64_t M, int64_t K, con
     /* The buffer is the calling thread's; OpenMP's workers see their own (empty) thread-locals, so they get
      * plain pointers. */
     uint8_t *const xq = qbuf;
-    float *const xs = (float *)(xq + (size_t)M * (size_t)ldq);  /* row scales after the rows */
+    float *const xs = (float *)(xq + (size_t)rows * (size_t)ldq);
     const size_t xes = x_bf16 ? 2 : 4;
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t m = 0; m < M; m++) {
-        float sc;
-        quantize_row((const char *)x + (size_t)m * (size_t)K * xes, x_bf16, K, K4, xq + m * ldq, &sc);
-        memcpy(&xs[m], &sc, sizeof sc);
-    }
     const int64_t P = (N + 31) / 32;
     const size_t ysz = y_bf16 ? sizeof(uint16_t) : sizeof(float);
     for (int64_t m0 = 0; m0 < M; m0 += MC) {
         const int64_t mc = M - m0 < MC ? M - m0 : MC;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+        for (int64_t m = 0; m < mc; m++) {
+            float sc;
+            quantize_row((const char *)x + (size_t)(m0 + m) * (size_t)K * xes, x_bf16, K, K4, xq + m * ldq, &sc);
+            memcpy(&xs[m], &sc, sizeof sc);
+        }
 #pragma omp parallel for num_threads(nthreads) schedule(static)
         for (int64_t p = 0; p < P; p++) {
             int32_t acc[MR * 32];
@@ -445,10 +450,9 @@ VNNI int cocina_int8_linear(const void *x, int x_bf16, int64_t M, int64_t K, con
             for (int64_t r0 = 0; r0 < mc; r0 += MR) {
                 const int mr = (int)(mc - r0 < MR ? mc - r0 : MR);
                 const int64_t b = r0 / MR;
-                I8_BLOCKS[mr](w, xq + (m0 + r0) * ldq, K4, ldq, acc, next, b * K4 / nblocks,
-                              (b + 1) * K4 / nblocks);
+                I8_BLOCKS[mr](w, xq + r0 * ldq, K4, ldq, acc, next, b * K4 / nblocks, (b + 1) * K4 / nblocks);
                 for (int r = 0; r < mr; r++) {
-                    const __m512 sx = _mm512_set1_ps(xs[m0 + r0 + r]);
+                    const __m512 sx = _mm512_set1_ps(xs[r0 + r]);
                     __m512 v0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512((const void *)(acc + r * 32)), cs0));
                     __m512 v1 =
                         _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512((const void *)(acc + r * 32 + 16)), cs1));
