@@ -243,14 +243,17 @@ class MemoryReport:
     num_kv_blocks: int
     block_size: int
     max_model_len: int
+    cpu_kernels: tuple[str, ...] = ()  # cocina's CPU kernels in use ("bf16 linear", "int8 linear", ...)
 
     def describe(self) -> str:
         """One line for logs."""
         gib = 2**30
+        kernels = f"; cocina CPU kernels: {', '.join(self.cpu_kernels)}" if self.cpu_kernels else ""
         return (
             f"model on {self.device} ({self.dtype}{', ' + self.quantize if self.quantize else ''}): "
             f"weights {self.weight_bytes / gib:.2f} GiB, KV cache {self.kv_cache_bytes / gib:.2f} GiB "
             f"({self.num_kv_blocks} blocks of {self.block_size} tokens), max_model_len {self.max_model_len}"
+            f"{kernels}"
         )
 
 
@@ -401,7 +404,19 @@ class ModelRunner:
             num_kv_blocks=self.num_kv_blocks,
             block_size=self.block_size,
             max_model_len=self.max_model_len,
+            cpu_kernels=self.cpu_kernels_in_use(),
         )
+
+    def cpu_kernels_in_use(self) -> tuple[str, ...]:
+        """Which of cocina's CPU kernels this model runs on (empty: PyTorch's ops only)."""
+        from cocina.engine.cpu_kernels import PackedBf16Linear, PackedInt8Linear
+
+        kinds = {type(m) for m in self.model.modules()}
+        layers = ((PackedBf16Linear, "bf16 linear"), (PackedInt8Linear, "int8 linear"))
+        used = [name for cls, name in layers if cls in kinds]
+        if self.paged.kernels is not None:
+            used.append("decode attention")
+        return tuple(used)
 
     # -- one step ------------------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -154,12 +154,15 @@ def test_bf16_engine_on_a_cpu_without_native_bf16_uses_the_fast_linears(model_di
 
     runner = ModelRunner(model_dirs["llama"], _config(dtype="bfloat16"))
     kinds = {type(m) for m in runner.model.modules()}
+    line = runner.memory_report().describe()  # what `cocina serve` / `predict` print at start
     if cpu_supports_bf16():
         assert PackedBf16Linear not in kinds and CpuBf16Linear not in kinds
     elif cpu_kernels() is not None:
         assert PackedBf16Linear in kinds and CpuBf16Linear not in kinds and torch.nn.Linear not in kinds
+        assert line.endswith("; cocina CPU kernels: bf16 linear, decode attention")
     else:
         assert CpuBf16Linear in kinds and torch.nn.Linear not in kinds
+        assert "cocina CPU kernels" not in line
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "falcon"])
