@@ -35,6 +35,7 @@ __all__ = [
     "PackedBf16Embedding",
     "PackedBf16Linear",
     "PackedInt8Linear",
+    "cpu_flags",
     "cpu_has_avx512",
     "cpu_has_vnni",
     "cpu_kernels",
@@ -51,23 +52,28 @@ ABI = 3  # what cocina_kernels_abi() returns for this source
 PANEL = 32  # output features per panel (one 64-byte line of bf16 per k)
 
 
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none), read once."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def cpu_has_avx512() -> bool:
     """True on an x86-64 Linux CPU with AVX-512 F and BW (what the kernel uses)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512f" in flags and " avx512bw" in flags
+    return {"avx512f", "avx512bw"} <= cpu_flags()
 
 
 def cpu_has_vnni() -> bool:
     """True when the CPU has AVX512-VNNI (``vpdpbusd``), which the int8 kernel needs."""
-    try:
-        return cpu_has_avx512() and " avx512_vnni" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    return cpu_has_avx512() and "avx512_vnni" in cpu_flags()
 
 
 def kernel_cache_dir() -> Path:

@@ -47,11 +47,9 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 matmuls (AVX512-BF16, AMX); without them PyTorch's bf16 is slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from cocina.engine.cpu_kernels import cpu_flags
+
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def resolve_device(device: str) -> torch.device:
