@@ -90,13 +90,19 @@ def test_budgets_are_respected_and_everything_finishes(
     for _ in range(10_000):
         if not sched.has_unfinished():
             break
+        # A decode is a sequence that was already running with one token to compute. A preempted sequence
+        # re-admitted this step may also have one token left (the prefix cache gave back the rest): that is a
+        # prefill chunk of one token, placed with the chunks (the runner handles a lone token there).
+        decoding = {
+            s.seq_id for s in seqs if s.status is SequenceStatus.RUNNING and s.num_uncomputed_tokens == 1
+        }
         out = sched.schedule()
         assert out.num_batched_tokens == sum(s.num_new_tokens for s in out.scheduled)
         assert out.num_batched_tokens <= max_num_batched_tokens
         assert len(out.scheduled) <= max_num_seqs
         assert len({s.seq.seq_id for s in out.scheduled}) == len(out.scheduled)
         assert all(s.num_new_tokens >= 1 for s in out.scheduled)
-        is_decode = [s.seq.num_output_tokens > 0 and s.seq.num_uncomputed_tokens == 1 for s in out.scheduled]
+        is_decode = [s.seq.seq_id in decoding for s in out.scheduled]
         is_prefill = [s.num_new_tokens > 1 for s in out.scheduled]
         if any(is_decode) and any(is_prefill):
             last_decode = max(i for i, d in enumerate(is_decode) if d)
