@@ -1,13 +1,14 @@
 """The engine options of `cocina serve` and `cocina predict`, defined once.
 
-Both commands pass them on as `COCINA_*` environment variables: that is how the built-in LLM predictor reads its
-options in `setup()` whether it runs in the server process or in a worker child (see `cocina.llm.predictor`). The
-values are checked here, before anything loads, so a typo fails at once with one line.
+`engine_overrides` turns the flags into typed `EngineConfig` fields (checked here, before anything loads, so a
+typo fails at once with one line); the commands hand the built config to the model's process as data.
+`engine_env` gives the same options as `COCINA_*` variables, for a predictor run outside cocina's commands.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +43,49 @@ def parse_bytes(text: str) -> int:
     if value <= 0:
         raise ValueError(f"a size must be positive, got {text!r}")
     return value
+
+
+def engine_overrides(
+    *,
+    dtype: str | None = None,
+    quantize: str | None = None,
+    device: str | None = None,
+    kv_cache: str | None = None,
+    max_num_seqs: int | None = None,
+    max_model_len: int | None = None,
+) -> dict[str, Any]:
+    """The `EngineConfig` fields the options given set (None: not set), typed. Raises `ValueError` naming the
+    option."""
+    env = engine_env(
+        dtype=dtype,
+        quantize=quantize,
+        device=device,
+        kv_cache=kv_cache,
+        max_num_seqs=max_num_seqs,
+        max_model_len=max_model_len,
+    )
+    return config_fields_from_env(env)
+
+
+def config_fields_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The `EngineConfig` fields that `COCINA_*` variables in `env` set, typed (`quantize: none` is None)."""
+    fields: dict[str, Any] = {}
+    for variable, key in ENV_TO_ENGINE_KEY.items():
+        value = env.get(variable)
+        if not value:
+            continue
+        if key == "quantize":
+            fields[key] = None if value.lower() in ("none", "off") else value
+        elif key == "kv_cache_bytes":
+            fields[key] = parse_bytes(value)
+        elif key in ("max_num_seqs", "max_model_len"):
+            try:
+                fields[key] = int(value)
+            except ValueError:
+                raise ValueError(f"{variable} must be an integer; got {value!r}") from None
+        else:
+            fields[key] = value
+    return fields
 
 
 def engine_env(

@@ -27,6 +27,7 @@ from cocina.engine.config import EngineConfig
 from cocina.engine.llm_engine import AsyncLLMEngine, ErrorEvent, LLMEngine, TokenEvent
 from cocina.engine.sequence import SamplingParams
 from cocina.engine_options import parse_bytes
+from cocina.llm.chat import chat_prompt_ids, messages_for
 from cocina.sdk import AsyncConcatenateIterator, BasePredictor, Input
 
 __all__ = ["LLMPredictor", "build_prompt", "engine_config_from_env", "load_engine"]
@@ -90,35 +91,37 @@ def load_engine(
 
 
 def build_prompt(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> list[int]:
-    """Token ids for ``prompt``: through the chat template when the tokenizer has one, else plain text.
-
-    Without a chat template a system prompt is simply put before the prompt, separated by a blank line.
-    """
-    if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": prompt}]
-        if system_prompt:
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, Mapping) or hasattr(ids, "input_ids"):  # transformers 5 returns a BatchEncoding
-            ids = ids["input_ids"]
-        return [int(t) for t in ids]
-    text = f"{system_prompt}\n\n{prompt}" if system_prompt else prompt
-    return [int(t) for t in tokenizer.encode(text)]
+    """Token ids for ``prompt`` and an optional system prompt: :func:`cocina.llm.chat.chat_prompt_ids` of the
+    two messages, so the Cog input and an OpenAI chat request with the same messages read the same prompt."""
+    return chat_prompt_ids(tokenizer, messages_for(prompt, system_prompt))
 
 
 class LLMPredictor(BasePredictor):
-    """A language model behind Cog's interface, on cocina's engine; subclass and set ``model``."""
+    """A language model behind Cog's interface, on cocina's engine; subclass and set ``model``.
+
+    ``cocina serve`` and ``cocina predict`` hand it the model and a typed :class:`EngineConfig` through
+    :meth:`use_engine` before ``setup``; run any other way, ``setup`` reads the ``COCINA_*`` variables.
+    """
 
     model: str = "cocina/demo"
     engine: AsyncLLMEngine
+    engine_config: EngineConfig | None = None
+    model_path: str = ""  # the directory the model was loaded from (set by setup)
+
+    def use_engine(self, model: str | None, config: EngineConfig) -> None:
+        """Load ``model`` (None: the class's ``model``) with ``config`` in ``setup``, ignoring ``COCINA_*``."""
+        if model:
+            self.model = model
+        self.engine_config = config
 
     def setup(self) -> None:
-        """Load the model into a shared engine (options from ``COCINA_*`` environment variables)."""
-        from cocina.models.resolve import ModelNotFoundError
+        """Load the model into a shared engine (options from :meth:`use_engine`, else ``COCINA_*``)."""
+        from cocina.models.resolve import ModelNotFoundError, resolve_model
 
-        chosen = os.environ.get("COCINA_MODEL")
+        chosen = None if self.engine_config is not None else os.environ.get("COCINA_MODEL")
         try:
-            self.engine = load_engine(chosen or self.model)
+            self.model_path = str(resolve_model(chosen or self.model))
+            self.engine = load_engine(self.model_path, config=self.engine_config)
         except ModelNotFoundError as exc:
             # Say where the model's name came from, so that the user knows what to change.
             if chosen:

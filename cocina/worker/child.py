@@ -35,6 +35,10 @@ from typing import Any, Literal
 from cocina.worker.events import (
     Cancel,
     Done,
+    Encode,
+    Encoded,
+    Generate,
+    GenerationEnd,
     Log,
     Output,
     OutputKind,
@@ -44,6 +48,9 @@ from cocina.worker.events import (
     SetupDone,
     SetupStatus,
     Shutdown,
+    Stats,
+    StatsRequest,
+    Tokens,
     decode,
     encode,
     output_kind,
@@ -225,6 +232,8 @@ class Child:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.root = pathlib.Path(spec["root"])
         self.predict_ref: str = spec["predict_ref"]
+        # The model and typed engine options for a predictor on cocina's engine (`cocina serve`/`predict`).
+        self.engine_spec: dict[str, Any] | None = spec.get("engine")
         self.channel = _Channel(spec["event_fd"])
         self.request_fd: int = spec["request_fd"]
         self.requests: queue.Queue[tuple[str | None, Any]] = queue.Queue()
@@ -326,6 +335,7 @@ class Child:
             loaded = load_predictor(self.predict_ref, self.root)
             openapi = derive_schema(loaded)
             self.predictor = loaded() if inspect.isclass(loaded) else loaded
+            self._configure_engine()
             self.predict_fn = get_predict_function(self.predictor)
             self.is_async = is_async_callable(self.predict_fn)
             self.kind = output_kind(openapi)
@@ -337,6 +347,28 @@ class Child:
             return False
         self.channel.send(SchemaReady(json.loads(json.dumps(openapi, default=str)), self.is_async))
         return True
+
+    def _llm_predictor(self) -> Any:
+        """The predictor if it is a `cocina.llm.LLMPredictor` (only then is `cocina.llm` already imported)."""
+        module = sys.modules.get("cocina.llm.predictor")
+        if module is not None and isinstance(self.predictor, module.LLMPredictor):
+            return self.predictor
+        return None
+
+    def _configure_engine(self) -> None:
+        llm = self._llm_predictor()
+        if llm is not None and self.engine_spec is not None:
+            from cocina.engine.config import EngineConfig
+
+            llm.use_engine(self.engine_spec.get("model"), EngineConfig(**self.engine_spec.get("config", {})))
+
+    def _language_model(self) -> dict[str, Any] | None:
+        """What the parent needs of a predictor on cocina's engine (None for any other predictor)."""
+        llm = self._llm_predictor()
+        engine = getattr(llm, "engine", None) if llm is not None else None
+        if engine is None or not self.is_async:
+            return None
+        return {"max_model_len": int(engine.engine.max_model_len), "model": str(getattr(llm, "model_path", ""))}
 
     def _setup_call(self) -> Any:
         from cocina.sdk.predictor import setup_kwargs
@@ -357,7 +389,7 @@ class Child:
         self.stdout.flush()
         self.stderr.flush()
         _flush_c_stdio()
-        self.channel.send(SetupDone(SetupStatus.SUCCEEDED))
+        self.channel.send(SetupDone(SetupStatus.SUCCEEDED, language_model=self._language_model()))
 
     def _setup_sync(self) -> bool:
         try:
@@ -436,12 +468,24 @@ class Child:
             tag, message = await self.loop.run_in_executor(None, self.requests.get)
             if isinstance(message, Shutdown):
                 break
-            if isinstance(message, PredictRequest) and tag is not None:
+            if tag is None:
+                continue
+            if isinstance(message, PredictRequest):
                 if tag in self.canceled_before_start:
                     self.canceled_before_start.discard(tag)
                     self._finish(tag, PredictionStatus.CANCELED, None, time.monotonic(), {})
                     continue
                 self.tasks[tag] = asyncio.create_task(self._predict_async(tag, message.inputs))
+            elif isinstance(message, Generate):
+                if tag in self.canceled_before_start:
+                    self.canceled_before_start.discard(tag)
+                    self.channel.send(GenerationEnd("abort"), tag)
+                    continue
+                self.tasks[tag] = asyncio.create_task(self._generate(tag, message))
+            elif isinstance(message, Encode):
+                self.channel.send(self._encode(message), tag)
+            elif isinstance(message, StatsRequest):
+                self.channel.send(self._stats(), tag)
         if self.tasks:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
@@ -477,6 +521,89 @@ class Child:
         finally:
             self.tasks.pop(tag, None)
         self._finish(tag, status, error, started, metrics)
+
+
+    # --- the language-model channel (a predictor on cocina's engine) ---
+
+    def _encode(self, message: Encode) -> Encoded:
+        llm = self._llm_predictor()
+        if llm is None or getattr(llm, "engine", None) is None:
+            return Encoded(error="this predictor is not a language model on cocina's engine")
+        try:
+            from cocina.llm.chat import chat_prompt_ids
+
+            tokenizer = llm.engine.engine.tokenizer
+            if message.messages is not None:
+                return Encoded(chat_prompt_ids(tokenizer, message.messages))
+            return Encoded([int(t) for t in llm.engine.engine.encode(message.text or "")])
+        except Exception as exc:
+            # A chat template may refuse a conversation (e.g. roles out of order): the client's to fix.
+            return Encoded(error=_describe(exc))
+
+    def _stats(self) -> Stats:
+        import dataclasses
+
+        llm = self._llm_predictor()
+        engine = getattr(llm, "engine", None) if llm is not None else None
+        if engine is None:
+            return Stats({})
+        stats = engine.stats()
+        data = dataclasses.asdict(stats)
+        data["kv_cache_usage"] = stats.kv_cache_usage
+        return Stats(json.loads(json.dumps(data, default=str)))
+
+    async def _generate(self, tag: str, message: Generate) -> None:
+        from cocina.engine.errors import EngineOverloaded
+        from cocina.engine.llm_engine import ErrorEvent, FinishedEvent, TokenEvent
+        from cocina.engine.sequence import SamplingParams
+
+        llm = self._llm_predictor()
+        end = GenerationEnd("error", error="the generation ended without finishing")
+        try:
+            if llm is None or getattr(llm, "engine", None) is None:
+                raise ValueError("this predictor is not a language model on cocina's engine")
+            engine = llm.engine
+            params = SamplingParams(**{**message.params, "stop": tuple(message.params.get("stop") or ())})
+            async for ev in engine.generate(list(message.prompt_ids), params, request_id=tag):
+                if isinstance(ev, TokenEvent):
+                    logprobs = None
+                    if ev.logprobs:
+                        logprobs = [
+                            [
+                                _token(engine, lp.token_id),
+                                float(lp.logprob),
+                                [[_token(engine, t), float(p)] for t, p in lp.top],
+                            ]
+                            for lp in ev.logprobs
+                        ]
+                    self.channel.send(Tokens(ev.text, [int(t) for t in ev.token_ids], logprobs), tag)
+                elif isinstance(ev, FinishedEvent):
+                    reason = str(getattr(ev.reason, "value", ev.reason))
+                    end = GenerationEnd(
+                        "length" if reason == "length" else "stop",
+                        ev.usage.prompt_tokens,
+                        ev.usage.completion_tokens,
+                    )
+                    break
+                elif isinstance(ev, ErrorEvent):
+                    end = GenerationEnd("error", error=ev.message)
+                    break
+        except asyncio.CancelledError:
+            end = GenerationEnd("abort")
+        except EngineOverloaded as exc:
+            end = GenerationEnd("overloaded", error=str(exc) or "the engine's queue is full")
+        except Exception as exc:
+            end = GenerationEnd("error", error=_describe(exc))
+        finally:
+            self.tasks.pop(tag, None)
+        self.channel.send(end, tag)
+
+
+def _token(engine: Any, token_id: int) -> str:
+    try:
+        return str(engine.engine.tokenizer.decode([token_id]))
+    except Exception:
+        return ""
 
 
 async def _await(awaitable: Any) -> Any:

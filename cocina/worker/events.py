@@ -16,6 +16,10 @@ from typing import Any, Literal
 __all__ = [
     "Cancel",
     "Done",
+    "Encode",
+    "Encoded",
+    "Generate",
+    "GenerationEnd",
     "Log",
     "Output",
     "OutputKind",
@@ -27,6 +31,9 @@ __all__ = [
     "SetupResult",
     "SetupStatus",
     "Shutdown",
+    "Stats",
+    "StatsRequest",
+    "Tokens",
     "decode",
     "encode",
     "output_kind",
@@ -146,14 +153,98 @@ class SchemaReady:
 
 @dataclass(frozen=True)
 class SetupDone:
-    """Child -> parent: setup() finished (or import failed, in which case no SchemaReady came before)."""
+    """Child -> parent: setup() finished (or import failed, in which case no SchemaReady came before).
+
+    `language_model` is set when the predictor runs on cocina's engine (`cocina.llm.LLMPredictor`): the child
+    then also answers `Encode`, `Generate` and `StatsRequest` (`{"max_model_len": N, "model": ...}`).
+    """
 
     status: SetupStatus
     error: str | None = None
+    language_model: dict[str, Any] | None = None
+
+
+# --- the language-model channel (children whose predictor runs on cocina's engine) ---
+
+
+@dataclass(frozen=True)
+class Encode:
+    """Parent -> child: token ids of a text, or of chat messages through the model's chat template (with the
+    assistant's turn opened). Answered by `Encoded` with the same tag."""
+
+    text: str | None = None
+    messages: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Child -> parent: the token ids asked for, or why they could not be made."""
+
+    token_ids: list[int] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Parent -> child: generate from `prompt_ids` with `params` (the fields of the engine's
+    `SamplingParams`). Answered by `Tokens` events, then one `GenerationEnd`; `Cancel` aborts it."""
+
+    prompt_ids: list[int]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Child -> parent: new text of a generation, with its token ids and (if asked) log-probabilities
+    `[[token, logprob, [[alt, logprob], ...]], ...]`."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[Any] | None = None
+
+
+@dataclass(frozen=True)
+class GenerationEnd:
+    """Child -> parent: the generation ended; `reason` is `stop`, `length`, `abort` or `error` (with
+    `error`)."""
+
+    reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StatsRequest:
+    """Parent -> child: the engine's statistics, answered by `Stats` with the same tag."""
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Child -> parent: the engine's `EngineStats` as plain data (`kv_cache_usage` included)."""
+
+    data: dict[str, Any]
 
 
 _TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (Log, Output, Done, PredictRequest, Cancel, Shutdown, SchemaReady, SetupDone)
+    cls.__name__: cls
+    for cls in (
+        Log,
+        Output,
+        Done,
+        PredictRequest,
+        Cancel,
+        Shutdown,
+        SchemaReady,
+        SetupDone,
+        Encode,
+        Encoded,
+        Generate,
+        Tokens,
+        GenerationEnd,
+        StatsRequest,
+        Stats,
+    )
 }
 
 

@@ -30,6 +30,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from cocina.worker.events import (
     Cancel,
     Done,
+    Encode,
+    Encoded,
+    Generate,
+    GenerationEnd,
     Log,
     Output,
     OutputKind,
@@ -41,6 +45,9 @@ from cocina.worker.events import (
     SetupResult,
     SetupStatus,
     Shutdown,
+    Stats,
+    StatsRequest,
+    Tokens,
     decode,
     encode,
     output_kind,
@@ -63,6 +70,7 @@ class RunnerState(enum.StrEnum):
     READY = "READY"
     RESTARTING = "RESTARTING"  # the child died; a fresh one is running setup
     SETUP_FAILED = "SETUP_FAILED"
+    EXITED = "EXITED"  # the child died and, without `restart_on_exit`, is not replaced
     STOPPED = "STOPPED"
 
 
@@ -98,7 +106,8 @@ def _redact(text: str, secrets: list[str]) -> str:
 class _Prediction:
     id: str
     secrets: list[str]
-    events: asyncio.Queue[PredictionEvent] = field(default_factory=asyncio.Queue)
+    generation: bool = False  # a language-model generation (Tokens/GenerationEnd) rather than a prediction
+    events: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)  # PredictionEvent, or Tokens | GenerationEnd
     cancel_requested: bool = False
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
     sent: bool = False  # the request reached the child
@@ -122,6 +131,8 @@ class _Child:
             "request_fd": request_r,
             "event_fd": event_w,
         }
+        if runner.engine is not None:
+            spec["engine"] = runner.engine
         env = dict(os.environ)
         env.update(_environment(project))
         env.update(runner.env_overrides)
@@ -225,10 +236,17 @@ class _Child:
     def _message(self, tag: str | None, message: Any) -> None:
         if isinstance(message, Log):
             self.runner._route_log(self, tag, message)
-        elif isinstance(message, Output):
+        elif isinstance(message, Output | Tokens):
             prediction = self.running.get(tag or "")
             if prediction is not None:
                 prediction.events.put_nowait(message)
+        elif isinstance(message, GenerationEnd):
+            prediction = self.running.pop(tag or "", None)
+            if prediction is not None:
+                prediction.done = True
+                prediction.events.put_nowait(message)
+        elif isinstance(message, Encoded | Stats):
+            self.runner._reply(tag, message)
         elif isinstance(message, Done):
             # Output written at fd level before Done is already in the pipes: take it first, in order.
             for fd, kind in self.fds.items():
@@ -282,6 +300,10 @@ class _Child:
             self.setup_done.set_result(SetupDone(SetupStatus.FAILED, f"the predictor process {reason}"))
         self.runner._child_exited(self, reason)
 
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
@@ -322,6 +344,10 @@ class Runner:
     more raises `QueueFullError`. A canceled prediction that has not ended after `cancel_timeout_s` gets its child
     killed (and replaced), so no prediction runs forever once canceled. `env_overrides` are set in the child's
     environment after the project's `environment:`.
+
+    `engine` (`{"model": ..., "config": {EngineConfig fields}}`) is handed to a `cocina.llm.LLMPredictor`
+    before its setup. Without `restart_on_exit` a child that dies is not replaced: the runner becomes `EXITED`
+    and `on_exit(reason)` is called (the server reloads the model when it is next used).
     """
 
     def __init__(
@@ -333,8 +359,17 @@ class Runner:
         cancel_timeout_s: float = 30.0,
         python: str | None = None,
         env_overrides: dict[str, str] | None = None,
+        engine: dict[str, Any] | None = None,
+        restart_on_exit: bool = True,
+        on_exit: Callable[[str], None] | None = None,
     ) -> None:
         self.project = project
+        self.engine = engine
+        self.restart_on_exit = restart_on_exit
+        self.on_exit = on_exit
+        self.exit_reason: str | None = None
+        self.language_model: dict[str, Any] | None = None  # set by setup when the predictor runs on the engine
+        self._replies: dict[str, asyncio.Future[Any]] = {}
         # Set last in the child's environment, over the project's `environment:` (command-line flags win).
         self.env_overrides = dict(env_overrides or {})
         self.python = python or sys.executable
@@ -388,6 +423,11 @@ class Runner:
     def queued(self) -> int:
         """Predictions waiting for a slot."""
         return self._waiting
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before start)."""
+        return self._child.pid if self._child is not None else None
 
     async def start(self) -> SetupResult:
         """Start the child, import predict.py and run setup(). User errors give a FAILED result; never raises
@@ -504,6 +544,77 @@ class Runner:
                         break
                     await asyncio.sleep(0.01)
 
+    # --- the language-model channel ---
+
+    async def encode(self, *, text: str | None = None, messages: list[dict[str, Any]] | None = None) -> list[int]:
+        """Token ids of `text`, or of chat `messages` through the model's chat template. Raises ValueError
+        when the model refuses them, RuntimeError when the child is not there to ask."""
+        reply = await self._request(Encode(text, messages))
+        assert isinstance(reply, Encoded)
+        if reply.error is not None:
+            raise ValueError(reply.error)
+        return list(reply.token_ids)
+
+    async def stats(self) -> dict[str, Any] | None:
+        """The engine's statistics as plain data (None when the child has no engine or is not running)."""
+        try:
+            reply = await self._request(StatsRequest())
+        except RuntimeError:
+            return None
+        assert isinstance(reply, Stats)
+        return reply.data or None
+
+    async def generate(
+        self, prompt_ids: list[int], params: Mapping[str, Any], *, generation_id: str | None = None
+    ) -> AsyncIterator[Tokens | GenerationEnd]:
+        """Generate on the child's engine: `Tokens` events, then one `GenerationEnd`. Not bounded by the
+        runner's slots (the engine batches them). Stopping the iteration early aborts the generation."""
+        gid = generation_id or uuid.uuid4().hex
+        child = self._child
+        if self.state is not RunnerState.READY or child is None or child.exited:
+            yield GenerationEnd("error", error=self._not_running())
+            return
+        prediction = _Prediction(gid, [], generation=True)
+        child.running[gid] = prediction
+        if not child.send(Generate(list(prompt_ids), dict(params)), gid):
+            child.running.pop(gid, None)
+            yield GenerationEnd("error", error=self._not_running())
+            return
+        try:
+            while True:
+                event = await prediction.events.get()
+                yield event
+                if isinstance(event, GenerationEnd):
+                    return
+        finally:
+            if not prediction.done:
+                prediction.cancel_requested = True
+                child.send(Cancel(), gid)
+
+    async def _request(self, message: Any) -> Any:
+        child = self._child
+        if self.state is not RunnerState.READY or child is None or child.exited:
+            raise RuntimeError(self._not_running())
+        tag = uuid.uuid4().hex
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._replies[tag] = future
+        try:
+            if not child.send(message, tag):
+                raise RuntimeError(self._not_running())
+            return await future
+        finally:
+            self._replies.pop(tag, None)
+
+    def _reply(self, tag: str | None, message: Any) -> None:
+        future = self._replies.get(tag or "")
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def _not_running(self) -> str:
+        if self.exit_reason is not None:
+            return f"the predictor process {self.exit_reason}"
+        return "the predictor process is not running"
+
     # --- internals ---
 
     def _unavailable_done(self) -> Done:
@@ -589,6 +700,7 @@ class Runner:
             error=None if ok else setup.error,
         )
         self.setup_result = result
+        self.language_model = setup.language_model if ok else None
         if self.state is not RunnerState.STOPPED:
             self.state = RunnerState.READY if ok else RunnerState.SETUP_FAILED
         if not ok:
@@ -619,6 +731,11 @@ class Runner:
             prediction.events.put_nowait(Log(data, log.source, log.traceback))
 
     def _finish(self, prediction: _Prediction, done: Done) -> None:
+        if prediction.generation:
+            prediction.done = True
+            reason = "abort" if prediction.cancel_requested else "error"
+            prediction.events.put_nowait(GenerationEnd(reason, error=done.error))
+            return
         if prediction.cancel_requested and done.status is PredictionStatus.FAILED and done.error is None:
             done = Done(PredictionStatus.CANCELED, None, done.predict_time)
         prediction.done = True
@@ -635,7 +752,16 @@ class Runner:
                 error = f"the predictor process {reason}"
                 self._finish(prediction, Done(PredictionStatus.FAILED, error, elapsed))
         child.running.clear()
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(RuntimeError(f"the predictor process {reason}"))
         if self.state is RunnerState.READY:
+            if not self.restart_on_exit:
+                self.state = RunnerState.EXITED
+                self.exit_reason = reason
+                if self.on_exit is not None:
+                    self.on_exit(reason)
+                return
             # Replace the dead child so the next prediction works; queued predictions wait for its setup.
             self.state = RunnerState.RESTARTING
             self._restart_task = asyncio.get_running_loop().create_task(self._restart())

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-log = logging.getLogger("cocina.server.webhooks")
+log = logging.getLogger("cocina.serving.webhooks")
 
 EVENT_TYPES = ("start", "output", "logs", "completed")
 

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cocina.server.store import utc_now
+from cocina.store import utc_now
 
 _FILE_ID = re.compile(r"^[a-z0-9]{20,40}$")
 _OWN_URL = re.compile(r"^https?://[^/]+/v1/files/([a-z0-9]{20,40})(?:/download)?$")

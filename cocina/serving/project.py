@@ -1,16 +1,16 @@
-"""Which backend serves a project directory: the worker child, or the built-in LLM predictor in-process.
+"""Whether a project's predictor runs on cocina's engine, read from its files without importing them.
 
-A project whose predictor is cocina's own `LLMPredictor` runs trusted, built-in code; the server runs it in its
-own process on one engine shared by the Cog, Replicate and OpenAI surfaces (as `cocina serve --model` does).
-Any other predictor is user code and stays in the worker child (Cog's isolation), with no OpenAI surface.
-
-A project is served by the built-in LLM predictor when, read from its files without importing them:
+A project whose predictor is `cocina.llm.LLMPredictor` (or a subclass of it) is a language model: besides Cog
+and Replicate predictions, the OpenAI API generates on its engine, in the model's own process. Knowing this
+before the model loads lets `/v1/models` list it and lets `cocina serve` hand it the model and typed engine
+options. A project is a language model when, read from its files:
 
 - `cocina.yaml` has `cocina: model: ID_OR_PATH`, or
 - the predict ref is the module reference `cocina.llm:LLMPredictor` (or `cocina.llm.predictor:LLMPredictor`), or
 - the predict ref names `LLMPredictor` imported from `cocina.llm` (`from cocina.llm import LLMPredictor`), or
-- it names a configuration-only subclass of it: a class whose body is only a docstring and constant class
-  attributes (e.g. `model = "org/name"`). A subclass with methods is user code: worker.
+- it names a class whose only base is `LLMPredictor` (its `model = "..."` constant is read when present).
+
+Whatever this says, the model's process tells the truth once loaded (`SetupDone.language_model`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _LLM_MODULES = frozenset({"cocina.llm", "cocina.llm.predictor"})
 
 @dataclass(frozen=True)
 class BuiltinLLM:
-    """A project served by the built-in LLM predictor: `model` (None: `LLMPredictor.model`) and why."""
+    """A project whose predictor runs on cocina's engine: `model` (None: `LLMPredictor.model`) and why."""
 
     model: str | None
     reason: str
@@ -55,31 +55,23 @@ def _is_llm_base(node: ast.expr, names: set[str], modules: set[str]) -> bool:
     return False
 
 
-def _constant_attributes(cls: ast.ClassDef) -> dict[str, object] | None:
-    """The class's constant attributes, or None when its body has anything else (methods: user code)."""
+def _constant_attributes(cls: ast.ClassDef) -> dict[str, object]:
+    """The class's attributes assigned a constant in its body (`model = "org/name"`)."""
     attrs: dict[str, object] = {}
-    for i, stmt in enumerate(cls.body):
-        if i == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-            continue  # docstring
-        if isinstance(stmt, ast.Pass):
-            continue
+    for stmt in cls.body:
         if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant):
             attrs.update({t.id: stmt.value.value for t in stmt.targets if isinstance(t, ast.Name)})
-            continue
-        if (
+        elif (
             isinstance(stmt, ast.AnnAssign)
             and isinstance(stmt.target, ast.Name)
-            and (stmt.value is None or isinstance(stmt.value, ast.Constant))
+            and isinstance(stmt.value, ast.Constant)
         ):
-            if stmt.value is not None:
-                attrs[stmt.target.id] = stmt.value.value
-            continue
-        return None
+            attrs[stmt.target.id] = stmt.value.value
     return attrs
 
 
 def builtin_llm(project: ProjectConfig) -> BuiltinLLM | None:
-    """How `project` is served by the built-in LLM predictor, or None if its predictor is user code."""
+    """Whether `project`'s predictor runs on cocina's engine (and with which model), or None."""
     if project.model is not None:
         return BuiltinLLM(project.model, "cocina.model in the project's config")
     if project.predict_module in _LLM_MODULES and project.predict_name == "LLMPredictor":
@@ -103,13 +95,9 @@ def builtin_llm(project: ProjectConfig) -> BuiltinLLM | None:
         if isinstance(stmt, ast.ClassDef) and stmt.name == target:
             if not any(_is_llm_base(b, names, modules) for b in stmt.bases) or len(stmt.bases) != 1:
                 return None
-            attrs = _constant_attributes(stmt)
-            if attrs is None:
-                return None  # methods of its own: user code, run in the worker
-            model = attrs.get("model")
+            model = _constant_attributes(stmt).get("model")
             return BuiltinLLM(
-                str(model) if model is not None else None,
-                f"{project.predict_ref} only configures cocina.llm.LLMPredictor",
+                str(model) if model is not None else None, f"{project.predict_ref} subclasses cocina.llm.LLMPredictor"
             )
         is_target = isinstance(stmt, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == target for t in stmt.targets

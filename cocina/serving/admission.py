@@ -1,0 +1,113 @@
+"""The one way in: `admit` is what every API calls to start a prediction.
+
+In order: an existing id answers with its prediction (idempotent PUT); the server must be accepting; the
+reference resolves to a served model (and version); the input is checked against the model's schema (a
+language-model request is planned on the model's tokenizer instead); the model's queue must have room; then the
+prediction's row is written, leased to this server, and only then queued. Nothing runs before its row exists,
+and a store that refuses the row refuses the prediction (`StoreUnavailable`) with nothing started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cocina.serving.errors import StoreUnavailable
+from cocina.serving.files import new_id
+from cocina.serving.jobs import GenerationJob, Job, PredictJob
+from cocina.serving.model import ServedModel
+from cocina.serving.runtime import ActivePrediction
+from cocina.store import PredictionRecord, StoreError
+
+if TYPE_CHECKING:
+    from cocina.serving.service import Serving
+
+
+@dataclass
+class AdmissionRequest:
+    """A request for a prediction, from any API.
+
+    `model` is a Replicate reference (`owner/name`, `owner/name:version`, a version id), OpenAI's model name
+    (with `generation`), or None for the default model (Cog's root API); `model_field` is the request field that
+    named it (errors name it). `generation` plans a language-model request on the resolved model (tokenizing,
+    checking lengths) and raises serving errors for bad requests.
+    """
+
+    surface: str
+    input: dict[str, Any]
+    model: str | None = None
+    model_field: str = "version"
+    generation: Callable[[ServedModel], Awaitable[GenerationJob]] | None = None
+    prediction_id: str | None = None
+    principal: str | None = None
+    source: str = "api"
+    deployment: str | None = None
+    webhook: str | None = None
+    webhook_events_filter: list[str] = field(default_factory=list)
+    deadline: float | None = None  # epoch seconds
+
+
+@dataclass
+class Admitted:
+    """The prediction as admitted; `created` is False when an existing id was asked for again."""
+
+    record: PredictionRecord
+    created: bool
+    active: ActivePrediction | None = None
+
+
+async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
+    """Start a prediction (see the module's docstring); raises serving errors, never runs one without its row."""
+    if req.prediction_id is not None:
+        existing = serving.get(req.prediction_id)
+        if existing is not None:
+            return Admitted(existing, False)
+    serving.check_accepting()
+    models = serving.models
+    if req.generation is not None:
+        runtime = models.resolve_language_model(req.model or "")
+    elif req.model is None:
+        runtime = models.default
+    else:
+        runtime = models.resolve(req.model, req.model_field)
+    model = runtime.model
+    timeout = serving.config.load_timeout_s
+    job: Job
+    if req.generation is not None:
+        await model.wait_loaded(timeout)
+        job = await req.generation(model)
+        run_input = None  # an OpenAI request is answered once, to the client that asked: never re-run
+    else:
+        await model.wait_schema(timeout)
+        run_input = model.validate(req.input)
+        job = PredictJob(run_input)
+    runtime.check_room()
+    rec = PredictionRecord(
+        id=req.prediction_id or new_id(),
+        model=model.name,
+        version=model.version,
+        deployment=req.deployment,
+        principal=req.principal,
+        source=req.source,
+        surface=req.surface,
+        input=req.input,
+        run_input=run_input,
+        webhook=req.webhook,
+        webhook_events_filter=list(req.webhook_events_filter),
+        deadline=req.deadline,
+        lease_owner=serving.owner,
+        lease_expires_at=time.time() + serving.config.lease_s,
+    )
+    try:
+        inserted = serving.store.insert(rec)
+    except StoreError as exc:
+        raise StoreUnavailable(
+            "The prediction could not be recorded, so it was not started; try again shortly.", retry_after_s=1
+        ) from exc
+    if not inserted:
+        existing = serving.get(rec.id)  # another request with this id won the race since the check above
+        assert existing is not None
+        return Admitted(existing, False)
+    return Admitted(rec, True, runtime.enqueue(rec, job))

@@ -1,0 +1,266 @@
+"""`Serving`: every model of a server, their runtimes, the store, leases, files and webhooks, in one object.
+
+The HTTP layer holds one `Serving` and calls it: `admit` to start a prediction, `get` / `wait` / `events` /
+`cancel` to follow one by id, `page` to list, `health` for probes, `drain` to stop. It knows no HTTP.
+
+Lifecycle (`ServerState`): STARTING (store opened, leases reclaimed, warm models loading) -> READY ->
+DRAINING -> STOPPED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cocina.serving.admission import AdmissionRequest, Admitted, admit
+from cocina.serving.config import ServingConfig
+from cocina.serving.errors import ShuttingDown
+from cocina.serving.events import PredictionEvent
+from cocina.serving.files import FileStore
+from cocina.serving.model import ModelState, ServedModel
+from cocina.serving.recovery import LeaseKeeper, new_owner_id
+from cocina.serving.registry import ModelSet
+from cocina.serving.replay import replay
+from cocina.serving.runtime import (
+    CancelReason,
+    ModelRuntime,
+    PredictionBook,
+    Renderer,
+    RuntimeContext,
+)
+from cocina.serving.spec import ModelSpec
+from cocina.serving.webhooks import WebhookSender
+from cocina.store import PredictionRecord, SQLiteStore, Store, VersionRecord
+
+log = logging.getLogger("cocina.serving")
+
+
+class ServerState(enum.StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class Serving:
+    """Serves `specs` (the first, or `default`, is Cog's root model). `await start()`; `await drain()` at
+    the end. `store` defaults to SQLite in the data directory."""
+
+    def __init__(
+        self,
+        config: ServingConfig,
+        specs: list[ModelSpec],
+        *,
+        store: Store | None = None,
+        default: str | None = None,
+    ) -> None:
+        self.config = config
+        self.specs = list(specs)
+        self._default = default
+        self._given_store = store
+        self.state = ServerState.STARTING
+        self.owner = new_owner_id()
+        self.book = PredictionBook()
+        self.renderers: dict[str, Renderer] = {}  # webhook bodies by surface (the API layer registers them)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.store: Store
+        self.files: FileStore
+        self.webhooks: WebhookSender
+        self.models: ModelSet
+        self.leases: LeaseKeeper
+
+    # ---- lifecycle
+
+    async def start(self) -> None:
+        """Open the store, reclaim orphaned predictions of our models, start the warm models loading."""
+        config = self.config
+        self.store = self._given_store if self._given_store is not None else SQLiteStore(config.db_path)
+        self.files = FileStore(config.files_dir, config.public_url)
+        self.webhooks = WebhookSender(min_interval_s=config.webhook_min_interval_s, retries=config.webhook_retries)
+        ctx = RuntimeContext(config, self.store, self.files, self.webhooks, self.book, self.owner, self.renderers)
+        runtimes = []
+        for spec in self.specs:
+            cached = self.store.get_version(spec.name, spec.version)
+            model = ServedModel(
+                spec,
+                schema=cached.openapi_schema if cached and cached.openapi_schema else None,
+                language_model=(cached.info.get("language_model") if cached else None),
+            )
+            runtimes.append(ModelRuntime(model, ctx, load=self._load))
+        self.models = ModelSet(runtimes, config, self._default)
+        if self.models.default_name is not None:
+            # Predictions stored before models were recorded belong to the one model the server had then.
+            self.store.adopt_unowned(self.models.default_name)
+        self.leases = LeaseKeeper(
+            self.store, self.owner, config.lease_s, lambda: list(self.models.by_name), self._resume
+        )
+        for runtime in runtimes:
+            runtime.start()
+            if runtime.model.spec.warm:
+                self._tasks.append(asyncio.get_running_loop().create_task(self._warm(runtime.model)))
+        self.leases.reclaim()
+        self.leases.start()
+        if config.retention_s is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._retention_loop(config.retention_s)))
+        self.state = ServerState.READY
+
+    async def _warm(self, model: ServedModel) -> None:
+        with contextlib.suppress(Exception):
+            await self._load(model)
+
+    async def _load(self, model: ServedModel) -> None:
+        """Load a model (making room first) and remember its schema for the next cold start."""
+        await self.models.load(model)
+        if model.state is ModelState.READY and model.schema:
+            info: dict[str, Any] = {}
+            if model.language_model_info is not None:
+                info["language_model"] = model.language_model_info
+            try:
+                self.store.put_version(VersionRecord(model.name, model.version, openapi_schema=model.schema, info=info))
+            except Exception:
+                log.exception("could not record version %s of %s", model.version, model.name)
+
+    def _resume(self, rec: PredictionRecord) -> None:
+        runtime = self.models.by_name.get(rec.model or "")
+        if runtime is not None:
+            runtime.resume(rec)
+
+    async def drain(self, grace_s: float | None = None) -> None:
+        """Stop accepting; queued predictions are canceled, running ones get `grace_s` (default: the config's)
+        to finish, then are canceled; the models' processes stop; nothing accepted stays unfinished."""
+        if self.state in (ServerState.DRAINING, ServerState.STOPPED):
+            return
+        grace = self.config.drain_grace_s if grace_s is None else grace_s
+        was_started = hasattr(self, "models")
+        self.state = ServerState.DRAINING
+        if not was_started:
+            self.state = ServerState.STOPPED
+            return
+        await asyncio.gather(*(rt.drain(grace) for rt in self.models), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.leases.stop()
+        await self.webhooks.aclose()
+        if self._given_store is None:
+            self.store.close()
+        self.state = ServerState.STOPPED
+
+    def check_accepting(self) -> None:
+        if self.state is not ServerState.READY:
+            raise ShuttingDown(
+                "The server is starting." if self.state is ServerState.STARTING else "The server is shutting down.",
+                retry_after_s=1 if self.state is ServerState.STARTING else None,
+            )
+
+    # ---- predictions
+
+    async def admit(self, req: AdmissionRequest) -> Admitted:
+        """Start a prediction: see `cocina.serving.admission`."""
+        return await admit(self, req)
+
+    def get(self, prediction_id: str) -> PredictionRecord | None:
+        """The prediction as it stands (in memory while active, else from the store)."""
+        active = self.book.find(prediction_id)
+        if active is not None:
+            return active.record
+        return self.store.get(prediction_id)
+
+    async def wait(self, prediction_id: str, timeout_s: float | None) -> PredictionRecord | None:
+        """Wait (up to `timeout_s`) for the prediction to finish; returns it as it stands then."""
+        active = self.book.active.get(prediction_id)
+        if active is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(active.done.wait(), timeout_s)
+        return self.get(prediction_id)
+
+    async def events(self, prediction_id: str) -> AsyncIterator[PredictionEvent]:
+        """Every event of the prediction from its start, live, ending with `Completed` (replayed from the
+        store when it is no longer in memory)."""
+        active = self.book.find(prediction_id)
+        if active is None:
+            rec = self.store.get(prediction_id)
+            if rec is not None:
+                for ev in replay(rec, self._iterator_output(rec)):
+                    yield ev
+            return
+        async for ev in ModelRuntime.follow(active):
+            yield ev
+
+    def _iterator_output(self, rec: PredictionRecord) -> bool:
+        runtime = self.models.by_name.get(rec.model or "")
+        schema = (runtime.model.schema if runtime is not None else None) or {}
+        output = schema.get("components", {}).get("schemas", {}).get("Output", {})
+        return bool(output.get("x-cog-array-type") == "iterator")
+
+    async def cancel(self, prediction_id: str, reason: CancelReason = CancelReason.USER) -> PredictionRecord | None:
+        """Cancel a queued or running prediction; returns it as it stands (None if unknown)."""
+        active = self.book.active.get(prediction_id)
+        if active is None:
+            return self.get(prediction_id)
+        await active.runtime.cancel(active, reason)
+        return active.record
+
+    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
+        """Newest first, each as it stands (an active prediction's freshest state is in memory)."""
+        records = self.store.page(before_seq, limit, model=model)
+        return [self.get(r.id) or r for r in records]
+
+    # ---- state
+
+    def run_counts(self) -> dict[str, int]:
+        return self.store.run_counts()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the server can serve (READY, and every warm model loaded), and what each model is doing."""
+        models = {rt.model.name: rt.model.state.value for rt in self.models} if hasattr(self, "models") else {}
+        warm_ready = all(
+            rt.model.state is ModelState.READY for rt in getattr(self, "models", []) if rt.model.spec.warm
+        )
+        ok = self.state is ServerState.READY and warm_ready
+        status = "ok" if ok else ("starting" if self.state in (ServerState.STARTING, ServerState.READY) else "draining")
+        failed = [n for n, s in models.items() if s == ModelState.FAILED.value]
+        if self.state is ServerState.READY and not warm_ready and failed:
+            status = "unhealthy"
+        return ok, {"status": status, "models": models}
+
+    async def engine_stats(self, timeout_s: float = 1.0) -> dict[str, dict[str, Any]]:
+        """Each loaded language model's engine statistics (a model that does not answer in time is left out)."""
+        runtimes = [rt for rt in self.models if rt.model.state is ModelState.READY and rt.model.language_model_info]
+
+        async def one(rt: ModelRuntime) -> dict[str, Any] | None:
+            try:
+                return await asyncio.wait_for(rt.model.engine_stats(), timeout_s)
+            except Exception:
+                return None
+
+        results = await asyncio.gather(*(one(rt) for rt in runtimes))
+        return {rt.model.name: r for rt, r in zip(runtimes, results, strict=True) if r}
+
+    # ---- retention
+
+    def apply_retention(self) -> int:
+        """Remove inputs and outputs of predictions completed more than `retention_s` ago; how many."""
+        if self.config.retention_s is None:
+            return 0
+        cutoff = (datetime.now(UTC) - timedelta(seconds=self.config.retention_s)).isoformat()
+        n = self.store.remove_data_before(cutoff)
+        if n:
+            old = [p for p, a in self.book.recent.items() if a.record.completed_at and a.record.completed_at < cutoff]
+            for pid in old:
+                self.book.recent.pop(pid, None)
+        return n
+
+    async def _retention_loop(self, retention_s: float) -> None:
+        period = min(max(retention_s / 4, 0.05), 60.0)
+        while True:
+            try:
+                self.apply_retention()
+            except Exception:
+                log.exception("retention pass failed")
+            await asyncio.sleep(period)

@@ -1,0 +1,22 @@
+"""The durable state of a cocina server: prediction records, model versions, and the `Store` that keeps them.
+
+This package imports nothing of cocina: serving, the hub and the guard build on it. SQLite is the default store
+(`SQLiteStore`); the schema is created and upgraded by Alembic migrations (`migrate`), which any later store
+(PostgreSQL) shares.
+"""
+
+from cocina.store.base import Store, StoreError
+from cocina.store.migrate import migrate
+from cocina.store.records import PredictionRecord, PredictionStatus, VersionRecord, utc_now
+from cocina.store.sqlite import SQLiteStore
+
+__all__ = [
+    "PredictionRecord",
+    "PredictionStatus",
+    "SQLiteStore",
+    "Store",
+    "StoreError",
+    "VersionRecord",
+    "migrate",
+    "utc_now",
+]

@@ -1,0 +1,68 @@
+"""The `Store` protocol: what serving (and later the hub and the guard) need from durable state."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from cocina.store.records import PredictionRecord, VersionRecord
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (disk full, database locked too long, connection lost)."""
+
+
+class Store(Protocol):
+    """Durable predictions and versions. Every method is short and synchronous; failures raise `StoreError`."""
+
+    def insert(self, rec: PredictionRecord) -> bool:
+        """Insert a new prediction; False (nothing written) if its id exists already."""
+        ...
+
+    def update(self, rec: PredictionRecord, *, owner: str | None = None) -> bool:
+        """Write the mutable fields of `rec` (status, output, logs, times, metrics, attempts, lease).
+
+        With `owner`, only while that instance holds the lease (fencing): False if another took it over.
+        """
+        ...
+
+    def get(self, prediction_id: str) -> PredictionRecord | None: ...
+
+    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
+        """Newest first; `before_seq` is the cursor (the `seq` of the last item of the previous page)."""
+        ...
+
+    def renew_leases(self, owner: str, until: float) -> int:
+        """Extend every unfinished prediction `owner` holds to `until`; how many."""
+        ...
+
+    def claim_expired(
+        self, models: list[str], owner: str, now: float, until: float, *, dead_owners: tuple[str, ...] = ()
+    ) -> list[PredictionRecord]:
+        """Take over unfinished predictions of `models` whose lease expired before `now` (or whose owner is
+        in `dead_owners`): each is atomically re-leased to `owner` until `until`, so that two instances never
+        claim the same one. Oldest first."""
+        ...
+
+    def adopt_unowned(self, model: str) -> int:
+        """Give predictions that name no model (stored before models were recorded) to `model`; how many."""
+        ...
+
+    def lease_owners(self) -> list[str]:
+        """The owners of unfinished predictions' leases."""
+        ...
+
+    def remove_data_before(self, completed_before: str) -> int:
+        """Retention: drop inputs and outputs of predictions completed before this timestamp; how many."""
+        ...
+
+    def run_counts(self) -> dict[str, int]:
+        """Predictions per model."""
+        ...
+
+    def put_version(self, version: VersionRecord) -> None:
+        """Insert or replace what is known of a version."""
+        ...
+
+    def get_version(self, model: str, version_id: str) -> VersionRecord | None: ...
+
+    def close(self) -> None: ...

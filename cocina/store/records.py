@@ -1,0 +1,89 @@
+"""The records a store keeps: predictions (with their model, version, principal and lease) and model versions."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC timestamp, the format Cog and Replicate use."""
+    return datetime.now(UTC).isoformat()
+
+
+class PredictionStatus(enum.StrEnum):
+    """A prediction's lifecycle, with Cog's and Replicate's names."""
+
+    STARTING = "starting"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for succeeded, failed and canceled."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({PredictionStatus.SUCCEEDED, PredictionStatus.FAILED, PredictionStatus.CANCELED})
+
+
+@dataclass
+class PredictionRecord:
+    """One prediction as stored; each API renders it in its own shape.
+
+    - `model` (`owner/name`), `version` (a 64-hex id) and `deployment` (`owner/name`, when one routed it) say what
+      ran it; `principal` who asked (an API key's id; `None` without keys); `source` where from (`api` or `web`,
+      as Replicate reports it); `surface` which API created it (`cog`, `replicate`, `openai`), which decides the
+      shape of its webhooks.
+    - `input` is what the client sent (shown back); `run_input` the validated, normalized input the predictor
+      gets, kept so the prediction can be re-run after a crash (`None`: never re-run, e.g. an OpenAI request,
+      whose client is gone after a crash).
+    - `lease_owner` / `lease_expires_at` (epoch seconds): the server instance working on it and until when. The
+      owner renews its leases while it lives; a prediction whose lease expired is reclaimed by whichever instance
+      serves its model, so several models and several servers can share one store.
+    """
+
+    id: str
+    status: PredictionStatus = PredictionStatus.STARTING
+    model: str | None = None
+    version: str | None = None
+    deployment: str | None = None
+    principal: str | None = None
+    source: str = "api"
+    surface: str = "cog"
+    input: dict[str, Any] | None = None
+    run_input: dict[str, Any] | None = None
+    output: Any = None
+    logs: str = ""
+    error: str | None = None
+    created_at: str = field(default_factory=utc_now)
+    started_at: str | None = None
+    completed_at: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    webhook: str | None = None
+    webhook_events_filter: list[str] = field(default_factory=list)
+    deadline: float | None = None  # epoch seconds (Cancel-After); past it the prediction is canceled
+    data_removed: bool = False
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    seq: int = 0  # insertion order: the list cursor
+
+
+@dataclass
+class VersionRecord:
+    """A model version the server has run: its id, when it was first seen, and what it takes and gives.
+
+    `openapi_schema` is the predictor's Cog document (kept so inputs can be validated before a cold model has
+    loaded); `info` holds facts learnt when it loaded (e.g. `{"language_model": {"max_model_len": 2048}}`).
+    """
+
+    model: str
+    id: str
+    created_at: str = field(default_factory=utc_now)
+    openapi_schema: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
