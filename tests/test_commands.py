@@ -236,11 +236,11 @@ _TINY_ENGINE_ENV = {"COCINA_DTYPE": "float32", "COCINA_DEVICE": "cpu", "COCINA_K
 
 def test_llm_template_is_an_engine_predictor(tmp_path: Path) -> None:
     """The generated Predictor is cocina.llm.LLMPredictor configured by constants: the engine, its inputs
-    (system prompt included), Cog concurrency in cocina.yaml, and in-process serving by `cocina serve`."""
+    (system prompt included), Cog concurrency in cocina.yaml, and `cocina serve` seeing a language model."""
     from cocina.config import load_project
     from cocina.llm import LLMPredictor
     from cocina.sdk.schema import derive_schema
-    from cocina.server.project import builtin_llm
+    from cocina.serving.project import builtin_llm
 
     commands.init_project(tmp_path, template="llm")
     predictor = _template_predictor(tmp_path)
@@ -252,7 +252,7 @@ def test_llm_template_is_an_engine_predictor(tmp_path: Path) -> None:
     assert project.predict_ref == "predict.py:Predictor"
     assert project.concurrency_max == 32  # many predictions at once, all on the one engine
     llm = builtin_llm(project)
-    assert llm is not None and llm.model == "cocina/demo"  # only constants: `cocina serve` runs it in-process
+    assert llm is not None and llm.model == "cocina/demo"  # `cocina serve` knows it for a language model
     requirements = (tmp_path / "requirements.txt").read_text().splitlines()
     assert "cocina" in [line.strip() for line in requirements if not line.startswith("#")]
 

@@ -19,6 +19,10 @@ __all__ = ["ModelNotFoundError", "hub_cache_dir", "resolve_model"]
 class ModelNotFoundError(FileNotFoundError):
     """The model is neither built in, a local directory, nor in the local Hugging Face cache."""
 
+    # Its message says everything (what was looked for, where, how to get it): a worker reporting it as a
+    # failed setup shows the message without a traceback of cocina's own loading code.
+    show_traceback = False
+
     def __init__(self, model_id: str, message: str) -> None:
         super().__init__(message)
         self.model_id = model_id

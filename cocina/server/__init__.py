@@ -1,16 +1,8 @@
-"""`cocina serve`: the Cog HTTP API, the Replicate v1 API and the OpenAI API over one predictor, with a
-durable store.
+"""`cocina serve`'s HTTP layer: the Cog, Replicate v1 and OpenAI APIs over `cocina.serving` (HTTP only).
 
-Modules, one concept each:
-
-- `settings`: `ServerSettings`, built once by the CLI and passed down.
-- `backend`: the `PredictorBackend` / `TextGenerator` protocols the server depends on, and their event types.
-- `store`: the SQLite (WAL) store of predictions and its crash recovery.
-- `runtime`: the bounded queue and workers that run predictions and fan their events out.
-- `webhooks`: webhook delivery with retries and throttled progress events.
-- `errors`: the domain exceptions and one exception → error-body mapping per surface.
-- `middleware`: pure ASGI middleware: request id + access log, body size limit.
-- `cog_api`, `replicate_api`, `openai_api`: the three HTTP surfaces.
-- `app`: `create_app(settings, backend)`.
-- `cli`: `cocina serve`.
+- `app`: `create_app(serving, config)`; `serve`: uvicorn with drain; `cli`: `cocina serve`.
+- `cog/`, `replicate/`, `openai/`: one subpackage per API: routes, request bodies, rendering in its wire format.
+- `middleware/`: pure ASGI: request id + access log, token auth (every route but the probes), body size limit.
+- `errors`: serving's errors and HTTP's own, mapped once to each API's error body.
+- `metrics`: `/metrics` (Prometheus), labelled by model; `openapi_v1`: `/v1/openapi.json`.
 """

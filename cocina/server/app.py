@@ -1,7 +1,8 @@
-"""`create_app(settings, backend, generator)`: the FastAPI application with the three surfaces.
+"""`create_app(serving, config)`: the FastAPI application with the three APIs over one `Serving`.
 
-The lifespan opens the store, recovers it, starts the backend's setup in the background, and on shutdown drains the
-runtime. Every exception goes through `errors.error_response` with the surface of the request's path.
+The lifespan starts serving (store, leases, warm models) and drains it on shutdown. Every exception goes through
+`errors.error_response` with the surface of the request's path. Middleware, outermost first: request id and
+access log, token auth, body size limit.
 """
 
 from __future__ import annotations
@@ -9,78 +10,56 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from cocina.server import cog_api
-from cocina.server.auth import TokenAuth
-from cocina.server.backend import InvalidInput, PredictorBackend, TextGenerator
+from cocina.server import cog, openai, replicate
+from cocina.server.config import ServerConfig
 from cocina.server.errors import ApiError, RequestInvalid, error_response, surface_for_path
-from cocina.server.files import FileStore
 from cocina.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from cocina.server.metrics import ServerMetrics
-from cocina.server.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from cocina.server.openapi import cog_openapi
-from cocina.server.openapi_v1 import full_openapi
-from cocina.server.runtime import Runtime, ServerState
-from cocina.server.settings import ServerSettings
-from cocina.server.store import PredictionStore
-from cocina.server.webhooks import WebhookSender
+from cocina.server.metrics import ModelGauges, ServerMetrics
+from cocina.server.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, TokenAuthMiddleware
+from cocina.server.openapi_v1 import ModelEntry, full_openapi
+from cocina.server.state import serving_of
+from cocina.serving import ModelState, Serving
+from cocina.serving.errors import ServingError
 
 log = logging.getLogger("cocina.server")
 
 
 def create_app(
-    settings: ServerSettings,
-    backend: PredictorBackend,
-    generator: TextGenerator | None = None,
-    *,
-    request_shutdown: Callable[[], None] | None = None,
+    serving: Serving, config: ServerConfig, *, request_shutdown: Callable[[], None] | None = None
 ) -> FastAPI:
     """The server application. `request_shutdown` is what `POST /shutdown` calls (the CLI stops uvicorn)."""
-    from cocina.server import openai_api, replicate_api
+    metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = PredictionStore(settings.db_path)
-        files = FileStore(settings.files_dir, settings.base_url)
-        webhooks = WebhookSender(
-            min_interval_s=settings.webhook_min_interval_s, retries=settings.webhook_retries
+        serving.renderers["cog"] = cog.cog_prediction
+        serving.renderers["replicate"] = lambda rec: replicate.replicate_prediction(rec, serving.config.public_url)
+        serving.book.finish_observers.append(
+            lambda rec: metrics.observe_prediction(rec.surface, rec.status.value, rec.model, rec.version)
         )
-        runtime = Runtime(settings, store, backend, files, webhooks)
-        runtime.renderers["cog"] = cog_api.cog_prediction
-        runtime.renderers["replicate"] = lambda rec: replicate_api.replicate_prediction(rec, settings, None)
-        runtime.finish_observers.append(lambda rec: metrics.observe_prediction(rec.surface, rec.status.value))
-        metrics.runtime = runtime
-        app.state.runtime = runtime
-        app.state.files = files
-        await runtime.start()
+        await serving.start()
         try:
             yield
         finally:
-            await runtime.drain(settings.drain_grace_s)
-            store.close()
+            await serving.drain(config.drain_grace_s)
 
     app = FastAPI(
         title="cocina",
         lifespan=lifespan,
-        openapi_url=None,  # /openapi.json is the predictor's Cog document, served below
+        openapi_url=None,  # /openapi.json is the default model's Cog document (cocina.server.cog)
         docs_url=None,
         redoc_url=None,
     )
-    metrics = ServerMetrics(engine_stats=_engine_stats_source(backend, generator))
+    app.state.serving = serving
+    app.state.config = config
     app.state.metrics = metrics
-    app.state.settings = settings
-    app.state.backend = backend
-    app.state.generator = generator
-    app.state.auth = TokenAuth(settings.api_token)
-    app.state.request_shutdown = request_shutdown or (
-        lambda: log.warning("POST /shutdown: no server to stop")
-    )
+    app.state.request_shutdown = request_shutdown or (lambda: log.warning("POST /shutdown: no server to stop"))
 
     async def handle(request: Request, exc: Exception) -> Response:
         return error_response(surface_for_path(request.url.path), exc)
@@ -89,58 +68,57 @@ def create_app(
         assert isinstance(exc, RequestValidationError)
         return error_response(surface_for_path(request.url.path), RequestInvalid(exc.errors()))
 
-    for exc_type in (ApiError, RequestInvalid, InvalidInput, StarletteHTTPException, Exception):
+    for exc_type in (ApiError, RequestInvalid, ServingError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, handle)
     app.add_exception_handler(RequestValidationError, handle_request_validation)
 
-    @app.get("/openapi.json", include_in_schema=False)
-    async def openapi(request: Request) -> Response:
-        runtime: Runtime = request.app.state.runtime
-        if runtime.state in (ServerState.STARTING, ServerState.SETUP_FAILED):
-            return JSONResponse(cog_openapi({}))
-        return JSONResponse(cog_openapi(backend.openapi_schema))
+    @app.get("/health", include_in_schema=False)
+    async def health(request: Request) -> Response:
+        ok, body = serving_of(request).health()
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/v1/openapi.json", include_in_schema=False)
     async def openapi_full(request: Request) -> Response:
-        # Every surface this server has (Cog, Replicate, OpenAI when there is a generator); /openapi.json stays
-        # exactly Cog's, because Cog tooling and Replicate read the predictor's Input/Output from it.
-        request.app.state.auth.check(request)
-        runtime: Runtime = request.app.state.runtime
-        ready = runtime.state not in (ServerState.STARTING, ServerState.SETUP_FAILED)
-        gen: TextGenerator | None = request.app.state.generator
-        return JSONResponse(
-            full_openapi(
-                backend.openapi_schema if ready else {},
-                settings,
-                with_openai=gen is not None,
-                generator_name=gen.model_name if gen is not None else None,
+        # Every surface and model this server has; /openapi.json stays exactly Cog's (the default model's),
+        # because Cog tooling and Replicate read the predictor's Input/Output from it.
+        s = serving_of(request)
+        default = s.models.default_name
+        entries = [
+            ModelEntry(
+                rt.model.name,
+                rt.model.version,
+                rt.model.name == default,
+                rt.model.spec.aliases,
+                rt.model.is_language_model,
             )
-        )
+            for rt in s.models
+        ]
+        schema = s.models.default.model.schema or {}
+        return JSONResponse(full_openapi(schema, entries, max_tokens_limit=s.config.max_tokens_limit))
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:
-        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+        s = serving_of(request)
+        engines = await s.engine_stats()
+        gauges = [
+            ModelGauges(
+                rt.model.name,
+                rt.model.version,
+                rt.model.state is ModelState.READY,
+                rt.num_queued,
+                rt.num_running,
+                rt.concurrency,
+                engines.get(rt.model.name),
+            )
+            for rt in s.models
+        ]
+        return Response(metrics.render(gauges), media_type=METRICS_CONTENT_TYPE)
 
-    app.include_router(cog_api.router)
-    app.include_router(replicate_api.router)
-    app.include_router(openai_api.router)
-    # Outermost first: the request id wraps everything, so a 413 is logged with its id too.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(cog.router)
+    app.include_router(replicate.router)
+    app.include_router(openai.router)
+    # add_middleware wraps: the last added is the outermost.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(TokenAuthMiddleware, token=config.api_token, public_metrics=config.public_metrics)
     app.add_middleware(RequestIdMiddleware, on_response=metrics.observe_request)
     return app
-
-
-def _engine_stats_source(backend: PredictorBackend, generator: TextGenerator | None) -> Callable[[], Any] | None:
-    """The engine's `stats()` when the generator or the backend runs on cocina's engine (they expose
-    `engine_stats`), else None: a user predictor in the worker has no engine metrics."""
-    for candidate in (generator, backend):
-        source = getattr(candidate, "engine_stats", None)
-        if callable(source):
-            return source
-    return None
-
-
-def app_runtime(app: Any) -> Runtime:
-    """The app's runtime (after startup)."""
-    runtime: Runtime = app.state.runtime
-    return runtime

@@ -1,4 +1,4 @@
-"""`cocina serve`: a predictor project (or a language model) over the Cog, Replicate and OpenAI APIs.
+"""`cocina serve`: Cog projects and language models, several at once, over the Cog, Replicate and OpenAI APIs.
 
 Module-level imports are light (typer only) so that `cocina --help` stays instant; the server, the worker and
 the engine are imported when the command runs.
@@ -6,84 +6,141 @@ the engine are imported when the command runs.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import re
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cocina.engine_options import (
-    ENV_TO_ENGINE_KEY,
     DeviceOption,
     DtypeOption,
     KvCacheOption,
     MaxModelLenOption,
     MaxNumSeqsOption,
     QuantizeOption,
-    engine_env,
+    engine_overrides,
+    parse_bytes,
 )
 
 if TYPE_CHECKING:
-    from cocina.server.adapters import EngineHandle, EngineLoader
+    from cocina.serving.spec import ModelSpec
 
-_SKIP_DIRS = {".git", ".cocina", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".ruff_cache"}
+_NAMED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?)=(?P<value>.+)$")
 
 
-def project_version_id(root: Path) -> str:
-    """The model version id: a SHA-256 over the project's files (relative paths and contents), so editing
-    predict.py or cog.yaml gives a new version and an unchanged project keeps its id across restarts."""
-    h = hashlib.sha256()
-    if root.is_file():
-        h.update(root.read_bytes())
-        return h.hexdigest()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.suffix in (".pyc",) or path.stat().st_size > 64 * 2**20:
-                # Large files (weights) are hashed by name and size: reading gigabytes at start is too slow.
-                h.update(f"{path.relative_to(root)}:{path.stat().st_size}\n".encode())
-                continue
-            h.update(f"{path.relative_to(root)}\n".encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()
+def _split_named(value: str) -> tuple[str | None, str]:
+    """`NAME=VALUE` -> (NAME, VALUE); a plain VALUE -> (None, VALUE)."""
+    m = _NAMED.match(value)
+    return (m.group("name"), m.group("value")) if m else (None, value)
+
+
+def build_specs(
+    targets: list[str],
+    models: list[str],
+    *,
+    name: str | None,
+    served_model_names: list[str],
+    engine_options: dict[str, object],
+    environ: dict[str, str],
+) -> list[ModelSpec]:
+    """The models `cocina serve` was asked for, in order: project directories (or directories of projects,
+    `NAME=DIR` to name one), then `--model` values (`NAME=ID_OR_PATH`, or named by `--served-model-name`)."""
+    from cocina.serving.spec import SpecError, is_project, model_spec, project_spec, projects_in
+
+    if served_model_names and len(served_model_names) != len(models):
+        raise SpecError(
+            f"--served-model-name was given {len(served_model_names)} times for {len(models)} --model values; "
+            "give one name per --model, in the same order (or write --model NAME=PATH)"
+        )
+    if name is not None and len(targets) + len(models) != 1:
+        raise SpecError("--name names a single model; with several, write NAME=PATH for each")
+    specs: list[ModelSpec] = []
+    for target in targets:
+        given, path_text = _split_named(target)
+        path = Path(path_text)
+        if not path.is_dir():
+            raise SpecError(f"{path_text}: no such directory (a Cog project, or a directory of projects)")
+        if is_project(path) or given is not None:
+            specs.append(project_spec(path, name=given or name, engine_options=engine_options, environ=environ))
+            continue
+        inside = projects_in(path)
+        if not inside:
+            raise SpecError(
+                f"{path}: neither a project (no cocina.yaml or cog.yaml) nor a directory of projects; "
+                "create one with `cocina init`"
+            )
+        specs += [project_spec(p, engine_options=engine_options, environ=environ) for p in inside]
+    for i, value in enumerate(models):
+        given, model = _split_named(value)
+        chosen = given or (served_model_names[i] if served_model_names else None) or (name if not targets else None)
+        specs.append(model_spec(model, name=chosen, engine_options=engine_options, environ=environ))
+    return specs
 
 
 def serve_command(
-    directory: Annotated[Path, typer.Argument(help="The project directory (cog.yaml or cocina.yaml)")] = Path(
-        "."
-    ),
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="Serve this language model (id or path) instead of a project"),
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Project directories (cog.yaml or cocina.yaml), directories of projects, or NAME=DIR; "
+            "default: the current directory, unless --model is given",
+            show_default=False,
+        ),
     ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="A language model to serve (id or path, or NAME=ID_OR_PATH); repeatable"),
+    ] = None,
+    served_model_name: Annotated[
+        list[str] | None,
+        typer.Option("--served-model-name", help="The name of each --model, in order (as vLLM's option)"),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="owner/name of the one model served")] = None,
+    default: Annotated[
+        str | None, typer.Option("--default", help="The model Cog's root API serves (default: the first)")
+    ] = None,
+    warm: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep this model loaded (repeatable; `all` for every one); the default model always is"),
+    ] = None,
+    max_loaded: Annotated[
+        int | None, typer.Option("--max-loaded", help="Models loaded at once; the least recently used idle one goes")
+    ] = None,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option("--memory-budget", help="Resident memory for all models' processes, e.g. 8G"),
+    ] = None,
+    load_timeout: Annotated[
+        float, typer.Option("--load-timeout", help="Seconds a request waits for its model to load")
+    ] = 300.0,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 5000,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Where the prediction store and files live")
     ] = None,
-    name: Annotated[str | None, typer.Option(help="The model's owner/name in the Replicate API")] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Predictions run at once (default: what the predictor supports)")
+        int | None, typer.Option(help="Predictions one model runs at once (default: what it supports)")
     ] = None,
-    max_queue: Annotated[int, typer.Option(help="Predictions that may wait; beyond, 429")] = 64,
+    max_queue: Annotated[int, typer.Option(help="Predictions that may wait per model; beyond, 429")] = 64,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB; beyond, 413")] = 16.0,
     timeout: Annotated[float | None, typer.Option(help="Per-prediction deadline in seconds")] = None,
     max_tokens: Annotated[int, typer.Option(help="Most tokens one OpenAI request may ask for")] = 4096,
-    drain_grace: Annotated[
-        float, typer.Option(help="Seconds running predictions get to finish on shutdown")
-    ] = 30.0,
+    drain_grace: Annotated[float, typer.Option(help="Seconds running predictions get to finish on shutdown")] = 30.0,
     retention: Annotated[
         float | None, typer.Option(help="Remove inputs/outputs of predictions older than this many seconds")
     ] = None,
+    lease: Annotated[
+        float, typer.Option(help="Seconds a server's claim on a prediction lasts unrenewed (then another takes it)")
+    ] = 20.0,
     api_token_env: Annotated[
-        str,
-        typer.Option(help="Environment variable holding the bearer token required on /v1 (unset: no auth)"),
+        str, typer.Option(help="Environment variable holding the bearer token every route requires (unset: none)")
     ] = "COCINA_API_TOKEN",
+    public_metrics: Annotated[
+        bool, typer.Option("--public-metrics", help="/metrics answers without the token")
+    ] = False,
     dtype: DtypeOption = None,
     quantize: QuantizeOption = None,
     device: DeviceOption = None,
@@ -91,12 +148,12 @@ def serve_command(
     max_num_seqs: MaxNumSeqsOption = None,
     max_model_len: MaxModelLenOption = None,
 ) -> None:
-    """Serve a Cog predictor project, or a language model with --model, over HTTP.
+    """Serve Cog projects and language models (several at once, each in its own process) over HTTP.
 
-    The engine options (--dtype, --quantize, --kv-cache, ...) apply to --model and to projects on the built-in LLM
-    predictor; they win over `cocina: engine:` in cocina.yaml and over COCINA_* variables."""
+    The engine options (--dtype, --quantize, --kv-cache, ...) apply to every language model; they win over
+    `cocina: engine:` in cocina.yaml and over COCINA_* variables."""
     try:
-        flags_env = engine_env(
+        options = engine_overrides(
             dtype=dtype,
             quantize=quantize,
             device=device,
@@ -104,140 +161,76 @@ def serve_command(
             max_num_seqs=max_num_seqs,
             max_model_len=max_model_len,
         )
+        budget = parse_bytes(memory_budget) if memory_budget is not None else None
     except ValueError as exc:
         typer.echo(f"cocina serve: {exc}", err=True)
         raise typer.Exit(2) from None
-    from cocina.server.backend import PredictorBackend
-    from cocina.server.serve import build_server
-    from cocina.server.settings import ServerSettings
-
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from cocina.config import ConfigError
+    from cocina.server.config import ServerConfig
+    from cocina.server.serve import build_server
+    from cocina.serving import Serving, ServingConfig
+    from cocina.serving.spec import SpecError, check_unique
 
-    generator = None
-    backend: PredictorBackend
+    target_list = list(targets or [])
+    model_list = list(model or [])
+    if not target_list and not model_list:
+        target_list = ["."]
     try:
-        if model is not None:
-            # The engine loads in the background once the server listens (see `_engine_backends`).
-            model_name = name or (f"local/{Path(model).name}" if Path(model).exists() else model)
-            generator, backend = engine_backends(model, model_name, {**os.environ, **flags_env}, {}, concurrency)
-            source = Path(model) if Path(model).exists() else None
-            version_id = project_version_id(source) if source else hashlib.sha256(model.encode()).hexdigest()
-            root = Path(".")
-        else:
-            from cocina.config import load_project
-
-            root = directory.resolve()
-            project = load_project(root)
-            model_name = name or f"local/{root.name}"
-            version_id = project_version_id(root)
-            generator, backend = _project_backends(project, model_name, concurrency, flags_env)
-    except (ConfigError, FileNotFoundError) as exc:
-        # A broken cocina.yaml or a bad engine option is the user's to fix: say what, without a traceback.
+        specs = build_specs(
+            target_list,
+            model_list,
+            name=name,
+            served_model_names=list(served_model_name or []),
+            engine_options=options,
+            environ=dict(os.environ),
+        )
+        check_unique(specs)
+        names = [s.name for s in specs]
+        if default is not None and default not in names:
+            raise SpecError(f"--default {default}: not one of the models served ({', '.join(names)})")
+        chosen_default = default or names[0]
+        warm_names = set(warm or [])
+        unknown = warm_names - {*names, "all"}
+        if unknown:
+            raise SpecError(f"--warm {sorted(unknown)[0]}: not one of the models served ({', '.join(names)})")
+        specs = [s.replace(warm=s.name == chosen_default or s.name in warm_names or "all" in warm_names) for s in specs]
+    except (ConfigError, SpecError) as exc:
+        # A broken cocina.yaml, a bad engine option, a clash of names: the user's to fix, said without a traceback.
         # (A model that cannot be loaded is a failed setup instead: the server reports it on /health-check.)
         typer.echo(f"cocina serve: {exc}", err=True)
         raise typer.Exit(1) from None
-    owner, _, short = model_name.rpartition("/") if "/" in model_name else ("local", "", model_name)
-    settings = ServerSettings(
-        host=host,
-        port=port,
-        data_dir=data_dir or (root / ".cocina"),
-        model_owner=owner or "local",
-        model_name=short,
-        version_id=version_id,
+    if data_dir is None:
+        only = Path(_split_named(target_list[0])[1]) if len(specs) == 1 and target_list else None
+        data_dir = (only.resolve() if only is not None else Path.cwd()) / ".cocina"
+    serving_config = ServingConfig(
+        data_dir=data_dir,
+        public_url=f"http://{host}:{port}",
         concurrency=concurrency,
         max_queue=max_queue,
-        max_body_bytes=int(max_body_mb * 2**20),
         prediction_timeout_s=timeout,
         max_tokens_limit=max_tokens,
         drain_grace_s=drain_grace,
         retention_s=retention,
+        lease_s=lease,
+        load_timeout_s=load_timeout,
+        max_loaded=max_loaded,
+        memory_budget_bytes=budget,
+    )
+    server_config = ServerConfig(
+        host=host,
+        port=port,
+        max_body_bytes=int(max_body_mb * 2**20),
         api_token=os.environ.get(api_token_env) or None,
+        public_metrics=public_metrics,
+        drain_grace_s=drain_grace,
     )
-    build_server(settings, backend, generator).run()
-
-
-def _project_backends(
-    project: Any, model_name: str, concurrency: int | None, flags_env: dict[str, str]
-) -> tuple[Any, Any]:
-    """(generator, backend) for a project directory: the built-in LLM predictor in-process on one engine
-    (OpenAI surface included), or the worker child for user predictors (see `cocina.server.project`)."""
-    from cocina.config import ConfigError
-    from cocina.server.project import builtin_llm, resolve_project_model
-
-    llm = builtin_llm(project)
-    if llm is None:
-        from cocina.server.adapters import RunnerBackend
-        from cocina.worker.runner import Runner
-
-        return None, RunnerBackend(Runner(project, max_concurrency=concurrency, env_overrides=flags_env))
-    # LLMPredictor.model, read without importing cocina.llm (which imports torch: seconds before listening).
-    model = resolve_project_model(project, llm, _LLM_DEFAULT_MODEL)
-    logging.getLogger("cocina.server").info(
-        "serving %s in-process on cocina's engine (%s): model %s", project.predict_ref, llm.reason, model
-    )
-    # COCINA_* engine options as the worker child would see them: the project's `environment:` over ours, and the
-    # command line's flags over both and over the `cocina: engine:` keys they stand for.
-    env = {**os.environ, **project.environment, **flags_env}
-    options = {k: v for k, v in project.engine.items() if k not in {ENV_TO_ENGINE_KEY[e] for e in flags_env}}
-    try:
-        return engine_backends(model, model_name, env, options, concurrency)
-    except ConfigError as exc:
-        raise ConfigError(f"invalid `cocina: engine:` option in {project.config_file}: {exc.message}") from None
-
-
-_LLM_DEFAULT_MODEL = "cocina/demo"  # `cocina.llm.LLMPredictor.model`; tests/server checks they agree
-
-
-def engine_backends(
-    model: str,
-    model_name: str,
-    env: dict[str, str],
-    options: dict[str, Any],
-    concurrency: int | None,
-) -> tuple[Any, Any]:
-    """(generator, backend) on one engine that loads in the background once the server listens.
-
-    `options` (`cocina: engine:`) are checked here against `EngineConfig` (torch-free), so a typo stops the
-    command at once with `ConfigError`; everything that needs the model — finding it, torch, the weights —
-    happens in the backend's setup, where a failure is SETUP_FAILED with its message on `/health-check`.
-    """
-    from cocina.server.adapters import EngineGenerator, EngineHandle, InProcessLLMBackend
-
-    handle = EngineHandle(loader=engine_loader(model, env, options))
-    return EngineGenerator(handle, model_name), InProcessLLMBackend(handle, concurrency=concurrency)
-
-
-def engine_loader(model: str, env: dict[str, str], options: dict[str, Any]) -> EngineLoader:
-    """The blocking load of `model` for an `EngineHandle` (run in its thread), printing progress: the model's
-    path, dtype and device, then the engine's memory report (printed by `load_engine`), then the time taken.
-    Raises `ConfigError` at once for engine options `EngineConfig` refuses."""
-    import dataclasses
-
-    from cocina.config import ConfigError
-    from cocina.engine.config import EngineConfig
-
-    try:
-        dataclasses.replace(EngineConfig(), **options)
-    except (TypeError, ValueError) as exc:  # an option EngineConfig does not have, or a bad value
-        raise ConfigError(str(exc)) from None
-
-    def load(handle: EngineHandle) -> Any:
-        from cocina.models.resolve import resolve_model
-
-        path = resolve_model(model)  # a missing model fails here, before torch is imported
-        from cocina.llm import engine_config_from_env, load_engine  # imports torch: seconds
-
-        config = dataclasses.replace(engine_config_from_env(env), **options)
-        quantize = f", quantize {config.quantize}" if config.quantize else ""
-        handle.progress(f"loading model {path} (dtype {config.dtype}, device {config.device}{quantize})")
-        started = time.monotonic()
-        aengine = load_engine(path, config=config)  # prints "cocina engine: <memory report>" itself
-        handle.note(f"cocina engine: {aengine.engine.memory_report().describe()}")
-        handle.progress(f"model loaded in {time.monotonic() - started:.1f} s")
-        return aengine
-
-    return load
+    log = logging.getLogger("cocina.server")
+    for spec in specs:
+        kind = "language model" if spec.language_model else "predictor"
+        extra = " (default; Cog's root API)" if spec.name == chosen_default else ""
+        log.info("serving %s: %s from %s%s", spec.name, kind, spec.source, extra)
+    build_server(Serving(serving_config, specs, default=chosen_default), server_config).run()
 
 
 def register(app: typer.Typer) -> None:

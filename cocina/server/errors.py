@@ -1,15 +1,9 @@
-"""Domain exceptions and the one mapping from an exception to each surface's error body.
+"""The one mapping from an error to each API's response: Cog `{"detail"}`, Replicate problem+json, OpenAI
+`{"error"}`.
 
-Three surfaces answer errors three ways:
-
-- Cog (`/`, `/predictions...`): FastAPI's `{"detail": ...}`, with 422 `detail[]` items for invalid input.
-- Replicate (`/v1/...`): RFC 7807 problem+json `{"title", "detail", "status"}`.
-- OpenAI (`/v1/completions`, `/v1/chat/completions`, `GET /v1/models`): `{"error": {"message", "type",
-"param",
-  "code"}}`.
-
-Handlers call `error_response(surface_for_path(path), exc)`; so do the middlewares (413) — one place decides shapes.
-Nothing ever echoes an exception's repr or a traceback to the client.
+Serving's domain errors (`cocina.serving.errors`) get their HTTP status here; `ApiError` covers what only HTTP
+knows (a bad header, a missing token, a body too large, an unknown route). Handlers and middleware all call
+`error_response(surface_for_path(path), exc)`. Nothing ever echoes an exception's repr or a traceback.
 """
 
 from __future__ import annotations
@@ -17,12 +11,13 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from cocina.server.backend import InvalidInput
+from cocina.serving import errors as serving
 
 log = logging.getLogger("cocina.server")
 
@@ -46,16 +41,14 @@ def surface_for_path(path: str) -> Surface:
 
 
 class ApiError(Exception):
-    """An error with an HTTP status and a message safe to show to the client."""
+    """An HTTP-level error with a status and a message safe to show to the client."""
 
     status: int = 400
     title: str = "Bad request"
     openai_type: str = "invalid_request_error"
     openai_code: str | None = None
 
-    def __init__(
-        self, message: str, *, param: str | None = None, headers: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, param: str | None = None, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
@@ -76,7 +69,6 @@ class Unauthorized(ApiError):
 class NotFound(ApiError):
     status = 404
     title = "Not found"
-    openai_code = "model_not_found"
 
 
 class PayloadTooLarge(ApiError):
@@ -84,43 +76,41 @@ class PayloadTooLarge(ApiError):
     title = "Request entity too large"
 
 
-class QueueFull(ApiError):
-    """Every running slot is busy and the bounded queue is full."""
+class GenerationFailed(ApiError):
+    """A language-model request that was admitted but failed in the engine."""
 
-    status = 429
-    title = "Too many requests"
-    openai_type = "rate_limit_exceeded"
-    openai_code = "rate_limit_exceeded"
-
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__(
-            "Request was throttled: the prediction queue is full. "
-            f"Expected available in {retry_after_s} seconds.",
-            headers={"Retry-After": str(retry_after_s)},
-        )
-        self.retry_after_s = retry_after_s
-
-
-class Unavailable(ApiError):
-    """Setup has not finished, failed, or the server is draining."""
-
-    status = 503
-    title = "Service unavailable"
+    status = 500
+    title = "Generation failed"
     openai_type = "server_error"
-    openai_code = "service_unavailable"
-
-
-class ContextLengthExceeded(BadRequest):
-    openai_code = "context_length_exceeded"
 
 
 class RequestInvalid(Exception):
-    """The request body does not have the shape the endpoint expects (not the predictor's input:
-    `InvalidInput`)."""
+    """The request body does not have the shape the endpoint expects (not the predictor's input)."""
 
     def __init__(self, errors: Sequence[Mapping[str, Any]]) -> None:
         super().__init__("invalid request")
         self.errors = [_safe_error_item(e) for e in errors]
+
+
+@dataclass(frozen=True)
+class _Status:
+    status: int
+    title: str
+    openai_type: str = "invalid_request_error"
+    openai_code: str | None = None
+
+
+# Serving's errors, most specific first (ContextLengthExceeded is an InvalidRequest).
+_SERVING: tuple[tuple[type[serving.ServingError], _Status], ...] = (
+    (serving.ModelNotFound, _Status(404, "Not found", openai_code="model_not_found")),
+    (serving.PredictionNotFound, _Status(404, "Not found")),
+    (serving.ContextLengthExceeded, _Status(400, "Bad request", openai_code="context_length_exceeded")),
+    (serving.InvalidRequest, _Status(400, "Bad request")),
+    (serving.QueueFull, _Status(429, "Too many requests", "rate_limit_exceeded", "rate_limit_exceeded")),
+    (serving.ModelUnavailable, _Status(503, "Service unavailable", "server_error", "service_unavailable")),
+    (serving.StoreUnavailable, _Status(503, "Service unavailable", "server_error", "service_unavailable")),
+    (serving.ShuttingDown, _Status(503, "Service unavailable", "server_error", "service_unavailable")),
+)
 
 
 def _safe_error_item(e: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,40 +165,52 @@ def _openai(
 _HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 400: "Bad request", 401: "Unauthenticated"}
 
 
+def _by_status(
+    surface: Surface, st: _Status, message: str, param: str | None, headers: Mapping[str, str]
+) -> JSONResponse:
+    if surface is Surface.COG:
+        return _cog(st.status, message, headers)
+    if surface is Surface.REPLICATE:
+        return _problem(st.status, st.title, message, headers)
+    return _openai(st.status, message, st.openai_type, param, st.openai_code, headers)
+
+
+def _field_errors(surface: Surface, errors: list[dict[str, Any]], title: str) -> JSONResponse:
+    """422 (Cog, Replicate) or 400 (OpenAI) for items that each name a field."""
+    if surface is Surface.COG:
+        return _cog(422, errors)
+    if surface is Surface.REPLICATE:
+        fields = [
+            {"type": e["type"], "field": ".".join(str(x) for x in e["loc"][1:]), "description": e["msg"]}
+            for e in errors
+        ]
+        return _problem(422, title, _describe(errors), invalid_fields=fields)
+    return _openai(400, _describe(errors), "invalid_request_error", _param(errors))
+
+
 def error_response(surface: Surface, exc: BaseException) -> JSONResponse:
     """The response `surface` gives for `exc`; unknown exceptions become a generic 500 without details."""
-    if isinstance(exc, InvalidInput):
-        errors = [_safe_error_item(e) for e in exc.errors]
-        if surface is Surface.COG:
-            return _cog(422, errors)
-        if surface is Surface.REPLICATE:
-            fields = [
-                {"type": e["type"], "field": ".".join(str(x) for x in e["loc"][1:]), "description": e["msg"]}
-                for e in errors
-            ]
-            return _problem(422, "Input validation failed", _describe(errors), invalid_fields=fields)
-        return _openai(400, _describe(errors), "invalid_request_error", _param(errors))
+    if isinstance(exc, serving.InvalidInput):
+        return _field_errors(surface, [_safe_error_item(e) for e in exc.errors], "Input validation failed")
     if isinstance(exc, RequestInvalid):
-        if surface is Surface.COG:
-            return _cog(422, exc.errors)
         if surface is Surface.REPLICATE:
             return _problem(422, "Invalid request", _describe(exc.errors))
-        return _openai(400, _describe(exc.errors), "invalid_request_error", _param(exc.errors))
+        return _field_errors(surface, exc.errors, "Invalid request")
+    if isinstance(exc, serving.InvalidModelName):
+        item = {"loc": ["body", exc.param or "model"], "msg": exc.message, "type": "value_error"}
+        return _field_errors(surface, [item], "Invalid model name")
+    if isinstance(exc, serving.ServingError):
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
+        for kind, st in _SERVING:
+            if isinstance(exc, kind):
+                return _by_status(surface, st, exc.message, exc.param, headers)
     if isinstance(exc, ApiError):
-        if surface is Surface.COG:
-            return _cog(exc.status, exc.message, exc.headers)
-        if surface is Surface.REPLICATE:
-            return _problem(exc.status, exc.title, exc.message, exc.headers)
-        return _openai(exc.status, exc.message, exc.openai_type, exc.param, exc.openai_code, exc.headers)
+        st = _Status(exc.status, exc.title, exc.openai_type, exc.openai_code)
+        return _by_status(surface, st, exc.message, exc.param, exc.headers)
     if isinstance(exc, StarletteHTTPException):
         message = str(exc.detail) if exc.detail else _HTTP_TITLES.get(exc.status_code, "Error")
-        headers = dict(exc.headers or {})
-        if surface is Surface.COG:
-            return _cog(exc.status_code, message, headers)
-        if surface is Surface.REPLICATE:
-            title = _HTTP_TITLES.get(exc.status_code, "Error")
-            return _problem(exc.status_code, title, message, headers)
-        return _openai(exc.status_code, message, "invalid_request_error", headers=headers)
+        st = _Status(exc.status_code, _HTTP_TITLES.get(exc.status_code, "Error"))
+        return _by_status(surface, st, message, None, dict(exc.headers or {}))
     log.error("unhandled error", exc_info=exc)
     if surface is Surface.COG:
         return _cog(500, "Internal server error")

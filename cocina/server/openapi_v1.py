@@ -1,4 +1,4 @@
-"""`/v1/openapi.json`: one OpenAPI 3.0 document for every surface this server has.
+"""`/v1/openapi.json`: one OpenAPI 3.0 document for every surface and every model this server has.
 
 `/openapi.json` stays exactly what a Cog container serves (the predictor's Input/Output and the Cog paths):
 Cog's tooling and Replicate's version objects read the predictor's schema from it, and extra paths there would
@@ -10,10 +10,10 @@ included (problem+json on Replicate, `{"error": {...}}` on OpenAI). The fuzz tes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from cocina.server.openapi import cog_openapi
-from cocina.server.settings import ServerSettings
+from cocina.server.cog.openapi import cog_openapi
 
 _REF = "#/components/schemas/"
 _NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._-]+$"}
@@ -75,9 +75,18 @@ def _path(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema or _NAME}
 
 
-def _replicate_paths(settings: ServerSettings) -> dict[str, Any]:
-    owner = _path("owner", {"type": "string", "enum": [settings.model_owner]})
-    name = _path("name", {"type": "string", "enum": [settings.model_name]})
+@dataclass(frozen=True)
+class ModelEntry:
+    """A served model as the document describes it."""
+
+    name: str  # owner/name
+    version: str
+    default: bool  # Cog's root model: its Input is the document's `Input`
+    aliases: tuple[str, ...] = ()
+    language_model: bool = False
+
+
+def _replicate_paths(models: list[ModelEntry]) -> dict[str, Any]:
     headers = [
         {
             "name": "prefer",
@@ -95,8 +104,7 @@ def _replicate_paths(settings: ServerSettings) -> dict[str, Any]:
         },
     ]
 
-    def body(with_version: bool) -> dict[str, Any]:
-        ref = "VersionPredictionCreate" if with_version else "PredictionCreate"
+    def body(ref: str) -> dict[str, Any]:
         return {"required": True, "content": {"application/json": {"schema": {"$ref": _REF + ref}}}}
 
     create_responses = {
@@ -105,14 +113,59 @@ def _replicate_paths(settings: ServerSettings) -> dict[str, Any]:
     }
     pid = _path("prediction_id")
     fid = _path("file_id")
-    version = _path("version_id", {"type": "string", "enum": [settings.version_id]})
-    return {
+    paths: dict[str, Any] = {}
+    for m in models:
+        # Each model's own paths (its name literal): its predictions take its Input (the default model's is the
+        # document's `Input`; another model's input is any object here, its own schema being in its version).
+        create = "PredictionCreate" if m.default else "AnyPredictionCreate"
+        slug = m.name.replace("/", "_")
+        paths[f"/v1/models/{m.name}/predictions"] = {
+            "post": {
+                "operationId": f"replicate_create_model_prediction_{slug}",
+                "security": _SECURITY,
+                "parameters": headers,
+                "requestBody": body(create),
+                "responses": create_responses,
+            }
+        }
+        paths[f"/v1/deployments/{m.name}/predictions"] = {
+            "post": {
+                "operationId": f"replicate_create_deployment_prediction_{slug}",
+                "description": "A deployment named like a model routes to that model.",
+                "security": _SECURITY,
+                "parameters": headers,
+                "requestBody": body(create),
+                "responses": create_responses,
+            }
+        }
+        paths[f"/v1/models/{m.name}"] = {
+            "get": {
+                "operationId": f"replicate_get_model_{slug}",
+                "security": _SECURITY,
+                "responses": {"200": _ok("Model"), **_problems(401, 404)},
+            }
+        }
+        paths[f"/v1/models/{m.name}/versions"] = {
+            "get": {
+                "operationId": f"replicate_list_versions_{slug}",
+                "security": _SECURITY,
+                "responses": {"200": _ok("VersionPage"), **_problems(401, 404)},
+            }
+        }
+        paths[f"/v1/models/{m.name}/versions/{m.version}"] = {
+            "get": {
+                "operationId": f"replicate_get_version_{slug}",
+                "security": _SECURITY,
+                "responses": {"200": _ok("Version"), **_problems(401, 404)},
+            }
+        }
+    return paths | {
         "/v1/predictions": {
             "post": {
                 "operationId": "replicate_create_prediction",
                 "security": _SECURITY,
                 "parameters": headers,
-                "requestBody": body(True),
+                "requestBody": body("VersionPredictionCreate"),
                 "responses": create_responses,
             },
             "get": {
@@ -158,49 +211,6 @@ def _replicate_paths(settings: ServerSettings) -> dict[str, Any]:
                     ),
                     **_problems(401, 404),
                 },
-            }
-        },
-        "/v1/models/{owner}/{name}/predictions": {
-            "post": {
-                "operationId": "replicate_create_model_prediction",
-                "security": _SECURITY,
-                "parameters": [owner, name, *headers],
-                "requestBody": body(False),
-                "responses": create_responses,
-            }
-        },
-        "/v1/deployments/{owner}/{name}/predictions": {
-            "post": {
-                "operationId": "replicate_create_deployment_prediction",
-                "description": "Any deployment name routes to the one model this server serves.",
-                "security": _SECURITY,
-                "parameters": [_path("owner"), _path("name"), *headers],
-                "requestBody": body(False),
-                "responses": create_responses,
-            }
-        },
-        "/v1/models/{owner}/{name}": {
-            "get": {
-                "operationId": "replicate_get_model",
-                "security": _SECURITY,
-                "parameters": [owner, name],
-                "responses": {"200": _ok("Model"), **_problems(401, 404)},
-            }
-        },
-        "/v1/models/{owner}/{name}/versions": {
-            "get": {
-                "operationId": "replicate_list_versions",
-                "security": _SECURITY,
-                "parameters": [owner, name],
-                "responses": {"200": _ok("VersionPage"), **_problems(401, 404)},
-            }
-        },
-        "/v1/models/{owner}/{name}/versions/{version_id}": {
-            "get": {
-                "operationId": "replicate_get_version",
-                "security": _SECURITY,
-                "parameters": [owner, name, version],
-                "responses": {"200": _ok("Version"), **_problems(401, 404)},
             }
         },
         "/v1/files": {
@@ -281,7 +291,23 @@ def _openai_paths() -> dict[str, Any]:
 
 
 def _common_paths() -> dict[str, Any]:
+    health = {
+        "type": "object",
+        "required": ["status", "models"],
+        "properties": {"status": {"type": "string"}, "models": {"type": "object"}},
+    }
     return {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "description": "200 when the server can serve (every warm model loaded), 503 while starting, "
+                "draining or when a warm model failed to load.",
+                "responses": {
+                    "200": _content("application/json", health, "Ready"),
+                    "503": _content("application/json", health, "Not ready"),
+                },
+            }
+        },
         "/v1/models": {
             "get": {
                 "operationId": "list_models",
@@ -297,15 +323,11 @@ def _common_paths() -> dict[str, Any]:
                 "responses": {"200": _ok("Object", "This document"), **_problems(401)},
             }
         },
-        "/openapi.json": {
-            "get": {"operationId": "openapi_cog", "responses": {"200": _ok("Object", "Cog's document")}}
-        },
+        "/openapi.json": {"get": {"operationId": "openapi_cog", "responses": {"200": _ok("Object", "Cog's document")}}},
         "/metrics": {
             "get": {
                 "operationId": "metrics",
-                "responses": {
-                    "200": _content("text/plain", {"type": "string"}, "Prometheus text exposition format")
-                },
+                "responses": {"200": _content("text/plain", {"type": "string"}, "Prometheus text exposition format")},
             }
         },
     }
@@ -315,7 +337,9 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "nullable": True}
 
 
-def _schemas(settings: ServerSettings, model_names: list[str], input_required: bool) -> dict[str, Any]:
+def _schemas(
+    models: list[ModelEntry], openai_names: list[str], max_tokens_limit: int, input_required: bool
+) -> dict[str, Any]:
     ts = _nullable({"type": "string"})
     prediction = {
         "type": "object",
@@ -353,8 +377,10 @@ def _schemas(settings: ServerSettings, model_names: list[str], input_required: b
         },
         "stream": _nullable({"type": "boolean"}),
     }
-    ref = settings.model_ref
-    version = {"type": "string", "enum": [settings.version_id, ref, f"{ref}:{settings.version_id}"]}
+    refs: list[str] = []
+    for m in models:
+        refs += [m.version, m.name, f"{m.name}:{m.version}"]
+    version = {"type": "string", "enum": refs}
     version_obj = {
         "type": "object",
         "required": ["id", "created_at", "cog_version", "openapi_schema"],
@@ -367,8 +393,8 @@ def _schemas(settings: ServerSettings, model_names: list[str], input_required: b
     }
     page_keys = {"next": ts, "previous": ts}
     sampling = {
-        "model": {"type": "string", "enum": model_names},
-        "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": settings.max_tokens_limit}),
+        "model": {"type": "string", "enum": openai_names or ["-"]},
+        "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": max_tokens_limit}),
         "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
         "top_p": _nullable({"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 1}),
         "n": {"type": "integer", "minimum": 1, "maximum": 16, "default": 1},
@@ -436,9 +462,7 @@ def _schemas(settings: ServerSettings, model_names: list[str], input_required: b
         "properties": {
             **sampling,
             "messages": {"type": "array", "minItems": 1, "items": {"$ref": _REF + "ChatMessage"}},
-            "max_completion_tokens": _nullable(
-                {"type": "integer", "minimum": 1, "maximum": settings.max_tokens_limit}
-            ),
+            "max_completion_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": max_tokens_limit}),
             "logprobs": {"type": "boolean", "default": False},
             "top_logprobs": _nullable({"type": "integer", "minimum": 0, "maximum": 20}),
             "response_format": _nullable(
@@ -457,6 +481,7 @@ def _schemas(settings: ServerSettings, model_names: list[str], input_required: b
         "properties": {k: {"type": "integer"} for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
     }
     finish = _nullable({"type": "string", "enum": ["stop", "length"]})
+
     def answer(object_name: str, content_key: str, content: dict[str, Any]) -> dict[str, Any]:
         """A non-streamed OpenAI answer: completions and chat differ only in `object` and each choice's content."""
         return {
@@ -498,10 +523,15 @@ def _schemas(settings: ServerSettings, model_names: list[str], input_required: b
             "required": ["input"] if input_required else [],
             "properties": create_props,
         },
+        "AnyPredictionCreate": {
+            "type": "object",
+            "properties": {**create_props, "input": {"type": "object"}},
+        },
         "VersionPredictionCreate": {
             "type": "object",
-            "required": ["version", *(["input"] if input_required else [])],
-            "properties": {"version": version, **create_props},
+            "required": ["version"],
+            # The version picks the model, whose input is checked against its own schema (422 otherwise).
+            "properties": {"version": version, **create_props, "input": {"type": "object"}},
         },
         "PredictionPage": {
             "type": "object",
@@ -596,26 +626,20 @@ def _schemas(settings: ServerSettings, model_names: list[str], input_required: b
     }
 
 
-def full_openapi(
-    predictor_schema: dict[str, Any],
-    settings: ServerSettings,
-    *,
-    with_openai: bool,
-    generator_name: str | None = None,
-) -> dict[str, Any]:
-    """The whole server's document: Cog's (from the predictor's schema) plus Replicate v1, and OpenAI when
-    the server has a language model (`generator_name` is its OpenAI model id)."""
-    doc = cog_openapi(predictor_schema)
+def full_openapi(default_schema: dict[str, Any], models: list[ModelEntry], *, max_tokens_limit: int) -> dict[str, Any]:
+    """The whole server's document: Cog's (the default model's schema) plus Replicate v1 for every model, and
+    OpenAI's paths when the server has language models (their names and aliases as `model`'s enum)."""
+    doc = cog_openapi(default_schema)
     doc["info"] = {"title": "cocina", "version": "1", "description": "Cog, Replicate v1 and OpenAI APIs"}
     schemas = doc["components"]["schemas"]
     input_required = bool(schemas["Input"].get("required"))
-    names = [n for n in (generator_name, settings.model_ref) if n]
-    schemas.update(_schemas(settings, list(dict.fromkeys(names)), input_required))
+    openai_names = [n for m in models if m.language_model for n in (m.name, *m.aliases)]
+    schemas.update(_schemas(models, openai_names, max_tokens_limit, input_required))
     doc["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
     paths = doc["paths"]
-    paths.update(_replicate_paths(settings))
+    paths.update(_replicate_paths(models))
     paths.update(_common_paths())
-    if with_openai:
+    if openai_names:
         paths.update(_openai_paths())
     else:
         for schema_name in ("CompletionRequest", "ChatMessage", "ChatRequest", "Usage", "Completion", "ChatCompletion"):

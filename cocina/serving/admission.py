@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cocina.serving.errors import StoreUnavailable
 from cocina.serving.files import new_id
 from cocina.serving.jobs import GenerationJob, Job, PredictJob
-from cocina.serving.model import ServedModel
+from cocina.serving.model import ModelState, ServedModel
 from cocina.serving.runtime import ActivePrediction
 from cocina.store import PredictionRecord, StoreError
 
@@ -73,6 +73,8 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
     else:
         runtime = models.resolve(req.model, req.model_field)
     model = runtime.model
+    if model.state in (ModelState.FAILED, ModelState.STOPPED):
+        raise model.unavailable()
     timeout = serving.config.load_timeout_s
     job: Job
     if req.generation is not None:

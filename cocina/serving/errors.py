@@ -54,8 +54,7 @@ class QueueFull(ServingError):
 
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(
-            "Request was throttled: the prediction queue is full. "
-            f"Expected available in {retry_after_s} seconds.",
+            f"Request was throttled: the prediction queue is full. Expected available in {retry_after_s} seconds.",
             retry_after_s=retry_after_s,
         )
 

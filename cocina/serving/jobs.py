@@ -93,9 +93,7 @@ class GenerationJob:
 
     def partial(self) -> dict[str, Any]:
         """What a failed or canceled job had produced, per choice."""
-        return {
-            "choices": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason} for c in self.choices]
-        }
+        return {"choices": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason} for c in self.choices]}
 
 
 Job = PredictJob | GenerationJob

@@ -86,6 +86,7 @@ class ServedModel:
         self.schema = schema  # the predictor's Cog OpenAPI document (cached from an earlier load, or None)
         self.language_model_info = language_model  # {"max_model_len": N, ...} once loaded
         self.setup: SetupInfo | None = None
+        self.version_created_at = utc_now()  # when this version was first served (from the store)
         self.last_used = time.monotonic()
         self.loaded_at: float | None = None
         self.load_count = 0
@@ -202,6 +203,8 @@ class ServedModel:
             result.error,
         )
         self.setup = info
+        for line in info.logs.splitlines():
+            log.info("%s: %s", self.name, line)  # the model's setup output, on the server's terminal too
         if self.state is ModelState.STOPPED:
             await runner.shutdown(grace_s=0)
             return info

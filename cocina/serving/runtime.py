@@ -463,9 +463,7 @@ class ModelRuntime:
         changed, active.changed = active.changed, asyncio.Event()
         changed.set()
         if active.webhook is not None:
-            kind = {Started: "start", LogChunk: "logs", OutputChunk: "output", Completed: "completed"}.get(
-                type(event)
-            )
+            kind = {Started: "start", LogChunk: "logs", OutputChunk: "output", Completed: "completed"}.get(type(event))
             if kind is not None:
                 active.webhook.notify(kind)
 
@@ -519,8 +517,8 @@ class ModelRuntime:
 
     # ---- cancel
 
-    async def cancel(self, active: ActivePrediction, reason: CancelReason) -> None:
-        """Cancel a queued or running prediction of this model."""
+    def cancel(self, active: ActivePrediction, reason: CancelReason) -> None:
+        """Cancel a queued or running prediction of this model (a running one stops in the background)."""
         pid = active.record.id
         if active.record.status.is_terminal or active.cancel_reason is not None:
             return
@@ -580,9 +578,7 @@ class ModelRuntime:
         for active in late:
             if active.task is not None:
                 active.task.cancel()
-        await asyncio.gather(
-            *(t for t in (self._dispatcher, self._loader) if t is not None), return_exceptions=True
-        )
+        await asyncio.gather(*(t for t in (self._dispatcher, self._loader) if t is not None), return_exceptions=True)
         await self.model.unload(grace_s=1.0, stopping=True)
 
     # ---- following a prediction
@@ -600,4 +596,3 @@ class ModelRuntime:
                 if isinstance(ev, Completed):
                     return
             await changed.wait()
-

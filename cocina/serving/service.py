@@ -86,11 +86,15 @@ class Serving:
         runtimes = []
         for spec in self.specs:
             cached = self.store.get_version(spec.name, spec.version)
+            if cached is None:
+                cached = VersionRecord(spec.name, spec.version)
+                self.store.put_version(cached)  # first served now: its creation time stays across restarts
             model = ServedModel(
                 spec,
-                schema=cached.openapi_schema if cached and cached.openapi_schema else None,
-                language_model=(cached.info.get("language_model") if cached else None),
+                schema=cached.openapi_schema or None,
+                language_model=cached.info.get("language_model"),
             )
+            model.version_created_at = cached.created_at
             runtimes.append(ModelRuntime(model, ctx, load=self._load))
         self.models = ModelSet(runtimes, config, self._default)
         if self.models.default_name is not None:
@@ -121,7 +125,11 @@ class Serving:
             if model.language_model_info is not None:
                 info["language_model"] = model.language_model_info
             try:
-                self.store.put_version(VersionRecord(model.name, model.version, openapi_schema=model.schema, info=info))
+                self.store.put_version(
+                    VersionRecord(
+                        model.name, model.version, model.version_created_at, openapi_schema=model.schema, info=info
+                    )
+                )
             except Exception:
                 log.exception("could not record version %s of %s", model.version, model.name)
 
@@ -198,12 +206,13 @@ class Serving:
         output = schema.get("components", {}).get("schemas", {}).get("Output", {})
         return bool(output.get("x-cog-array-type") == "iterator")
 
-    async def cancel(self, prediction_id: str, reason: CancelReason = CancelReason.USER) -> PredictionRecord | None:
-        """Cancel a queued or running prediction; returns it as it stands (None if unknown)."""
+    def cancel(self, prediction_id: str, reason: CancelReason = CancelReason.USER) -> PredictionRecord | None:
+        """Cancel a queued or running prediction; returns it as it stands (None if unknown). A running one
+        stops in the background (its record says so once it has)."""
         active = self.book.active.get(prediction_id)
         if active is None:
             return self.get(prediction_id)
-        await active.runtime.cancel(active, reason)
+        active.runtime.cancel(active, reason)
         return active.record
 
     def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
@@ -219,9 +228,7 @@ class Serving:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Whether the server can serve (READY, and every warm model loaded), and what each model is doing."""
         models = {rt.model.name: rt.model.state.value for rt in self.models} if hasattr(self, "models") else {}
-        warm_ready = all(
-            rt.model.state is ModelState.READY for rt in getattr(self, "models", []) if rt.model.spec.warm
-        )
+        warm_ready = all(rt.model.state is ModelState.READY for rt in getattr(self, "models", []) if rt.model.spec.warm)
         ok = self.state is ServerState.READY and warm_ready
         status = "ok" if ok else ("starting" if self.state in (ServerState.STARTING, ServerState.READY) else "draining")
         failed = [n for n, s in models.items() if s == ModelState.FAILED.value]

@@ -131,23 +131,25 @@ def model_spec(
     *,
     name: str | None = None,
     engine_options: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
     warm: bool = False,
     cwd: Path | None = None,
 ) -> ModelSpec:
     """`cocina serve --model ID_OR_PATH`: the built-in `LLMPredictor` on that model.
 
     Named `name`, else the id when it is `owner/name`, else `local/<directory name>`; the OpenAI API also
-    accepts `model` as given (and `name` without an owner)."""
+    accepts `model` as given (and `name` without an owner). Engine options: `COCINA_*` in `environ` (the
+    server's environment), then `engine_options` (the command line)."""
     from cocina.config import ProjectConfig
+    from cocina.engine_options import config_fields_from_env
 
     local = Path(model).expanduser()
     if name is None:
-        if local.exists():
-            name = f"local/{_slug(local.resolve().name)}"
-        elif _PART.match(model.partition("/")[0]) and _PART.match(model.partition("/")[2] or "-"):
-            name = model if "/" in model else f"local/{_slug(model)}"
+        owner, slash, short = model.partition("/")
+        if not local.exists() and slash and _PART.match(owner) and _PART.match(short):
+            name = model  # a hub id, `org/model`: its own name
         else:
-            name = f"local/{_slug(model)}"
+            name = f"local/{_slug(local.name or model)}"  # a directory (there or not), or a bare id
     aliases = [model]
     if "/" not in name:
         aliases.append(name)
@@ -156,7 +158,11 @@ def model_spec(
     root = (cwd or Path.cwd()).resolve()
     project = ProjectConfig(root=root, config_file=root / "cocina.yaml", predict_ref="cocina.llm:LLMPredictor")
     version = version_id(local) if local.exists() else hashlib.sha256(model.encode()).hexdigest()
-    config = _engine_config([engine_options or {}], "the command line")
+    try:
+        from_env = config_fields_from_env(environ or {})
+    except ValueError as exc:
+        raise SpecError(f"invalid engine option in the environment: {exc}") from None
+    config = _engine_config([from_env, engine_options or {}], "the command line")
     path = str(local.resolve()) if local.exists() else model
     return ModelSpec(
         name=name,

@@ -30,9 +30,7 @@ class WebhookSender:
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def channel(
-        self, url: str, events_filter: list[str], payload: Callable[[], dict[str, Any]]
-    ) -> WebhookChannel:
+    def channel(self, url: str, events_filter: list[str], payload: Callable[[], dict[str, Any]]) -> WebhookChannel:
         """A channel for one prediction; `payload()` renders the prediction as it stands at send time."""
         return WebhookChannel(self, url, frozenset(events_filter or EVENT_TYPES), payload)
 

@@ -368,7 +368,11 @@ class Child:
         engine = getattr(llm, "engine", None) if llm is not None else None
         if engine is None or not self.is_async:
             return None
-        return {"max_model_len": int(engine.engine.max_model_len), "model": str(getattr(llm, "model_path", ""))}
+        return {
+            "max_model_len": int(engine.engine.max_model_len),
+            "vocab_size": int(engine.engine.runner.vocab_size),
+            "model": str(getattr(llm, "model_path", "")),
+        }
 
     def _setup_call(self) -> Any:
         from cocina.sdk.predictor import setup_kwargs
@@ -379,7 +383,10 @@ class Child:
         return setup(**setup_kwargs(self.predictor, self.root))
 
     def _setup_failed(self, exc: BaseException) -> None:
-        self._log_traceback(exc, None)
+        if getattr(exc, "show_traceback", True):
+            self._log_traceback(exc, None)
+        else:  # an error whose message is the whole story (e.g. a model that is not there)
+            self.channel.send(Log(_describe_setup(exc) + "\n", "stderr"), None)
         self.stdout.flush()
         self.stderr.flush()
         _flush_c_stdio()

@@ -711,12 +711,14 @@ class Runner:
         """Attribute a log chunk: to its prediction, else to the sole running ones, else to setup."""
         if child is not self._child:
             return
+        # A generation's stream is tokens only: output written meanwhile belongs to the predictions, if any.
+        running = [p for p in child.running.values() if not p.generation]
         if tag is not None:
-            targets = [p for p in (child.running.get(tag),) if p is not None]
-        elif child.running:
+            targets = [p for p in (child.running.get(tag),) if p is not None and not p.generation]
+        elif running:
             # fd-level output (C code, subprocesses) carries no tag; with several predictions running it is
             # impossible to tell whose it is, so each of them gets it.
-            targets = list(child.running.values())
+            targets = running
         else:
             targets = []
         if not targets:
@@ -726,7 +728,7 @@ class Runner:
                     self.log_listener(log)
             return
         for prediction in targets:
-            secrets = prediction.secrets if tag is not None else _all_secrets(child.running.values())
+            secrets = prediction.secrets if tag is not None else _all_secrets(running)
             data = _redact(log.data, secrets)
             prediction.events.put_nowait(Log(data, log.source, log.traceback))
 

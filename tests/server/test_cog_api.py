@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.conftest import LiveServer, start_server
-from tests.server.fixtures.backends import EchoBackend
+from cocina.store import SQLiteStore
+from tests.server.conftest import LiveServer, echo_spec, start_server
 from tests.server.fixtures.webhook_sink import WebhookSink
 from tests.server.sse import parse_sse
 
@@ -74,15 +74,19 @@ def test_malformed_bodies_are_422_never_500(live: LiveServer) -> None:
 def test_failed_prediction(live: LiveServer) -> None:
     body = live.client.post("/predictions", json={"input": {"text": "x", "mode": "fail"}}).json()
     assert body["status"] == "failed"
-    assert body["error"] == "ValueError: boom"
-    assert "Traceback" in body["logs"]
+    assert body["error"] == "boom"  # Cog reports the exception's message
+    assert "Traceback" in body["logs"] and "ValueError: boom" in body["logs"]
 
 
-def test_backend_crash_fails_prediction_server_stays_ready(live: LiveServer) -> None:
+def test_model_process_crash_fails_that_prediction_and_the_model_reloads(live: LiveServer) -> None:
+    pid = live.runtime().model.pid
     body = live.client.post("/predictions", json={"input": {"text": "x", "mode": "crash", "n": 3}}).json()
     assert body["status"] == "failed"
-    assert "RuntimeError" in body["error"] and "Traceback" not in body["error"]
-    assert live.client.get("/health-check").json()["status"] == "READY"
+    assert "SIGKILL" in body["error"] and "Traceback" not in body["error"]
+    assert body["output"] == ["x0"]  # what it produced before dying
+    # The default model is kept warm: a new process is loaded at once, and serves the next prediction.
+    live.wait_status("READY")
+    assert live.runtime().model.pid != pid
     assert live.client.post("/predictions", json={"input": {"text": "ok"}}).json()["status"] == "succeeded"
 
 
@@ -96,7 +100,7 @@ def test_respond_async_then_idempotent_put(live: LiveServer) -> None:
     assert r2.status_code == 202 and r2.json()["id"] == "p-1"
     final = live.client.put("/predictions/p-1", json=payload).json()
     assert final["status"] == "succeeded" and final["output"] == ["a0", "a1", "a2"]
-    assert live.backend.started.count("p-1") == 1
+    assert final["logs"] == "echo ok\n" and final["created_at"] == r.json()["created_at"]  # one run
 
 
 def test_put_id_mismatch_is_422(live: LiveServer) -> None:
@@ -184,7 +188,7 @@ def test_terminal_webhook_is_retried(live: LiveServer) -> None:
 
 
 def test_queue_bound_429_and_no_5xx(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "d", EchoBackend(), concurrency=1, max_queue=2)
+    srv = start_server(tmp_path / "d", concurrency=1, max_queue=2)
     try:
         codes = []
         for i in range(6):
@@ -204,7 +208,7 @@ def test_queue_bound_429_and_no_5xx(tmp_path: Path) -> None:
 
 
 def test_body_size_limit_413(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "d", EchoBackend(), max_body_bytes=2048)
+    srv = start_server(tmp_path / "d", max_body_bytes=2048)
     try:
         r = srv.client.post("/predictions", json={"input": {"text": "x" * 5000}})
         assert r.status_code == 413
@@ -221,7 +225,7 @@ def test_body_size_limit_413(tmp_path: Path) -> None:
 
 
 def test_prediction_deadline_fails_the_prediction(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "d", EchoBackend(), prediction_timeout_s=0.3)
+    srv = start_server(tmp_path / "d", prediction_timeout_s=0.3)
     try:
         body = srv.client.post("/predictions", json={"input": {"text": "t", "n": 50, "delay": 0.05}}).json()
         assert body["status"] == "failed"
@@ -231,29 +235,39 @@ def test_prediction_deadline_fails_the_prediction(tmp_path: Path) -> None:
 
 
 def test_setup_failed_health_and_predictions_refused(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "d", EchoBackend(setup_fails=True), wait_for="SETUP_FAILED")
+    srv = start_server(tmp_path / "d", [echo_spec(env={"ECHO_SETUP_FAIL": "1"})], wait="SETUP_FAILED")
     try:
         health = srv.client.get("/health-check").json()
         assert health["setup"]["status"] == "failed"
-        assert "ValueError: no weights" in health["setup"]["logs"]
+        assert "loading weights" in health["setup"]["logs"] and "ValueError: no weights" in health["setup"]["logs"]
         r = srv.client.post("/predictions", json={"input": {"text": "x"}})
-        assert r.status_code == 503
+        assert r.status_code == 503 and "no weights" in r.json()["detail"]
+        assert srv.client.get("/health").status_code == 503  # a warm model that failed: not ready
     finally:
         srv.stop()
 
 
-def test_health_starting_then_ready(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "d", EchoBackend(setup_delay_s=0.5), wait_for=None)
+def test_a_prediction_during_setup_waits_for_it(tmp_path: Path) -> None:
+    """As Replicate's cold boot: while the model sets up, a prediction is accepted (status starting) and runs
+    once setup ends, instead of being refused."""
+    srv = start_server(tmp_path / "d", [echo_spec(env={"ECHO_SETUP_DELAY": "1.5"})], wait=None)
     try:
         assert srv.client.get("/health-check").json()["status"] == "STARTING"
-        assert srv.client.post("/predictions", json={"input": {"text": "x"}}).status_code == 503
+        assert srv.client.get("/health").status_code == 503
+        early = srv.client.post("/predictions", json={"input": {"text": "x"}}, headers={"Prefer": "respond-async"})
+        assert early.status_code == 202 and early.json()["status"] == "starting"
+        done = srv.client.post("/predictions", json={"input": {"text": "y", "n": 1}})
+        assert done.status_code == 200 and done.json()["output"] == ["y0"]
         srv.wait_status("READY")
+        assert srv.client.get("/health").json() == {"status": "ok", "models": {"acme/echo": "ready"}}
+        final = srv.client.put(f"/predictions/{early.json()['id']}", json={"input": {}}).json()
+        assert final["status"] == "succeeded" and final["output"] == ["x0", "x1", "x2"]
     finally:
         srv.stop()
 
 
 def test_shutdown_endpoint_drains(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "d", EchoBackend(), drain_grace_s=0.3)
+    srv = start_server(tmp_path / "d", drain_grace_s=0.3)
     client = httpx.Client(base_url=srv.url, timeout=10)
     try:
         long = client.post(
@@ -274,9 +288,7 @@ def test_shutdown_endpoint_drains(tmp_path: Path) -> None:
     finally:
         client.close()
         srv.client.close()
-    from cocina.server.store import PredictionStore
-
-    store = PredictionStore(tmp_path / "d" / "predictions.db")
+    store = SQLiteStore(tmp_path / "d" / "predictions.db")
     short_rec, long_rec = store.get("short"), store.get("long")
     assert short_rec is not None and long_rec is not None
     assert short_rec.status.value == "succeeded"  # finished within the grace period
@@ -294,7 +306,7 @@ def test_one_structured_access_log_line_per_request(live: LiveServer, caplog: py
 
 
 def test_predictor_that_ignores_cancel_is_given_up(live: LiveServer) -> None:
-    live.runtime.cancel_grace_s = 0.3
+    live.runtime().cancel_grace_s = 0.3
     live.client.put(
         "/predictions/stubborn",
         json={"input": {"text": "h", "n": 100, "delay": 0.2, "mode": "hang"}},

@@ -12,17 +12,28 @@ import pytest
 import replicate
 from replicate.exceptions import ModelError, ReplicateError
 
-from tests.server.conftest import LiveServer, start_server
-from tests.server.fixtures.backends import EchoBackend
+from cocina.serving.spec import version_id
+from tests.server.conftest import ECHO, LiveServer, plain_spec, start_server
 from tests.server.sse import parse_sse
 
 TOKEN = "r8_test_token"
-VERSION = "a" * 64
+VERSION = version_id(ECHO)  # the echo project's content hash
 
 
 @pytest.fixture
 def authed(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = start_server(tmp_path / "data", EchoBackend(iterator=True), api_token=TOKEN)
+    srv = start_server(tmp_path / "data", api_token=TOKEN)
+    try:
+        yield srv
+    finally:
+        if srv.thread.is_alive():
+            srv.stop()
+
+
+@pytest.fixture
+def live_plain(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server whose predictor has a plain (non-iterator) string output."""
+    srv = start_server(tmp_path / "data", [plain_spec("acme/echo")])
     try:
         yield srv
     finally:
@@ -51,13 +62,14 @@ def test_run_by_model_and_polling_when_wait_runs_out(authed: LiveServer) -> None
 
 def test_run_plain_output(live_plain: LiveServer) -> None:
     c = replicate.Client(api_token="any", base_url=live_plain.url)
-    assert c.run(f"acme/echo:{VERSION}", input={"text": "plain"}) == "plain"
+    version = live_plain.runtime().model.version
+    assert c.run(f"acme/echo:{version}", input={"text": "plain"}) == "plain"
 
 
 def test_failed_prediction_raises_model_error(authed: LiveServer) -> None:
     with pytest.raises(ModelError) as err:
         client(authed).run(f"acme/echo:{VERSION}", input={"text": "x", "mode": "fail"})
-    assert err.value.prediction.error == "ValueError: boom"
+    assert err.value.prediction.error == "boom"
 
 
 def test_stream(authed: LiveServer) -> None:
@@ -89,16 +101,20 @@ def test_predictions_create_get_list_cancel(authed: LiveServer) -> None:
     got = c.predictions.get(pred.id)
     assert got.status == "canceled" and got.metrics and "predict_time" in got.metrics
     other = c.models.predictions.create(model="acme/echo", input={"text": "m"})
-    dep = c.deployments.predictions.create("acme/echo-prod", input={"text": "d"})
+    dep = c.deployments.predictions.create("acme/echo", input={"text": "d"})
     other.wait()
     dep.wait()
     assert other.output == ["m0", "m1", "m2"] and dep.status == "succeeded"
+    assert c.predictions.get(dep.id).model == "acme/echo"
+    with pytest.raises(ReplicateError) as err:
+        c.deployments.predictions.create("acme/nope", input={"text": "d"})
+    assert err.value.status == 404
     ids = [p.id for p in c.predictions.list().results]
     assert ids[:3] == [dep.id, other.id, pred.id]  # newest first
 
 
 def test_list_cursor_pagination(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "d", EchoBackend(), max_queue=300, concurrency=4)
+    srv = start_server(tmp_path / "d", max_queue=300, concurrency=4)
     try:
         c = replicate.Client(api_token="t", base_url=srv.url)
         created = {c.predictions.create(version=VERSION, input={"text": "p", "n": 0}).id for _ in range(105)}
@@ -155,6 +171,13 @@ def test_validation_and_version_errors_are_problem_json(authed: LiveServer) -> N
     with pytest.raises(ReplicateError) as err:
         c.predictions.create(version="b" * 64, input={"text": "x"})
     assert err.value.status == 404
+    with pytest.raises(ReplicateError) as err:
+        c.predictions.create(version="acme/echo:" + "c" * 64, input={"text": "x"})
+    assert err.value.status == 404 and "not found" in (err.value.detail or "")
+    for malformed in ("not a version", "acme/echo:", "/echo", "a/b/c"):
+        with pytest.raises(ReplicateError) as err:
+            c.predictions.create(version=malformed, input={"text": "x"})
+        assert err.value.status == 422 and "version" in (err.value.detail or ""), malformed
     h = {"Authorization": f"Bearer {TOKEN}"}
     r = httpx.post(f"{authed.url}/v1/predictions", content=b"{", headers=h)
     assert r.status_code == 422 and r.json()["status"] == 422

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids with one structured access-log line, and the request body size limit."""
+"""Request ids with one structured access-log line per request (pure ASGI)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cocina.server.errors import PayloadTooLarge, error_response, surface_for_path
-
 access_log = logging.getLogger("cocina.server.access")
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -26,9 +24,7 @@ class RequestIdMiddleware:
     `on_response(path, method, status, duration_s)` is called then too (the metrics); it must not raise.
     """
 
-    def __init__(
-        self, app: ASGIApp, on_response: Callable[[str, str, int, float], None] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, on_response: Callable[[str, str, int, float], None] | None = None) -> None:
         self.app = app
         self.on_response = on_response
 
@@ -79,44 +75,3 @@ class RequestIdMiddleware:
             if client:
                 record["client"] = client[0]
             access_log.info(json.dumps(record))
-
-
-class BodySizeLimitMiddleware:
-    """Refuses bodies over `max_bytes` with 413 in the surface's error shape: at once when `Content-Length`
-    says so, else when the streamed body crosses the limit (the app's body read raises `PayloadTooLarge`)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = None
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = None
-                break
-        if declared is not None and declared > self.max_bytes:
-            response = error_response(surface_for_path(scope.get("path", "")), self._error())
-            await response(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self._error()
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-    def _error(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"The request body is larger than the limit of {self.max_bytes} bytes.")

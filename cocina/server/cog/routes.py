@@ -1,10 +1,9 @@
-"""The Cog HTTP API, as the server inside a Cog container serves it, except that a busy server queues (Cog:
-409).
+"""Cog's HTTP API on the server's default model, except that a busy model queues (Cog: 409).
 
-`/`, `/health-check`, `/openapi.json` (see `openapi.py`), `POST /predictions`, idempotent `PUT /predictions/{id}`,
+`/`, `/health-check`, `/openapi.json`, `POST /predictions`, idempotent `PUT /predictions/{id}`,
 `POST /predictions/{id}/cancel`, `POST /shutdown`. `Prefer: respond-async` answers 202 at once; `Accept:
 text/event-stream` streams `start`, `log`, `output` and `completed` events; otherwise the request waits for the
-result.
+result. Every prediction goes through serving's one admission function.
 """
 
 from __future__ import annotations
@@ -17,9 +16,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from cocina.server.bodies import accepts_event_stream, dumps, parse_body, prefer_tokens, sse_event
+from cocina.server.cog.openapi import cog_openapi
+from cocina.server.cog.render import cog_prediction
 from cocina.server.errors import NotFound, RequestInvalid
-from cocina.server.runtime import Runtime
-from cocina.server.store import PredictionRecord
+from cocina.server.state import serving_of
+from cocina.serving import AdmissionRequest, ModelState, ServerState, Serving
+from cocina.serving.events import Completed, LogChunk, OutputChunk, Started
 
 router = APIRouter()
 
@@ -37,31 +39,6 @@ class CogPredictionRequest(pydantic.BaseModel):
     webhook_events_filter: list[WebhookEvent] | None = None
 
 
-def cog_prediction(rec: PredictionRecord) -> dict[str, Any]:
-    """Cog's `PredictionResponse`."""
-    body: dict[str, Any] = {
-        "id": rec.id,
-        "input": rec.input,
-        "output": rec.output,
-        "logs": rec.logs,
-        "error": rec.error,
-        "status": rec.status.value,
-        "created_at": rec.created_at,
-        "started_at": rec.started_at,
-        "completed_at": rec.completed_at,
-        "metrics": {k: v for k, v in rec.metrics.items() if k == "predict_time"},
-    }
-    if rec.webhook:
-        body["webhook"] = rec.webhook
-        body["webhook_events_filter"] = rec.webhook_events_filter or ["start", "output", "logs", "completed"]
-    return body
-
-
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 @router.get("/")
 async def index() -> dict[str, Any]:
     return {
@@ -75,9 +52,40 @@ async def index() -> dict[str, Any]:
     }
 
 
+def cog_health(serving: Serving) -> dict[str, Any]:
+    """Cog's `/health-check` body: the default model's state and its last setup."""
+    runtime = serving.models.default
+    model = runtime.model
+    if serving.state is ServerState.STOPPED:
+        status = "DEFUNCT"
+    elif serving.state is ServerState.DRAINING:
+        status = "BUSY"
+    elif model.state is ModelState.READY:
+        status = "BUSY" if runtime.queue_full else "READY"
+    elif model.state is ModelState.FAILED:
+        status = "SETUP_FAILED"
+    else:
+        status = "STARTING"
+    setup: dict[str, Any] = {"started_at": None, "completed_at": None, "status": None, "logs": ""}
+    if model.setup is not None and model.state is not ModelState.LOADING:
+        setup = {
+            "started_at": model.setup.started_at,
+            "completed_at": model.setup.completed_at,
+            "status": model.setup.status,
+            "logs": model.setup.logs,
+        }
+    return {"status": status, "setup": setup}
+
+
 @router.get("/health-check")
 async def health_check(request: Request) -> dict[str, Any]:
-    return runtime_of(request).health()
+    return cog_health(serving_of(request))
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> Response:
+    """Exactly what a Cog container serves, for the default model (empty Input/Output until it is known)."""
+    return JSONResponse(cog_openapi(serving_of(request).models.default.model.schema or {}))
 
 
 @router.post("/predictions")
@@ -105,8 +113,7 @@ async def create_prediction_idempotent(request: Request, prediction_id: str) -> 
 
 @router.post("/predictions/{prediction_id}/cancel")
 async def cancel_prediction(request: Request, prediction_id: str) -> dict[str, Any]:
-    rec = await runtime_of(request).cancel(prediction_id)
-    if rec is None:
+    if serving_of(request).cancel(prediction_id) is None:
         raise NotFound("Not found")
     return {}
 
@@ -127,29 +134,35 @@ def _check_path_id(prediction_id: str) -> None:
 
 
 async def _predict(request: Request, body: CogPredictionRequest, prediction_id: str | None) -> Response:
-    runtime = runtime_of(request)
-    rec, _ = runtime.submit(
-        body.input,
-        surface="cog",
-        prediction_id=prediction_id,
-        webhook=str(body.webhook) if body.webhook else None,
-        webhook_events_filter=list(body.webhook_events_filter or []),
+    serving = serving_of(request)
+    admitted = await serving.admit(
+        AdmissionRequest(
+            surface="cog",
+            input=body.input,
+            prediction_id=prediction_id,
+            webhook=str(body.webhook) if body.webhook else None,
+            webhook_events_filter=list(body.webhook_events_filter or []),
+        )
     )
+    rec = admitted.record
     if accepts_event_stream(request):
         return StreamingResponse(
-            _sse(runtime, rec.id), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+            _sse(serving, rec.id), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
     if "respond-async" in prefer_tokens(request):
         return JSONResponse(cog_prediction(rec), status_code=202)
-    final = await runtime.wait(rec.id, None)
+    final = await serving.wait(rec.id, None)
     assert final is not None
     return JSONResponse(cog_prediction(final), status_code=200)
 
 
-async def _sse(runtime: Runtime, prediction_id: str) -> AsyncIterator[bytes]:
-    async for ev in runtime.events(prediction_id):
-        rec = runtime.get(prediction_id)
-        if ev.kind in ("start", "completed"):
-            yield sse_event(ev.kind, dumps(cog_prediction(rec) if rec else {}))
-        else:
-            yield sse_event(ev.kind, dumps(ev.data))
+async def _sse(serving: Serving, prediction_id: str) -> AsyncIterator[bytes]:
+    async for ev in serving.events(prediction_id):
+        if isinstance(ev, Started | Completed):
+            rec = serving.get(prediction_id)
+            name = "start" if isinstance(ev, Started) else "completed"
+            yield sse_event(name, dumps(cog_prediction(rec) if rec else {}))
+        elif isinstance(ev, LogChunk):
+            yield sse_event("log", dumps({"data": ev.data, "source": ev.source}))
+        elif isinstance(ev, OutputChunk):
+            yield sse_event("output", dumps({"chunk": ev.value, "index": ev.index}))

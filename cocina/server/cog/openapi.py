@@ -175,9 +175,7 @@ def _schemas() -> dict[str, Any]:
     http_validation_error = {
         "title": "HTTPValidationError",
         "type": "object",
-        "properties": {
-            "detail": {"title": "Detail", "type": "array", "items": {"$ref": _REF + "ValidationError"}}
-        },
+        "properties": {"detail": {"title": "Detail", "type": "array", "items": {"$ref": _REF + "ValidationError"}}},
     }
     error_detail = {"title": "ErrorDetail", "type": "object", "properties": {"detail": {"type": "string"}}}
     return {
@@ -202,6 +200,9 @@ def cog_openapi(predictor_schema: dict[str, Any]) -> dict[str, Any]:
     schemas.setdefault("Output", {"title": "Output"})
     for name, schema in _schemas().items():
         schemas.setdefault(name, schema)
+    # Cog's own `PredictionResponse` refers `output` to `Output`, yet a failed or canceled prediction has none
+    # (null), as in Cog: the response schema says what the server really sends.
+    schemas["PredictionResponse"] = _schemas()["PredictionResponse"]
     request = schemas["PredictionRequest"]
     if schemas["Input"].get("required") and "input" not in request.get("required", []):
         # A missing `input` fails validation when some input is required: say so, as the server answers 422.

@@ -1,5 +1,6 @@
-"""`cocina serve` as a real process on a language model: `--model DIR`, and a project directory whose predictor
-is the built-in `LLMPredictor` (run in-process, so Cog, Replicate and OpenAI share one engine).
+"""`cocina serve` as a real process: `--model DIR`, projects whose predictor is `cocina.llm.LLMPredictor` (its
+engine in the model's process, shared by Cog, Replicate and OpenAI), several models at once, names and their
+clashes, load failures, engine options, and stopping during a load.
 
 The real `openai` and `replicate` clients talk to it; SIGTERM stops it cleanly.
 """
@@ -22,7 +23,7 @@ import pytest
 import replicate
 
 from cocina.config import load_project
-from cocina.server.project import BuiltinLLM, builtin_llm, resolve_project_model
+from cocina.serving.project import BuiltinLLM, builtin_llm, resolve_project_model
 from tests.server.test_metrics import value
 
 pytest.importorskip("torch")
@@ -71,11 +72,12 @@ class Served:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
+        """Until `/health` is 200: every warm model (the default one at least) loaded."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"cocina serve exited ({self.proc.returncode}):\n{self.log[-3000:]}"
             try:
-                if httpx.get(f"{self.url}/health-check", timeout=2).json()["status"] == "READY":
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -107,13 +109,15 @@ def test_serve_model_dir_end_to_end(tiny_model: Path, tmp_path: Path, serve_proc
     srv = Served(tmp_path, "--model", str(tiny_model), "--name", "acme/tiny", "--data-dir", str(tmp_path / "data"))
     serve_procs.append(srv)
     srv.wait_ready()
-    # It listened first, then loaded (torch's import alone outlasts uvicorn's start), printing its progress.
+    # It listened first, then loaded the model in its own process, printing what it loaded.
     log = srv.log
-    assert f"cocina serve: loading model {tiny_model} (dtype auto, device cpu)" in log
-    assert log.index("Uvicorn running on") < log.index("cocina engine: model on cpu") < log.index("model loaded in")
+    assert f"serving acme/tiny: language model from --model {tiny_model}" in log
+    assert f"loading model acme/tiny (--model {tiny_model})" in log
+    assert log.index("Uvicorn running on") < log.index("acme/tiny: cocina engine: model on cpu")
+    assert log.index("acme/tiny: cocina engine: model on cpu") < log.index("model acme/tiny loaded in")
 
     oa = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
-    assert [m.id for m in oa.models.list()] == ["acme/tiny"]
+    assert [m.id for m in oa.models.list()] == ["acme/tiny", str(tiny_model)]
     chunks = list(
         oa.chat.completions.create(
             model="acme/tiny",
@@ -162,7 +166,7 @@ def test_serve_builtin_llm_project_shares_one_engine(
     srv = Served(tmp_path, str(project), "--name", "acme/proj")
     serve_procs.append(srv)
     srv.wait_ready()
-    assert "in-process on cocina's engine" in srv.log
+    assert "serving acme/proj: language model from project" in srv.log
 
     oa = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
     chat = oa.chat.completions.create(model="acme/proj", messages=[{"role": "user", "content": "a"}], max_tokens=4)
@@ -181,12 +185,15 @@ def test_serve_builtin_llm_project_shares_one_engine(
         for f in text_string_to_metric_families(httpx.get(f"{srv.url}/metrics").text)
         for s in f.samples
     }
-    assert value(samples, "cocina_engine_requests_total", outcome="finished") == 3
+    from cocina.serving.spec import version_id
+
+    mine = {"model_name": "acme/proj", "version": version_id(project)}
+    assert value(samples, "cocina_engine_requests_total", outcome="finished", **mine) == 3
     assert (project / ".cocina" / "predictions.db").exists()
     srv.sigterm()
 
 
-# ---- which projects run in-process (read from the files, never imported) ------------------------------------
+# ---- which projects are language models (read from the files, never imported) ------------------------------
 
 
 def test_builtin_llm_detection(tmp_path: Path) -> None:
@@ -201,12 +208,12 @@ def test_builtin_llm_detection(tmp_path: Path) -> None:
     assert alias is not None and alias.model is None
     sub = detect("sub", 'from cocina.llm import LLMPredictor as L\nclass Predictor(L):\n    model: str = "org/m"\n')
     assert sub is not None and sub.model == "org/m"
-    # Methods of its own: user code, which stays in the worker child.
-    custom = 'from cocina.llm import LLMPredictor\nclass Predictor(LLMPredictor):\n    def setup(self): ...\n'
-    assert detect("custom", custom) is None
+    # Methods of its own: still on the engine (its process runs it like any predictor).
+    custom = "from cocina.llm import LLMPredictor\nclass Predictor(LLMPredictor):\n    def setup(self): ...\n"
+    assert detect("custom", custom) == BuiltinLLM(None, "predict.py:Predictor subclasses cocina.llm.LLMPredictor")
     assert detect("mixin", "from cocina.llm import LLMPredictor\nclass Predictor(LLMPredictor, dict): pass\n") is None
     assert detect("user", "from cog import BasePredictor\nclass Predictor(BasePredictor):\n    pass\n") is None
-    # Module references: cocina's own LLMPredictor runs in-process; a user module is read like a file.
+    # Module references: cocina's own LLMPredictor; a user module is read like a file.
     assert detect("mod", "", 'predict: "cocina.llm:LLMPredictor"\n') == BuiltinLLM(
         None, "cocina.llm:LLMPredictor is cocina.llm.LLMPredictor"
     )
@@ -224,9 +231,9 @@ def test_builtin_llm_detection(tmp_path: Path) -> None:
 def test_default_model_is_llm_predictors() -> None:
     """`cocina serve` names the built-in predictor's default model without importing it (torch): the same one."""
     from cocina.llm import LLMPredictor
-    from cocina.server.cli import _LLM_DEFAULT_MODEL
+    from cocina.serving.spec import LLM_DEFAULT_MODEL
 
-    assert LLMPredictor.model == _LLM_DEFAULT_MODEL
+    assert LLMPredictor.model == LLM_DEFAULT_MODEL
 
 
 def test_project_model_resolution(tmp_path: Path) -> None:
@@ -241,7 +248,7 @@ def test_project_model_resolution(tmp_path: Path) -> None:
     assert resolve_project_model(project, BuiltinLLM(None, ""), "cocina/demo", env={}) == "cocina/demo"
 
 
-def test_serve_module_ref_project_runs_in_process(tiny_model: Path, tmp_path: Path, serve_procs: list[Served]) -> None:
+def test_serve_module_ref_project(tiny_model: Path, tmp_path: Path, serve_procs: list[Served]) -> None:
     """`predict: "cocina.llm:LLMPredictor"` (a module, no predict.py needed) is the built-in predictor."""
     root = tmp_path / "modref"
     root.mkdir()
@@ -250,7 +257,7 @@ def test_serve_module_ref_project_runs_in_process(tiny_model: Path, tmp_path: Pa
     srv = Served(tmp_path, str(root), "--name", "acme/modref")
     serve_procs.append(srv)
     srv.wait_ready()
-    assert "serving cocina.llm:LLMPredictor in-process on cocina's engine" in srv.log
+    assert "serving acme/modref: language model from project" in srv.log
     cog = httpx.post(f"{srv.url}/predictions", json={"input": {"prompt": "c", "max_new_tokens": 3}}, timeout=30)
     assert cog.json()["status"] == "succeeded"
     oa = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
@@ -274,7 +281,10 @@ def test_serve_reports_a_model_that_fails_to_load(tmp_path: Path, serve_procs: l
     assert health.get("status") == "SETUP_FAILED", srv.log[-3000:]
     setup = health["setup"]
     assert isinstance(setup, dict) and str(missing) in setup["logs"] and "Traceback" not in setup["logs"]
-    assert "cocina serve: the model failed to load: ModelNotFoundError: Model" in srv.log
+    assert "model local/no-such-model failed to load: ModelNotFoundError: Model" in srv.log
+    assert httpx.get(f"{srv.url}/health").status_code == 503  # never ready: orchestrators send it no traffic
+    r = httpx.post(f"{srv.url}/v1/completions", json={"model": "local/no-such-model", "prompt": "x"})
+    assert r.status_code == 503 and "failed to set up" in r.json()["error"]["message"]
     time.sleep(0.3)
     assert srv.proc.poll() is None and httpx.get(f"{srv.url}/health-check").json()["status"] == "SETUP_FAILED"
     srv.sigterm()
@@ -326,3 +336,68 @@ def test_serve_rejects_a_bad_engine_flag_at_once(tiny_model: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "cocina serve: --quantize must be one of none, int8, bnb8, bnb4; got 'int4'"
+
+
+# ---- several models in one server ---------------------------------------------------------------------------
+
+
+def test_serve_a_directory_of_projects_and_a_model(tiny_model: Path, tmp_path: Path, serve_procs: list[Served]) -> None:
+    """Projects found in a directory and a language model, each in its own process, behind one server: the
+    official clients list and run them all; Cog's root API serves the first."""
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "projects" / "echo", zoo / "echo")
+    shutil.copytree(Path(__file__).parent / "fixtures" / "projects" / "echo_plain", zoo / "plain")
+    (zoo / "notes").mkdir()  # not a project: ignored
+    srv = Served(tmp_path, str(zoo), "--model", f"acme/tiny={tiny_model}", "--data-dir", str(tmp_path / "data"))
+    serve_procs.append(srv)
+    srv.wait_ready()
+    rep = replicate.Client(api_token="x", base_url=srv.url)
+    assert sorted(f"{m.owner}/{m.name}" for m in rep.models.list()) == ["acme/tiny", "local/echo", "local/plain"]
+    assert rep.run("local/plain", input={"text": "p"}) == "p"
+    assert list(rep.run("local/echo", input={"text": "e", "n": 2})) == ["e0", "e1"]
+    assert isinstance("".join(rep.run("acme/tiny", input={"prompt": "a", "max_new_tokens": 2})), str)
+    oa = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+    assert next(m.id for m in oa.models.list()) == "acme/tiny"
+    assert oa.completions.create(model="acme/tiny", prompt="a", max_tokens=2).usage is not None
+    # Cog's root API is the first model's, as a Cog container would serve it.
+    assert httpx.get(f"{srv.url}/openapi.json").json()["components"]["schemas"]["Input"]["required"] == ["text"]
+    assert httpx.post(f"{srv.url}/predictions", json={"input": {"text": "c", "n": 1}}).json()["output"] == ["c0"]
+    models = httpx.get(f"{srv.url}/health").json()["models"]
+    assert models == {"local/echo": "ready", "local/plain": "ready", "acme/tiny": "ready"}
+    srv.sigterm()
+
+
+def test_serve_refuses_two_models_with_one_name(tmp_path: Path) -> None:
+    echo = Path(__file__).parent / "fixtures" / "projects" / "echo"
+    plain = Path(__file__).parent / "fixtures" / "projects" / "echo_plain"
+    cmd = [sys.executable, "-m", "cocina.cli", "serve", f"acme/x={echo}", f"acme/x={plain}"]
+    proc = subprocess.run([*cmd, "--port", str(_free_port())], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "two models are named 'acme/x'" in proc.stderr and str(echo) in proc.stderr and str(plain) in proc.stderr
+    names = [sys.executable, "-m", "cocina.cli", "serve", "--model", "a", "--model", "b", "--served-model-name", "x"]
+    proc = subprocess.run([*names, "--port", str(_free_port())], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "--served-model-name was given 1 times for 2 --model values" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "cocina.cli", "serve", str(echo), "--name", "no slash allowed here"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "invalid model name" in proc.stderr
+
+
+def test_sigterm_while_a_model_loads_does_not_wait_for_it(
+    tiny_model: Path, tmp_path: Path, serve_procs: list[Served]
+) -> None:
+    srv = Served(tmp_path, "--model", str(tiny_model), "--data-dir", str(tmp_path / "data"))
+    serve_procs.append(srv)
+    deadline = time.monotonic() + 60
+    while "loading model" not in srv.log:
+        assert time.monotonic() < deadline and srv.proc.poll() is None, srv.log[-2000:]
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(30) in (0, -signal.SIGTERM), srv.log[-3000:]
+    assert time.monotonic() - t0 < 15 and "Traceback" not in srv.log

@@ -1,0 +1,27 @@
+"""Cog's `PredictionResponse` of a prediction record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cocina.store import PredictionRecord
+
+
+def cog_prediction(rec: PredictionRecord) -> dict[str, Any]:
+    """Cog's `PredictionResponse`."""
+    body: dict[str, Any] = {
+        "id": rec.id,
+        "input": rec.input,
+        "output": rec.output,
+        "logs": rec.logs,
+        "error": rec.error,
+        "status": rec.status.value,
+        "created_at": rec.created_at,
+        "started_at": rec.started_at,
+        "completed_at": rec.completed_at,
+        "metrics": {k: v for k, v in rec.metrics.items() if k == "predict_time"},
+    }
+    if rec.webhook:
+        body["webhook"] = rec.webhook
+        body["webhook_events_filter"] = rec.webhook_events_filter or ["start", "output", "logs", "completed"]
+    return body

@@ -1,0 +1,48 @@
+"""The request body size limit (pure ASGI): 413 in the surface's own error shape."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cocina.server.errors import PayloadTooLarge, error_response, surface_for_path
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over `max_bytes` with 413 in the surface's error shape: at once when `Content-Length`
+    says so, else when the streamed body crosses the limit (the app's body read raises `PayloadTooLarge`)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+                break
+        if declared is not None and declared > self.max_bytes:
+            response = error_response(surface_for_path(scope.get("path", "")), self._error())
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._error()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _error(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The request body is larger than the limit of {self.max_bytes} bytes.")
