@@ -17,7 +17,7 @@ import enum
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -95,6 +95,10 @@ class ServedModel:
         self.on_change = on_change or (lambda: None)
         self._validator: InputValidator | None = None
         self._loading: asyncio.Task[SetupInfo] | None = None
+        # How a load is asked for: the server's model set makes room first (unloading idle models); alone, a
+        # model just starts loading.
+        self.loader: Callable[[ServedModel], Coroutine[Any, Any, None]] | None = None
+        self._requested: asyncio.Task[None] | None = None
         self._schema_event = asyncio.Event()
         if schema is not None:
             self._schema_event.set()
@@ -154,10 +158,27 @@ class ServedModel:
     # ---- loading
 
     def start_loading(self) -> asyncio.Task[SetupInfo]:
-        """Start loading if not loaded or loading; the task ends with how the load went."""
+        """Start loading now if not loaded or loading; the task ends with how the load went."""
         if self._loading is None or (self._loading.done() and self.state is ModelState.UNLOADED):
             self._loading = asyncio.get_running_loop().create_task(self._load())
         return self._loading
+
+    def request_load(self) -> asyncio.Task[None]:
+        """Ask for the model to be loaded, through `loader` (room made first) when there is one. The task
+        raises `ModelUnavailable` when no room could be made in time."""
+        if self._requested is None or self._requested.done():
+            self._requested = asyncio.get_running_loop().create_task(self._request())
+            # Whoever waits reads the outcome; nobody waiting must not leave an unread exception behind.
+            self._requested.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return self._requested
+
+    async def _request(self) -> None:
+        if self.state in (ModelState.READY, ModelState.FAILED, ModelState.STOPPED):
+            return
+        if self.loader is not None:
+            await self.loader(self)
+        else:
+            await self.start_loading()
 
     async def _load(self) -> SetupInfo:
         from cocina.worker.runner import Runner
@@ -248,12 +269,20 @@ class ServedModel:
     async def wait_schema(self, timeout_s: float) -> dict[str, Any]:
         """The predictor's schema: cached, or once the loading process has imported predict.py."""
         if self.schema is None:
-            if self.state is ModelState.UNLOADED:
-                self.start_loading()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._schema_event.wait(), timeout_s)
+            requested = self.request_load() if self.state is ModelState.UNLOADED else None
+            waiter = asyncio.ensure_future(self._schema_event.wait())
+            pending = {waiter, *([requested] if requested is not None else [])}
+            try:
+                done, _ = await asyncio.wait(pending, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+                if requested in done and requested is not None and requested.exception() is not None:
+                    raise requested.exception()  # type: ignore[misc]  # no room to load it
+                if requested in done and self.schema is None:
+                    with contextlib.suppress(TimeoutError):  # loaded: the schema is a moment away
+                        await asyncio.wait_for(self._schema_event.wait(), 1.0)
+            finally:
+                waiter.cancel()
         if self.schema is None:
-            raise self.unavailable()
+            raise self.unavailable(still_loading=self.state is ModelState.LOADING)
         return self.schema
 
     async def wait_loaded(self, timeout_s: float) -> None:
@@ -262,9 +291,9 @@ class ServedModel:
         while self.state is not ModelState.READY:
             if self.state in (ModelState.FAILED, ModelState.STOPPED):
                 raise self.unavailable()
-            task = self.start_loading()
+            task = self.request_load() if self.state is ModelState.UNLOADED else self._loading
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or task is None:
                 raise self.unavailable(still_loading=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), left)

@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -123,16 +123,9 @@ class ModelRuntime:
     flush_interval_s = 0.5
     cancel_grace_s = 10.0  # after asking the process to cancel, how long before the prediction is given up
 
-    def __init__(
-        self,
-        model: ServedModel,
-        ctx: RuntimeContext,
-        *,
-        load: Callable[[ServedModel], Coroutine[Any, Any, None]] | None = None,
-    ) -> None:
+    def __init__(self, model: ServedModel, ctx: RuntimeContext) -> None:
         self.model = model
         self.ctx = ctx
-        self._load = load
         self._queue: deque[str] = deque()
         self._running: set[str] = set()
         self._wake = asyncio.Event()
@@ -247,10 +240,7 @@ class ModelRuntime:
 
     async def _load_or_fail(self) -> None:
         try:
-            if self._load is not None:
-                await self._load(self.model)
-            else:
-                await self.model.start_loading()
+            await self.model.request_load()
         except ModelUnavailable as exc:
             # No room to load it: the predictions waiting for it must not wait for ever.
             while self._queue:

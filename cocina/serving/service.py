@@ -95,7 +95,8 @@ class Serving:
                 language_model=cached.info.get("language_model"),
             )
             model.version_created_at = cached.created_at
-            runtimes.append(ModelRuntime(model, ctx, load=self._load))
+            model.loader = self._load
+            runtimes.append(ModelRuntime(model, ctx))
         self.models = ModelSet(runtimes, config, self._default)
         if self.models.default_name is not None:
             # Predictions stored before models were recorded belong to the one model the server had then.
@@ -115,7 +116,7 @@ class Serving:
 
     async def _warm(self, model: ServedModel) -> None:
         with contextlib.suppress(Exception):
-            await self._load(model)
+            await model.request_load()
 
     async def _load(self, model: ServedModel) -> None:
         """Load a model (making room first) and remember its schema for the next cold start."""
