@@ -53,10 +53,8 @@ def imports(path: Path) -> list[tuple[str, bool, int]]:
         if isinstance(node, ast.Import):
             modules = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module == "cocina":
-                modules = [f"cocina.{a.name}" for a in node.names]
-            else:
-                modules = [node.module]
+            from_cocina = node.module == "cocina"  # `from cocina import engine` imports a unit too
+            modules = [f"cocina.{a.name}" for a in node.names] if from_cocina else [node.module]
         for module in modules:
             parts = module.split(".")
             if parts[0] == "cocina" and len(parts) > 1:
