@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 scripts/install.sh --dev
 .venv/bin/ruff check cocina tests benchmarks scripts
 .venv/bin/mypy cocina
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"

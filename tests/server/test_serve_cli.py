@@ -401,3 +401,47 @@ def test_sigterm_while_a_model_loads_does_not_wait_for_it(
     srv.proc.send_signal(signal.SIGTERM)
     assert srv.proc.wait(30) in (0, -signal.SIGTERM), srv.log[-3000:]
     assert time.monotonic() - t0 < 15 and "Traceback" not in srv.log
+
+
+def test_one_server_a_predictor_and_two_language_models(
+    tiny_model: Path, tmp_path: Path, serve_procs: list[Served]
+) -> None:
+    """The issue's bar: the real clients against one server holding a Cog predictor and two language models,
+    each routed by name."""
+    from cocina.models.tiny import make_tiny_model
+
+    llama = make_tiny_model(tmp_path / "tiny-llama", arch="llama")
+    echo = Path(__file__).parent / "fixtures" / "projects" / "echo"
+    srv = Served(
+        tmp_path,
+        f"acme/echo={echo}",
+        "--model",
+        f"acme/gpt2={tiny_model}",
+        "--model",
+        f"acme/llama={llama}",
+        "--warm",
+        "all",
+        "--data-dir",
+        str(tmp_path / "data"),
+    )
+    serve_procs.append(srv)
+    srv.wait_ready()
+    oa = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+    ids = [m.id for m in oa.models.list()]
+    assert ids[0] == "acme/gpt2" and "acme/llama" in ids and "acme/echo" not in ids
+    for name in ("acme/gpt2", "acme/llama"):
+        chat = oa.chat.completions.create(
+            model=name, messages=[{"role": "user", "content": "hola"}], max_tokens=4, extra_body={"ignore_eos": True}
+        )
+        assert chat.model == name and chat.usage is not None and chat.usage.completion_tokens == 4
+    rep = replicate.Client(api_token="x", base_url=srv.url)
+    assert sorted(f"{m.owner}/{m.name}" for m in rep.models.list()) == ["acme/echo", "acme/gpt2", "acme/llama"]
+    assert list(rep.run("acme/echo", input={"text": "e", "n": 2})) == ["e0", "e1"]
+    llama_version = rep.models.get("acme/llama").latest_version
+    assert llama_version is not None
+    out = rep.run(f"acme/llama:{llama_version.id}", input={"prompt": "hola", "max_new_tokens": 3, "seed": 1})
+    assert isinstance("".join(out), str)
+    # Each model's process is its own: three worker processes besides the server.
+    health = httpx.get(f"{srv.url}/health").json()
+    assert health == {"status": "ok", "models": {"acme/echo": "ready", "acme/gpt2": "ready", "acme/llama": "ready"}}
+    srv.sigterm()
