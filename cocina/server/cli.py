@@ -121,6 +121,14 @@ def serve_command(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Where the prediction store and files live")
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Where predictions are kept: postgresql://USER@HOST:PORT/DB (shared by replicas) or a SQLite "
+            "file; default: DATA_DIR/predictions.db",
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option(help="Predictions one model runs at once (default: what it supports)")
     ] = None,
@@ -203,8 +211,19 @@ def serve_command(
     if data_dir is None:
         only = Path(_split_named(target_list[0])[1]) if len(specs) == 1 and target_list else None
         data_dir = (only.resolve() if only is not None else Path.cwd()) / ".cocina"
+    if store is not None:
+        from cocina.store import StoreError, open_store
+
+        try:
+            # Reach (and migrate) the store now: a wrong URL or a database that is down is said plainly before
+            # the server listens, not as a failed start-up.
+            open_store(store).close()
+        except StoreError as exc:
+            typer.echo(f"cocina serve: --store: {exc}", err=True)
+            raise typer.Exit(1) from None
     serving_config = ServingConfig(
         data_dir=data_dir,
+        store_url=store,
         public_url=f"http://{host}:{port}",
         concurrency=concurrency,
         max_queue=max_queue,

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from cocina.serving import errors as serving
+from cocina.store import StoreError
 
 log = logging.getLogger("cocina.server")
 
@@ -190,6 +191,9 @@ def _field_errors(surface: Surface, errors: list[dict[str, Any]], title: str) ->
 
 def error_response(surface: Surface, exc: BaseException) -> JSONResponse:
     """The response `surface` gives for `exc`; unknown exceptions become a generic 500 without details."""
+    if isinstance(exc, StoreError):
+        # Reading a prediction while the store is unreachable (PostgreSQL restarting): try again, not a 500.
+        exc = serving.StoreUnavailable("The prediction store is unavailable; try again shortly.", retry_after_s=1)
     if isinstance(exc, serving.InvalidInput):
         return _field_errors(surface, [_safe_error_item(e) for e in exc.errors], "Input validation failed")
     if isinstance(exc, RequestInvalid):

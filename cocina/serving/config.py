@@ -13,7 +13,9 @@ class ServingConfig:
     """How predictions are queued, run, kept and recovered.
 
     Attributes:
-        data_dir: holds the store (`predictions.db`) and files (`files/`).
+        data_dir: holds the store (`predictions.db`, unless `store_url`) and files (`files/`).
+        store_url: a shared store instead of the data directory's SQLite file (`postgresql://...`): several
+            replicas serving the same models share their predictions through it.
         public_url: the base URL clients reach the server at (file outputs, webhooks).
         concurrency: predictions one model runs at once; None: what the model supports (an async predictor's
             `concurrency.max`; the engine's `max_num_seqs` for a language model).
@@ -33,6 +35,7 @@ class ServingConfig:
     """
 
     data_dir: Path = Path(".cocina")
+    store_url: str | None = None
     public_url: str = "http://127.0.0.1:5000"
     concurrency: int | None = None
     max_queue: int = 64

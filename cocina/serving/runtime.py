@@ -115,6 +115,9 @@ class RuntimeContext:
     book: PredictionBook
     owner: str  # this server instance's lease owner id
     renderers: dict[str, Renderer] = field(default_factory=dict)  # webhook bodies, by surface
+    # Records whose last write the store refused (PostgreSQL restarting): written again until it takes them, so a
+    # prediction that finished during an outage does not stay `processing` for ever.
+    unwritten: dict[str, PredictionRecord] = field(default_factory=dict)
 
 
 class ModelRuntime:
@@ -469,9 +472,13 @@ class ModelRuntime:
         try:
             kept = self.ctx.store.update(rec, owner=self.ctx.owner)
         except StoreError as exc:
-            # The row keeps its last state; recovery settles it if this server never writes again.
-            log.error("prediction %s: the store failed: %s", rec.id, exc)
+            # The row keeps its last state until the store is back (`Serving` writes it again then); if this
+            # server dies first, recovery settles it.
+            if rec.id not in self.ctx.unwritten:
+                log.error("prediction %s: the store failed: %s", rec.id, exc)
+            self.ctx.unwritten[rec.id] = rec
             return True
+        self.ctx.unwritten.pop(rec.id, None)
         if not kept:
             log.warning("prediction %s: another server has taken it over; this one stops", rec.id)
         return kept

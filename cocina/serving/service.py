@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cocina.serving.admission import AdmissionRequest, Admitted, admit
 from cocina.serving.config import ServingConfig
 from cocina.serving.errors import ShuttingDown
-from cocina.serving.events import PredictionEvent
+from cocina.serving.events import Completed, LogChunk, OutputChunk, PredictionEvent, Started
 from cocina.serving.files import FileStore
 from cocina.serving.model import ModelState, ServedModel
 from cocina.serving.recovery import LeaseKeeper, new_owner_id
@@ -35,7 +35,15 @@ from cocina.serving.runtime import (
 )
 from cocina.serving.spec import ModelSpec
 from cocina.serving.webhooks import WebhookSender
-from cocina.store import PredictionRecord, SQLiteStore, Store, VersionRecord
+from cocina.store import (
+    PredictionRecord,
+    PredictionStatus,
+    SQLiteStore,
+    Store,
+    StoreError,
+    VersionRecord,
+    open_store,
+)
 
 log = logging.getLogger("cocina.serving")
 
@@ -49,7 +57,9 @@ class ServerState(enum.StrEnum):
 
 class Serving:
     """Serves `specs` (the first, or `default`, is Cog's root model). `await start()`; `await drain()` at
-    the end. `store` defaults to SQLite in the data directory."""
+    the end. `store` defaults to the config's (`store_url`, else SQLite in the data directory)."""
+
+    remote_poll_s = 0.25  # a prediction another server runs is re-read at least this often while followed
 
     def __init__(
         self,
@@ -73,16 +83,23 @@ class Serving:
         self.webhooks: WebhookSender
         self.models: ModelSet
         self.leases: LeaseKeeper
+        self._ctx: RuntimeContext
 
     # ---- lifecycle
 
     async def start(self) -> None:
         """Open the store, reclaim orphaned predictions of our models, start the warm models loading."""
         config = self.config
-        self.store = self._given_store if self._given_store is not None else SQLiteStore(config.db_path)
+        if self._given_store is not None:
+            self.store = self._given_store
+        elif config.store_url is not None:
+            self.store = open_store(config.store_url)
+        else:
+            self.store = SQLiteStore(config.db_path)
         self.files = FileStore(config.files_dir, config.public_url)
         self.webhooks = WebhookSender(min_interval_s=config.webhook_min_interval_s, retries=config.webhook_retries)
         ctx = RuntimeContext(config, self.store, self.files, self.webhooks, self.book, self.owner, self.renderers)
+        self._ctx = ctx
         runtimes = []
         for spec in self.specs:
             cached = self.store.get_version(spec.name, spec.version)
@@ -110,6 +127,7 @@ class Serving:
                 self._tasks.append(asyncio.get_running_loop().create_task(self._warm(runtime.model)))
         self.leases.reclaim()
         self.leases.start()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._rewrite_loop(ctx)))
         if config.retention_s is not None:
             self._tasks.append(asyncio.get_running_loop().create_task(self._retention_loop(config.retention_s)))
         self.state = ServerState.READY
@@ -134,6 +152,27 @@ class Serving:
             except Exception:
                 log.exception("could not record version %s of %s", model.version, model.name)
 
+    def rewrite_unwritten(self, ctx: RuntimeContext) -> int:
+        """Write again the records the store refused; how many it took (stops at the first refusal)."""
+        written = 0
+        for pid, rec in list(ctx.unwritten.items()):
+            try:
+                self.store.update(rec, owner=self.owner)  # fenced: a prediction taken over meanwhile is not ours
+            except StoreError:
+                break
+            if ctx.unwritten.get(pid) is rec:
+                del ctx.unwritten[pid]
+            written += 1
+        if written:
+            log.info("wrote %d predictions the store had refused", written)
+        return written
+
+    async def _rewrite_loop(self, ctx: RuntimeContext) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if ctx.unwritten:
+                self.rewrite_unwritten(ctx)
+
     def _resume(self, rec: PredictionRecord) -> None:
         runtime = self.models.by_name.get(rec.model or "")
         if runtime is not None:
@@ -155,6 +194,7 @@ class Serving:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.leases.stop()
+        self.rewrite_unwritten(self._ctx)
         await self.webhooks.aclose()
         if self._given_store is None:
             self.store.close()
@@ -181,25 +221,103 @@ class Serving:
         return self.store.get(prediction_id)
 
     async def wait(self, prediction_id: str, timeout_s: float | None) -> PredictionRecord | None:
-        """Wait (up to `timeout_s`) for the prediction to finish; returns it as it stands then."""
+        """Wait (up to `timeout_s`) for the prediction to finish; returns it as it stands then. A prediction
+        another server sharing the store runs is followed through the store."""
         active = self.book.active.get(prediction_id)
         if active is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(active.done.wait(), timeout_s)
-        return self.get(prediction_id)
+            return self.get(prediction_id)
+        rec = self.get(prediction_id)
+        if rec is None or rec.status.is_terminal:
+            return rec
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                async for changed in self._store_changes(prediction_id):
+                    rec = changed
+                    if rec.status.is_terminal:
+                        break
+        return rec
 
     async def events(self, prediction_id: str) -> AsyncIterator[PredictionEvent]:
         """Every event of the prediction from its start, live, ending with `Completed` (replayed from the
-        store when it is no longer in memory)."""
+        store when it is no longer in memory, and followed through the store when another server sharing it
+        runs the prediction: a client re-attaches to its stream by id at any replica)."""
         active = self.book.find(prediction_id)
-        if active is None:
-            rec = self.store.get(prediction_id)
-            if rec is not None:
-                for ev in replay(rec, self._iterator_output(rec)):
-                    yield ev
+        if active is not None:
+            async for ev in ModelRuntime.follow(active):
+                yield ev
             return
-        async for ev in ModelRuntime.follow(active):
+        rec = self.store.get(prediction_id)
+        if rec is None:
+            return
+        if rec.status.is_terminal:
+            for ev in replay(rec, self._iterator_output(rec)):
+                yield ev
+            return
+        async for ev in self._follow_remote(rec):
             yield ev
+
+    async def _store_changes(self, prediction_id: str) -> AsyncGenerator[PredictionRecord, None]:
+        """The prediction as stored, each time it may have changed: when the store says it was written
+        (PostgreSQL's notifications), and at least every `remote_poll_s` (SQLite, or a missed notification).
+        Ends if the prediction disappears; a store that fails now and then is retried."""
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def told() -> None:
+            loop.call_soon_threadsafe(changed.set)
+
+        unwatch = self.store.watch(prediction_id, told)
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self.remote_poll_s)
+                changed.clear()
+                try:
+                    rec = self.store.get(prediction_id)
+                except StoreError:
+                    continue  # the store is restarting: the prediction goes on somewhere; look again
+                if rec is None:
+                    return
+                yield rec
+        finally:
+            unwatch()
+
+    async def _follow_remote(self, rec: PredictionRecord) -> AsyncIterator[PredictionEvent]:
+        """Events rebuilt from the stored record as its server writes it (logs and iterator output are flushed
+        every half second there): new log text and new output items, then the final output and `Completed`."""
+        iterator = self._iterator_output(rec)
+        started = False
+        logs_sent = 0
+        outputs_sent = 0
+        current: PredictionRecord | None = rec
+        changes = self._store_changes(rec.id)
+        try:
+            while current is not None:
+                if not started and current.status is not PredictionStatus.STARTING:
+                    started = True
+                    yield Started()
+                if len(current.logs) < logs_sent:
+                    logs_sent = 0  # re-run from scratch elsewhere (its server died): its logs start again
+                if len(current.logs) > logs_sent:
+                    yield LogChunk(current.logs[logs_sent:], "stdout")
+                    logs_sent = len(current.logs)
+                if iterator and isinstance(current.output, list):
+                    # A re-run from scratch yields the same items again: only those beyond what was sent go out.
+                    for i in range(outputs_sent, len(current.output)):
+                        yield OutputChunk(current.output[i], i)
+                    outputs_sent = max(outputs_sent, len(current.output))
+                if current.status.is_terminal:
+                    if not started:
+                        yield Started()
+                    if not iterator and current.output is not None:
+                        yield OutputChunk(current.output, 0)
+                    yield Completed(current.status)
+                    return
+                current = await anext(changes, None)
+        finally:
+            await changes.aclose()
 
     def _iterator_output(self, rec: PredictionRecord) -> bool:
         runtime = self.models.by_name.get(rec.model or "")

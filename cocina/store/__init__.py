@@ -1,12 +1,13 @@
 """The durable state of a cocina server: prediction records, model versions, and the `Store` that keeps them.
 
 This package imports nothing of cocina: serving, the hub and the guard build on it. SQLite is the default store
-(`SQLiteStore`); the schema is created and upgraded by Alembic migrations (`migrate`), which any later store
-(PostgreSQL) shares.
+(`SQLiteStore`); `PostgresStore` (`cocina.store.postgres`, needs psycopg) lets several replicas share one database.
+Both run the same Alembic migrations (`migrate`). `open_store(path_or_url)` picks one.
 """
 
 from cocina.store.base import Store, StoreError
 from cocina.store.migrate import migrate
+from cocina.store.open import is_store_url, open_store
 from cocina.store.records import PredictionRecord, PredictionStatus, VersionRecord, utc_now
 from cocina.store.sqlite import SQLiteStore
 
@@ -17,6 +18,8 @@ __all__ = [
     "Store",
     "StoreError",
     "VersionRecord",
+    "is_store_url",
     "migrate",
+    "open_store",
     "utc_now",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from cocina.store.records import PredictionRecord, VersionRecord
@@ -64,5 +65,11 @@ class Store(Protocol):
         ...
 
     def get_version(self, model: str, version_id: str) -> VersionRecord | None: ...
+
+    def watch(self, prediction_id: str, on_change: Callable[[], None]) -> Callable[[], None]:
+        """Call `on_change` (from any thread) whenever the prediction is written, by this server or another
+        sharing the store; returns the function that stops watching. PostgreSQL tells (LISTEN/NOTIFY); SQLite
+        cannot, and never calls: a follower polls as well."""
+        ...
 
     def close(self) -> None: ...

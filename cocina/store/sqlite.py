@@ -11,76 +11,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from cocina.store.base import StoreError
+from cocina.store.columns import COLUMNS, MUTABLE, decode, encode
 from cocina.store.migrate import migrate
 from cocina.store.records import PredictionRecord, PredictionStatus, VersionRecord
 
-# Written once, at insert.
-_FIXED = (
-    "id",
-    "model",
-    "version",
-    "deployment",
-    "principal",
-    "source",
-    "surface",
-    "input",
-    "run_input",
-    "created_at",
-    "webhook",
-    "webhook_events_filter",
-    "deadline",
-)
-# Written by every update.
-_MUTABLE = (
-    "status",
-    "output",
-    "logs",
-    "error",
-    "started_at",
-    "completed_at",
-    "metrics",
-    "data_removed",
-    "attempts",
-    "lease_owner",
-    "lease_expires_at",
-)
-_COLUMNS = _FIXED + _MUTABLE
-_JSON = frozenset({"input", "run_input", "output", "metrics", "webhook_events_filter"})
-_SELECT = f"SELECT seq, {', '.join(_COLUMNS)} FROM predictions"
+_SELECT = f"SELECT seq, {', '.join(COLUMNS)} FROM predictions"
 _UNFINISHED = (PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.value)
-
-
-def _encode(col: str, value: Any) -> Any:
-    if col in _JSON:
-        return None if value is None else json.dumps(value)
-    if col == "data_removed":
-        return int(value)
-    if col == "status":
-        return str(value.value)
-    return value
-
-
-def _decode(row: tuple[Any, ...]) -> PredictionRecord:
-    seq, *values = row
-    kwargs: dict[str, Any] = {}
-    for col, v in zip(_COLUMNS, values, strict=True):
-        if col in _JSON:
-            v = None if v is None else json.loads(v)
-        elif col == "status":
-            v = PredictionStatus(v)
-        elif col == "data_removed":
-            v = bool(v)
-        kwargs[col] = v
-    kwargs["metrics"] = kwargs["metrics"] or {}
-    kwargs["webhook_events_filter"] = kwargs["webhook_events_filter"] or []
-    kwargs["source"] = kwargs["source"] or "api"
-    return PredictionRecord(seq=seq, **kwargs)
 
 
 class SQLiteStore:
@@ -116,19 +58,19 @@ class SQLiteStore:
     # ---- predictions
 
     def insert(self, rec: PredictionRecord) -> bool:
-        marks = ", ".join("?" for _ in _COLUMNS)
-        values = [_encode(c, getattr(rec, c)) for c in _COLUMNS]
+        marks = ", ".join("?" for _ in COLUMNS)
+        values = [encode(c, getattr(rec, c)) for c in COLUMNS]
         try:
             with self._locked() as db:
-                cur = db.execute(f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({marks})", values)
+                cur = db.execute(f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({marks})", values)
         except sqlite3.IntegrityError:
             return False
         rec.seq = int(cur.lastrowid or 0)
         return True
 
     def update(self, rec: PredictionRecord, *, owner: str | None = None) -> bool:
-        sets = ", ".join(f"{c} = ?" for c in _MUTABLE)
-        values = [_encode(c, getattr(rec, c)) for c in _MUTABLE]
+        sets = ", ".join(f"{c} = ?" for c in MUTABLE)
+        values = [encode(c, getattr(rec, c)) for c in MUTABLE]
         query = f"UPDATE predictions SET {sets} WHERE id = ?"
         values.append(rec.id)
         if owner is not None:
@@ -141,7 +83,7 @@ class SQLiteStore:
     def get(self, prediction_id: str) -> PredictionRecord | None:
         with self._locked() as db:
             row = db.execute(f"{_SELECT} WHERE id = ?", (prediction_id,)).fetchone()
-        return None if row is None else _decode(row)
+        return None if row is None else decode(row)
 
     def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
         clauses: list[str] = []
@@ -155,7 +97,7 @@ class SQLiteStore:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._locked() as db:
             rows = db.execute(f"{_SELECT}{where} ORDER BY seq DESC LIMIT ?", [*params, limit]).fetchall()
-        return [_decode(r) for r in rows]
+        return [decode(r) for r in rows]
 
     # ---- leases
 
@@ -184,7 +126,7 @@ class SQLiteStore:
                 f"{_SELECT} WHERE {expired} ORDER BY seq", (*_UNFINISHED, *models, now, *dead_owners)
             ).fetchall()
             for row in rows:
-                rec = _decode(row)
+                rec = decode(row)
                 # Conditional on the lease we saw: another instance that claimed it first wins.
                 cur = db.execute(
                     "UPDATE predictions SET lease_owner = ?, lease_expires_at = ? WHERE id = ? "
@@ -209,6 +151,10 @@ class SQLiteStore:
         with self._locked() as db:
             cur = db.execute("UPDATE predictions SET model = ? WHERE model IS NULL", (model,))
         return cur.rowcount
+
+    def watch(self, prediction_id: str, on_change: Callable[[], None]) -> Callable[[], None]:
+        # Servers sharing a file have no channel to tell each other: the follower polls.
+        return lambda: None
 
     # ---- retention and counts
 

@@ -1,0 +1,335 @@
+"""`PostgresStore`: the `Store` in PostgreSQL, for several cocina replicas sharing their predictions.
+
+The same Alembic migrations as SQLite create and upgrade the schema (`migrate` serializes concurrent replicas with an
+advisory lock). The columns, their encoding (JSON as text) and the protocol are SQLite's, so a table added for one
+store is there for the other.
+
+What differs from SQLite, and why:
+- **Claims** take expired leases with one `UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED)`: replicas
+  racing for orphans never wait on each other's locked rows, and never take the same one.
+- **LISTEN/NOTIFY**: every write of a prediction notifies `cocina_predictions` with its id, in the same statement,
+  so a replica following a prediction another replica runs (a stream re-attached by id) wakes when it changes
+  instead of polling (`wait_for_change`).
+- **Connection loss** (PostgreSQL restarted, a network cut) is a `StoreError` for the call that met it, never a
+  crash; the next call reconnects. Admission turns it into 503 + Retry-After; nothing accepted is forgotten, since a
+  row is only accepted once it is committed.
+- **Durability per write**: the insert that accepts a prediction and the write of its final state commit
+  synchronously; intermediate writes (running, partial output, lease renewals) commit with
+  `synchronous_commit = off`, since losing one to a database crash only means a prediction is re-run or its
+  partial output shown a little older.
+
+Calls are short and synchronous, one connection per store serialized by a lock, as SQLite's; serving calls them from
+its event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import psycopg
+
+from cocina.store.base import StoreError
+from cocina.store.columns import COLUMNS, MUTABLE, decode, encode
+from cocina.store.migrate import migrate, redact_url
+from cocina.store.records import PredictionRecord, PredictionStatus, VersionRecord
+
+log = logging.getLogger("cocina.store.postgres")
+
+CHANNEL = "cocina_predictions"
+_SELECT = f"SELECT seq, {', '.join(COLUMNS)} FROM predictions"
+_RETURNING = f"RETURNING seq, {', '.join(COLUMNS)}"
+_UNFINISHED = [PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.value]
+_CONNECT_TIMEOUT_S = 3
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
+
+
+def libpq_url(url: str) -> str:
+    """The URL psycopg takes (SQLAlchemy's `postgresql+psycopg://` names the driver; libpq does not)."""
+    for prefix in ("postgresql+psycopg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    return "postgresql+psycopg://" + libpq_url(url)[len("postgresql://") :]
+
+
+class PostgresStore:
+    """`PostgresStore(url)` migrates the database to the newest schema and connects; `close()` when done."""
+
+    def __init__(self, url: str) -> None:
+        self.url = libpq_url(url)
+        migrate(sqlalchemy_url(self.url))
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
+        with self._locked():
+            pass  # connect now: a wrong URL fails at start, not at the first prediction
+        self._listener: _Listener | None = None
+        self._listener_lock = threading.Lock()
+
+    # ---- connection
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
+        conn.execute("SET synchronous_commit = on")
+        return conn
+
+    @contextmanager
+    def _locked(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect()
+                yield self._conn
+            except psycopg.OperationalError as exc:
+                # The server went away (restart, network): drop the connection; the next call reconnects.
+                self._drop()
+                raise StoreError(f"PostgreSQL at {redact_url(self.url)} is unavailable: {_first_line(exc)}") from exc
+            except psycopg.Error as exc:
+                if self._conn is not None and self._conn.broken:
+                    self._drop()
+                raise StoreError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop()
+        if self._listener is not None:
+            self._listener.stop()
+
+    # ---- predictions
+
+    def insert(self, rec: PredictionRecord) -> bool:
+        marks = ", ".join("%s" for _ in COLUMNS)
+        values = [encode(c, getattr(rec, c)) for c in COLUMNS]
+        with self._locked() as db:
+            row = db.execute(
+                f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({marks}) "
+                "ON CONFLICT (id) DO NOTHING RETURNING seq",
+                values,
+            ).fetchone()
+        if row is None:
+            return False
+        rec.seq = int(row[0])
+        return True
+
+    def update(self, rec: PredictionRecord, *, owner: str | None = None) -> bool:
+        sets = ", ".join(f"{c} = %s" for c in MUTABLE)
+        values: list[Any] = [encode(c, getattr(rec, c)) for c in MUTABLE]
+        where = "id = %s"
+        values.append(rec.id)
+        if owner is not None:
+            where += " AND lease_owner = %s"
+            values.append(owner)
+        # One round trip: the write and its notification (sent when the write commits, only if it happened).
+        query = (
+            f"WITH written AS (UPDATE predictions SET {sets} WHERE {where} RETURNING id) "
+            f"SELECT pg_notify('{CHANNEL}', id) FROM written"
+        )
+        with self._locked() as db:
+            if rec.status.is_terminal:
+                rows = db.execute(query, values).fetchall()
+            else:
+                with db.transaction():
+                    db.execute("SET LOCAL synchronous_commit = off")
+                    rows = db.execute(query, values).fetchall()
+        return len(rows) > 0
+
+    def get(self, prediction_id: str) -> PredictionRecord | None:
+        with self._locked() as db:
+            row = db.execute(f"{_SELECT} WHERE id = %s", (prediction_id,)).fetchone()
+        return None if row is None else decode(tuple(row))
+
+    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if before_seq is not None:
+            clauses.append("seq < %s")
+            params.append(before_seq)
+        if model is not None:
+            clauses.append("model = %s")
+            params.append(model)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._locked() as db:
+            rows = db.execute(f"{_SELECT}{where} ORDER BY seq DESC LIMIT %s", [*params, limit]).fetchall()
+        return [decode(tuple(r)) for r in rows]
+
+    # ---- leases
+
+    def renew_leases(self, owner: str, until: float) -> int:
+        with self._locked() as db, db.transaction():
+            db.execute("SET LOCAL synchronous_commit = off")
+            cur = db.execute(
+                "UPDATE predictions SET lease_expires_at = %s WHERE lease_owner = %s AND status = ANY(%s)",
+                (until, owner, _UNFINISHED),
+            )
+        return cur.rowcount
+
+    def claim_expired(
+        self, models: list[str], owner: str, now: float, until: float, *, dead_owners: tuple[str, ...] = ()
+    ) -> list[PredictionRecord]:
+        if not models:
+            return []
+        # SKIP LOCKED: rows another replica is claiming right now are its own; this one takes the rest.
+        query = (
+            "UPDATE predictions SET lease_owner = %s, lease_expires_at = %s WHERE seq IN ("
+            " SELECT seq FROM predictions WHERE status = ANY(%s) AND model = ANY(%s)"
+            " AND (lease_expires_at IS NULL OR lease_expires_at < %s OR lease_owner = ANY(%s))"
+            f" ORDER BY seq FOR UPDATE SKIP LOCKED) {_RETURNING}"
+        )
+        with self._locked() as db:
+            rows = db.execute(query, (owner, until, _UNFINISHED, list(models), now, list(dead_owners))).fetchall()
+        return sorted((decode(tuple(r)) for r in rows), key=lambda r: r.seq)
+
+    def lease_owners(self) -> list[str]:
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT DISTINCT lease_owner FROM predictions WHERE status = ANY(%s) AND lease_owner IS NOT NULL",
+                (_UNFINISHED,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def adopt_unowned(self, model: str) -> int:
+        with self._locked() as db:
+            cur = db.execute("UPDATE predictions SET model = %s WHERE model IS NULL", (model,))
+        return cur.rowcount
+
+    # ---- following a prediction another replica runs
+
+    def watch(self, prediction_id: str, on_change: Callable[[], None]) -> Callable[[], None]:
+        """`on_change()` (from the listener's thread) each time any replica writes the prediction, and each time
+        the listening connection is lost (the watcher re-reads and meets the store's state itself)."""
+        with self._listener_lock:
+            if self._listener is None:
+                self._listener = _Listener(self.url)
+            return self._listener.watch(prediction_id, on_change)
+
+    # ---- retention and counts
+
+    def remove_data_before(self, completed_before: str) -> int:
+        with self._locked() as db:
+            cur = db.execute(
+                "UPDATE predictions SET input = NULL, run_input = NULL, output = NULL, data_removed = 1 "
+                "WHERE completed_at IS NOT NULL AND completed_at < %s AND data_removed = 0",
+                (completed_before,),
+            )
+        return cur.rowcount
+
+    def run_counts(self) -> dict[str, int]:
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT model, COUNT(*) FROM predictions WHERE model IS NOT NULL GROUP BY model"
+            ).fetchall()
+        return {str(m): int(n) for m, n in rows}
+
+    # ---- versions
+
+    def put_version(self, version: VersionRecord) -> None:
+        with self._locked() as db:
+            db.execute(
+                "INSERT INTO versions (model, id, created_at, openapi_schema, info) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (model, id) DO UPDATE SET openapi_schema = excluded.openapi_schema, "
+                "info = excluded.info",
+                (
+                    version.model,
+                    version.id,
+                    version.created_at,
+                    json.dumps(version.openapi_schema),
+                    json.dumps(version.info),
+                ),
+            )
+
+    def get_version(self, model: str, version_id: str) -> VersionRecord | None:
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT model, id, created_at, openapi_schema, info FROM versions WHERE model = %s AND id = %s",
+                (model, version_id),
+            ).fetchone()
+        if row is None:
+            return None
+        return VersionRecord(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]))
+
+
+class _Listener:
+    """One LISTEN connection per store, in a thread, calling the watchers of each notified prediction id.
+
+    While PostgreSQL is unreachable it retries every second, and calls every watcher each time the connection is
+    lost (a notification may have been missed)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._watchers: dict[str, dict[int, Callable[[], None]]] = {}
+        self._next = 0
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cocina-pg-listen", daemon=True)
+        self._thread.start()
+
+    def watch(self, prediction_id: str, on_change: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            key = self._next
+            self._next += 1
+            self._watchers.setdefault(prediction_id, {})[key] = on_change
+
+        def unwatch() -> None:
+            with self._lock:
+                watchers = self._watchers.get(prediction_id, {})
+                watchers.pop(key, None)
+                if not watchers:
+                    self._watchers.pop(prediction_id, None)
+
+        return unwatch
+
+    def _call(self, callbacks: list[Callable[[], None]]) -> None:
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("a prediction watcher failed")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.connected.set()
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5, stop_after=256):
+                            with self._lock:
+                                callbacks = list(self._watchers.get(note.payload, {}).values())
+                            self._call(callbacks)
+            except psycopg.Error as exc:
+                self.connected.clear()
+                log.warning("listening for prediction changes failed (%s); retrying", _first_line(exc))
+                with self._lock:
+                    callbacks = [cb for watchers in self._watchers.values() for cb in watchers.values()]
+                self._call(callbacks)
+                self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=3)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
