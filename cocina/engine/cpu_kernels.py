@@ -121,6 +121,12 @@ def _build(cc: str, out: Path) -> str | None:
     return errors or "the compiler failed without a message"
 
 
+def _library_path(cc: str) -> Path:
+    """The compiled library's cache path: a hash of the source, the compiler and the flags."""
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS]).encode()).hexdigest()[:16]
+    return kernel_cache_dir() / f"cpu_kernels-{key}.so"
+
+
 @functools.cache
 def cpu_kernels() -> ctypes.CDLL | None:
     """The loaded kernel library, compiling it on first use; None where it cannot run (logged once)."""
@@ -136,8 +142,7 @@ def cpu_kernels() -> ctypes.CDLL | None:
             "several times slower for bf16 at batch sizes above 1 on this CPU"
         )
         return None
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS]).encode()).hexdigest()[:16]
-    path = kernel_cache_dir() / f"cpu_kernels-{key}.so"
+    path = _library_path(cc)
     if not path.exists():
         log.info("compiling cocina's CPU kernels with %s (once; cached in %s)", cc, path.parent)
         problem = _build(cc, path)
@@ -414,3 +419,29 @@ class PackedInt8Linear(_PackedLinear):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 panels"
+
+
+def build_kernels() -> Path:
+    """Compile the kernels into the cache now (an image build does this once, so pods never compile them).
+
+    Compiled whatever this machine's CPU: the flags target AVX-512 explicitly, not the build host; at run time
+    `cpu_kernels()` still checks the CPU it runs on. Raises RuntimeError when there is no compiler or it fails."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set CC, or install gcc)")
+    path = _library_path(cc)
+    problem = _build(cc, path)
+    if problem is not None:
+        raise RuntimeError(f"compiling {SOURCE.name} failed: {problem}")
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--build"]:
+        sys.exit("usage: python -m cocina.engine.cpu_kernels --build")
+    try:
+        print(build_kernels())
+    except RuntimeError as exc:
+        sys.exit(f"cocina: {exc}")
