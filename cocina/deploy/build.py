@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cocina.deploy.cloud import CloudOptions, write_cloud
-from cocina.deploy.edge import EdgeOptions, download_wheels, lock_lines, readme, run_script
+from cocina.deploy.edge import EdgeOptions, check_requirements, download_wheels, lock_lines, readme, run_script
 from cocina.deploy.onprem import OnpremOptions, write_onprem
 from cocina.deploy.source import BuildError, BuildSource, copy_project
 
@@ -105,6 +105,8 @@ def build(
     out = out.resolve()
     check_out(out)
     edge = edge or EdgeOptions()
+    if target is Target.EDGE:
+        check_requirements(source)
     if target is Target.EDGE and edge.gguf:
         from cocina.deploy.gguf_export import check_exportable
 

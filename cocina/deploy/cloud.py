@@ -89,7 +89,7 @@ COPY app/ /app/
 RUN useradd --system --uid 10001 --home-dir /var/lib/cocina --create-home cocina
 USER 10001
 EXPOSE {PORT}
-ENTRYPOINT ["/opt/cocina/venv/bin/cocina", "serve", "/app"]
+ENTRYPOINT ["/opt/cocina/venv/bin/cocina", "serve", "{{name}}=/app"]
 CMD ["--host", "0.0.0.0", "--port", "{PORT}", "--data-dir", "/var/lib/cocina"]
 """
 
@@ -125,7 +125,7 @@ COPY app/ /app/
 RUN useradd --system --uid 10001 --home-dir /var/lib/cocina --create-home cocina
 USER 10001
 EXPOSE {PORT}
-ENTRYPOINT ["/opt/cocina/venv/bin/cocina", "serve", "/app"]
+ENTRYPOINT ["/opt/cocina/venv/bin/cocina", "serve", "{{name}}=/app"]
 CMD ["--host", "0.0.0.0", "--port", "{PORT}", "--data-dir", "/var/lib/cocina"]
 """
 

@@ -56,6 +56,25 @@ def platform_tag() -> str:
     return f"CPython {sys.version_info.major}.{sys.version_info.minor}, {platform.system()} {platform.machine()}"
 
 
+def check_requirements(source: BuildSource) -> None:
+    """Before anything is written: a requirement that is a local file or directory must be a wheel (pip would
+    copy a source distribution into the bundle, which then cannot install without a compiler)."""
+    for line in source.requirements:
+        target = line.split(" @ ", 1)[1].strip() if " @ " in line else line
+        target = target.removeprefix("file://")
+        if not target.startswith((".", "/", "~")):
+            continue  # a name from the index: `--only-binary` makes pip refuse one without a wheel
+        path = (source.project / Path(target).expanduser()).resolve()
+        if not path.exists():
+            raise BuildError(f"requirement {line}: {path} does not exist")
+        if path.is_dir() or not path.name.endswith(".whl"):
+            raise BuildError(
+                f"requirement {line} has no wheel for the bundle: {path.name} is a source distribution or a "
+                "directory, and an edge bundle installs with no compiler and no network (build a wheel with "
+                "`pip wheel` and name the .whl instead)"
+            )
+
+
 def download_wheels(source: BuildSource, cocina_wheel: Path, wheels: Path, work: Path, cache_dir: Path | None) -> None:
     """Every wheel the bundle needs into `wheels` (with cocina's own); `BuildError` naming a requirement that has
     no wheel for this platform (a bundle must install without a compiler or a network)."""
@@ -94,6 +113,9 @@ def download_wheels(source: BuildSource, cocina_wheel: Path, wheels: Path, work:
                 f"a requirement is a source distribution, not a wheel, for {platform_tag()}: {text.strip()[-600:]}"
             )
         raise BuildError(f"collecting the bundle's wheels failed:\n{text.strip()[-1500:]}")
+    stray = sorted(p.name for p in wheels.iterdir() if not p.name.endswith(".whl"))
+    if stray:
+        raise BuildError(f"the bundle would carry source distributions, not wheels: {', '.join(stray)}")
 
 
 def lock_lines(wheels: Path) -> list[str]:
@@ -107,7 +129,7 @@ def lock_lines(wheels: Path) -> list[str]:
 
 def run_script(source: BuildSource, opts: EdgeOptions) -> str:
     serve = [
-        "app",
+        f"{source.name}=app",
         "--host",
         '"${HOST:-127.0.0.1}"',
         "--port",
@@ -137,7 +159,9 @@ if [ ! -x .venv/bin/cocina ]; then
     fi
     echo "run.sh: installing from ./wheels (once) ..." >&2
     "$python" -m venv .venv
-    .venv/bin/python -m pip install --quiet --no-index --find-links wheels -r requirements.lock
+    # --no-compile: byte-compiling torch and transformers would double the install time; Python compiles
+    # what it imports, on first use. --no-deps: requirements.lock lists every package already.
+    .venv/bin/python -m pip install --quiet --no-index --no-compile --no-deps --find-links wheels -r requirements.lock
 fi
 exec .venv/bin/cocina serve {" ".join(serve)} "$@"
 """

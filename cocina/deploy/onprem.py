@@ -57,7 +57,7 @@ Environment=TRANSFORMERS_OFFLINE=1
 Environment=OMP_NUM_THREADS={opts.threads}
 {model_env}# COCINA_STORE=postgresql://... and COCINA_API_TOKEN=... (kept out of the unit, mode 0600)
 EnvironmentFile=-/etc/cocina/{source.slug}.env
-ExecStart={opts.prefix}/venv/bin/cocina serve {opts.prefix}/app --host 0.0.0.0 --port {opts.port} \\
+ExecStart={opts.prefix}/venv/bin/cocina serve {source.name}={opts.prefix}/app --host 0.0.0.0 --port {opts.port} \\
     --data-dir /var/lib/cocina --store ${{COCINA_STORE}} --drain-grace {opts.drain_grace_s} --public-metrics
 WorkingDirectory=/var/lib/cocina
 # cocina drains on SIGTERM: running predictions get --drain-grace seconds; systemd waits a little longer.
@@ -421,9 +421,7 @@ def write_onprem(source: BuildSource, out: Path, wheel: str, opts: OnpremOptions
     put("prometheus/api-token", token, 0o644)
     put(
         "prometheus/prometheus.yml",
-        yaml.safe_dump(
-            prometheus_config(job, f"cocina:{opts.port}", "api-token", "rules/*.yml"), sort_keys=False
-        ),
+        yaml.safe_dump(prometheus_config(job, f"cocina:{opts.port}", "api-token", "rules/*.yml"), sort_keys=False),
     )
     queue_target = source.queue_target()
     put(
