@@ -7,5 +7,5 @@
 - `cloud.py` (Kubernetes manifests, Dockerfiles), `onprem.py` (systemd unit, compose with PostgreSQL, Prometheus
   and Grafana), `edge.py` (an offline bundle: wheelhouse, model, launcher; GGUF export in `gguf_export.py`).
 - `build.py`: runs one target into a staging directory and moves it into place only when it is complete.
-- `ray.py`: N cocina replicas as a Ray Serve deployment with cocina's app as ingress, sharing PostgreSQL.
+- `ray_serve.py`: N cocina replicas as a Ray Serve deployment with cocina's app as ingress, sharing PostgreSQL.
 """

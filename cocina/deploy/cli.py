@@ -87,6 +87,83 @@ def build_command(
     )
 
 
+def ray_command(
+    targets: Annotated[
+        list[str] | None, typer.Argument(help="Project directories (or NAME=DIR), as for `cocina serve`")
+    ] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="A language model to serve; repeatable")] = None,
+    name: Annotated[str | None, typer.Option(help="owner/name of the one model served")] = None,
+    store: Annotated[str, typer.Option(help="postgresql://... shared by every replica")] = "",
+    replicas: Annotated[int | None, typer.Option(help="A fixed number of replicas")] = None,
+    min_replicas: Annotated[int, typer.Option("--min-replicas", help="Autoscaling floor")] = 1,
+    max_replicas: Annotated[int, typer.Option("--max-replicas", help="Autoscaling ceiling")] = 1,
+    target: Annotated[
+        int | None,
+        typer.Option(
+            help="Predictions (queued + running) per replica before another is added; default: the "
+            "engine's batch capacity, or the predictor's concurrency"
+        ),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads per replica (OMP_NUM_THREADS)")] = 1,
+    num_cpus: Annotated[float, typer.Option("--num-cpus", help="Ray CPUs each replica takes")] = 1.0,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Shared directory for files (a network mount)")] = Path(
+        ".cocina"
+    ),
+    host: Annotated[str, typer.Option(help="Ray's HTTP proxy address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Ray's HTTP proxy port")] = 8000,
+    address: Annotated[str | None, typer.Option(help="Join this Ray cluster (`auto`) instead of starting one")] = None,
+    lease: Annotated[float, typer.Option(help="Seconds a replica's claim on a prediction lasts unrenewed")] = 20.0,
+    max_queue: Annotated[int, typer.Option(help="Predictions that may wait per model in a replica; beyond, 429")] = 64,
+    api_token_env: Annotated[str, typer.Option(help="Environment variable with the bearer token")] = "COCINA_API_TOKEN",
+) -> None:
+    """Serve models as N cocina replicas on Ray Serve, sharing a PostgreSQL store (autoscaled on queue depth)."""
+    import os
+
+    from cocina.deploy.source import BuildError
+
+    try:
+        from cocina.deploy.ray_serve import ReplicaSettings, ScaleSettings, run
+    except ImportError:
+        typer.echo("cocina deploy ray: Ray Serve is not installed: pip install 'cocina[ray]'", err=True)
+        raise typer.Exit(1) from None
+    from cocina.server.cli import build_specs
+    from cocina.serving.spec import SpecError
+
+    target_list, model_list = list(targets or []), list(model or [])
+    if not target_list and not model_list:
+        target_list = ["."]
+    try:
+        specs = build_specs(target_list, model_list, name=name, served_model_names=[], engine_options={}, environ={})
+    except SpecError as exc:
+        typer.echo(f"cocina deploy ray: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if target is None:
+        first = specs[0]
+        capacity = int((first.engine.config.get("max_num_seqs") if first.engine else 0) or 0)
+        target = capacity if first.language_model and capacity else max(1, first.project.concurrency_max)
+    low, high = (replicas, replicas) if replicas is not None else (min_replicas, max_replicas)
+    settings = ReplicaSettings(
+        targets=tuple(target_list),
+        models=tuple(model_list),
+        name=name,
+        store=store,
+        data_dir=str(data_dir.resolve()),
+        public_url=f"http://{host}:{port}",
+        lease_s=lease,
+        max_queue=max_queue,
+        threads=threads,
+        api_token=os.environ.get(api_token_env) or None,
+    )
+    try:
+        run(settings, ScaleSettings(low, high, target, num_cpus), host=host, port=port, address=address)
+    except BuildError as exc:
+        typer.echo(f"cocina deploy ray: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 def register(app: typer.Typer) -> None:
-    """Add `build` to the `cocina` command."""
+    """Add `build` and `deploy ray` to the `cocina` command."""
     app.command("build")(build_command)
+    deploy = typer.Typer(help="Run cocina on a distributed engine.", no_args_is_help=True)
+    deploy.command("ray")(ray_command)
+    app.add_typer(deploy, name="deploy")

@@ -48,9 +48,7 @@ class Path(pathlib.PosixPath):
         )
 
     @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: Any, handler: pydantic.GetJsonSchemaHandler
-    ) -> dict[str, Any]:
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: pydantic.GetJsonSchemaHandler) -> dict[str, Any]:
         return dict(_URI_SCHEMA)
 
     @classmethod
@@ -69,9 +67,7 @@ class File(io.IOBase):
         return core_schema.is_instance_schema(io.IOBase)
 
     @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: Any, handler: pydantic.GetJsonSchemaHandler
-    ) -> dict[str, Any]:
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: pydantic.GetJsonSchemaHandler) -> dict[str, Any]:
         return dict(_URI_SCHEMA)
 
 
@@ -108,9 +104,7 @@ class Secret:
         )
 
     @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: Any, handler: pydantic.GetJsonSchemaHandler
-    ) -> dict[str, Any]:
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: pydantic.GetJsonSchemaHandler) -> dict[str, Any]:
         return dict(SECRET_SCHEMA)
 
 

@@ -355,6 +355,22 @@ class Serving:
             status = "unhealthy"
         return ok, {"status": status, "models": models}
 
+    async def wait_warm(self, timeout_s: float) -> None:
+        """Until every warm model is loaded; `ModelUnavailable` naming the first that failed or is too slow
+        (a replica's start-up: it takes no traffic before its models are loaded)."""
+        warm = [rt.model for rt in self.models if rt.model.spec.warm]
+        await asyncio.gather(*(model.wait_loaded(timeout_s) for model in warm))
+
+    def unhealthy(self) -> str | None:
+        """Why this server cannot serve and will not recover by itself (a warm model's setup failed, or it has
+        stopped); None while it can serve or is loading. A replica manager replaces the server then."""
+        if self.state is ServerState.STOPPED:
+            return "the server has stopped"
+        for rt in getattr(self, "models", []):
+            if rt.model.spec.warm and rt.model.state is ModelState.FAILED:
+                return str(rt.model.unavailable().message)
+        return None
+
     async def engine_stats(self, timeout_s: float = 1.0) -> dict[str, dict[str, Any]]:
         """Each loaded language model's engine statistics (a model that does not answer in time is left out)."""
         runtimes = [rt for rt in self.models if rt.model.state is ModelState.READY and rt.model.language_model_info]
