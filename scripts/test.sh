@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --dev
+scripts/install-deploy-tools.sh
 .venv/bin/ruff check cocina tests benchmarks scripts
 .venv/bin/mypy cocina
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
