@@ -116,11 +116,15 @@ def alert_rules(job: str, queue_target: int, replicas_max: int) -> list[Rule]:
     ]
 
 
-def rules_document(job: str, queue_target: int, replicas_max: int) -> dict[str, Any]:
-    """Prometheus's rule file."""
+def rules_document(job: str, queue_target: int, replicas_max: int, interval: str = "15s") -> dict[str, Any]:
+    """Prometheus's rule file (recording rules evaluated every `interval`)."""
     return {
         "groups": [
-            {"name": f"{job}-recording", "interval": "15s", "rules": [r.to_yaml_dict() for r in recording_rules(job)]},
+            {
+                "name": f"{job}-recording",
+                "interval": interval,
+                "rules": [r.to_yaml_dict() for r in recording_rules(job)],
+            },
             {
                 "name": f"{job}-alerts",
                 "rules": [r.to_yaml_dict() for r in alert_rules(job, queue_target, replicas_max)],

@@ -66,7 +66,9 @@ def prometheus(cocina: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> 
     base = tmp_path_factory.mktemp("prometheus")
     (base / "api-token").write_text(TOKEN)
     (base / "rules").mkdir()
-    (base / "rules" / "cocina.rules.yml").write_text(yaml.safe_dump(monitoring.rules_document(JOB, 4, 16)))
+    (base / "rules" / "cocina.rules.yml").write_text(
+        yaml.safe_dump(monitoring.rules_document(JOB, 4, 16, interval="1s"))
+    )
     config = prometheus_config(JOB, cocina.url.removeprefix("http://"), "api-token", "rules/*.yml")
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     (base / "prometheus.yml").write_text(yaml.safe_dump(config))
