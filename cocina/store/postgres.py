@@ -70,7 +70,11 @@ class PostgresStore:
         self.url = libpq_url(url)
         migrate(sqlalchemy_url(self.url))
         self._lock = threading.Lock()
+        # Two connections, one per durability: `_conn` commits synchronously (acceptance, final states), `_lazy`
+        # with synchronous_commit off (running, partial output, lease renewals). A session setting costs nothing
+        # per statement; `SET LOCAL` in a transaction would cost three more round trips per write.
         self._conn: psycopg.Connection[Any] | None = None
+        self._lazy: psycopg.Connection[Any] | None = None
         self._closed = False
         with self._locked():
             pass  # connect now: a wrong URL fails at start, not at the first prediction
@@ -79,34 +83,42 @@ class PostgresStore:
 
     # ---- connection
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self, synchronous: bool) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
-        conn.execute("SET synchronous_commit = on")
+        conn.execute(f"SET synchronous_commit = {'on' if synchronous else 'off'}")
         return conn
 
     @contextmanager
-    def _locked(self) -> Iterator[psycopg.Connection[Any]]:
+    def _locked(self, *, lazy: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """The connection for a call (`lazy`: the one whose commits do not wait for the disk), under the lock;
+        a lost connection becomes `StoreError` and is dropped (the next call reconnects)."""
         with self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
             try:
+                if lazy:
+                    if self._lazy is None or self._lazy.closed:
+                        self._lazy = self._connect(synchronous=False)
+                    yield self._lazy
+                    return
                 if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
+                    self._conn = self._connect(synchronous=True)
                 yield self._conn
             except psycopg.OperationalError as exc:
                 # The server went away (restart, network): drop the connection; the next call reconnects.
                 self._drop()
                 raise StoreError(f"PostgreSQL at {redact_url(self.url)} is unavailable: {_first_line(exc)}") from exc
             except psycopg.Error as exc:
-                if self._conn is not None and self._conn.broken:
+                if any(c is not None and c.broken for c in (self._conn, self._lazy)):
                     self._drop()
                 raise StoreError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
 
     def _drop(self) -> None:
-        if self._conn is not None:
-            with suppress(Exception):
-                self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._lazy):
+            if conn is not None:
+                with suppress(Exception):
+                    conn.close()
+        self._conn = self._lazy = None
 
     def close(self) -> None:
         with self._lock:
@@ -144,13 +156,8 @@ class PostgresStore:
             f"WITH written AS (UPDATE predictions SET {sets} WHERE {where} RETURNING id) "
             f"SELECT pg_notify('{CHANNEL}', id) FROM written"
         )
-        with self._locked() as db:
-            if rec.status.is_terminal:
-                rows = db.execute(query, values).fetchall()
-            else:
-                with db.transaction():
-                    db.execute("SET LOCAL synchronous_commit = off")
-                    rows = db.execute(query, values).fetchall()
+        with self._locked(lazy=not rec.status.is_terminal) as db:
+            rows = db.execute(query, values).fetchall()
         return len(rows) > 0
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
@@ -175,8 +182,7 @@ class PostgresStore:
     # ---- leases
 
     def renew_leases(self, owner: str, until: float) -> int:
-        with self._locked() as db, db.transaction():
-            db.execute("SET LOCAL synchronous_commit = off")
+        with self._locked(lazy=True) as db:
             cur = db.execute(
                 "UPDATE predictions SET lease_expires_at = %s WHERE lease_owner = %s AND status = ANY(%s)",
                 (until, owner, _UNFINISHED),
