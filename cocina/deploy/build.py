@@ -135,6 +135,7 @@ def build(
 
                 export_gguf(source, stage / "gguf", edge.gguf)
             (stage / "README.md").write_text(readme(source, edge, lock))
+        stage.chmod(0o755)  # mkdtemp made it private; the build is for others to read (secrets inside are 0600)
         if out.exists():
             out.rmdir()  # empty (checked): replaced by the finished build
         os.replace(stage, out)

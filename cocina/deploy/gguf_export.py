@@ -184,17 +184,26 @@ def write_gguf(directory: Path, path: Path, quant: str) -> None:
 
 
 def modelfile(gguf_name: str, directory: Path) -> str:
-    """Ollama's Modelfile: the Q8_0 file, cocina's chat format as a Go template, the stop token."""
+    """Ollama's Modelfile: the first GGUF file and the stop token; for cocina's own chat format (the demo model's
+    `Pregunta:` / `Respuesta:`) a Go TEMPLATE that reproduces it. Other models' templates travel in the GGUF
+    (`tokenizer.chat_template`), from which Ollama derives its own."""
     eos = "<|endoftext|>"
+    template = ""
     config_file = directory / "tokenizer_config.json"
     if config_file.is_file():
-        eos = str(json.loads(config_file.read_text()).get("eos_token") or eos)
-    return f"""FROM ./{gguf_name}
-TEMPLATE \"\"\"{{{{ range .Messages }}}}{{{{ if eq .Role "user" }}}}Pregunta: {{{{ .Content }}}}
-{{{{ else if eq .Role "assistant" }}}}Respuesta: {{{{ .Content }}}}{eos}{{{{ end }}}}{{{{ end }}}}Respuesta:\"\"\"
-PARAMETER stop "{eos}"
-PARAMETER num_ctx 512
-"""
+        config = json.loads(config_file.read_text())
+        eos = str(config.get("eos_token") or eos)
+        template = str(config.get("chat_template") or "")
+    if not template and (directory / "chat_template.jinja").is_file():
+        template = (directory / "chat_template.jinja").read_text()
+    lines = [f"FROM ./{gguf_name}"]
+    if "Pregunta: " in template and "Respuesta:" in template:
+        lines.append(
+            'TEMPLATE """{{ range .Messages }}{{ if eq .Role "user" }}Pregunta: {{ .Content }}\n'
+            '{{ else if eq .Role "assistant" }}Respuesta: {{ .Content }}' + eos + '{{ end }}{{ end }}Respuesta:"""'
+        )
+    lines.append(f'PARAMETER stop "{eos}"')
+    return "\n".join(lines) + "\n"
 
 
 def export_gguf(source: BuildSource, out: Path, quants: tuple[str, ...]) -> list[Path]:
