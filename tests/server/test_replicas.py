@@ -125,10 +125,15 @@ def test_a_stream_is_followed_from_another_replica(two_replicas: tuple[Replica, 
     # Live, not replayed at the end: the first items came well before the last (1.5 s of output).
     assert arrivals[0] < arrivals[-1] - 0.5, arrivals
     assert b.client.get(f"/v1/predictions/{pid}").json()["status"] == "succeeded"
-    # Waiting on the other replica: Replicate's `Prefer: wait` on a prediction A runs.
-    pid2 = _create(a, "w", n=2, delay=0.3)
-    body = b.client.get(f"/v1/predictions/{pid2}").json()
-    assert body["status"] in ("starting", "processing")
+    # Waiting on the other replica: Cog's idempotent PUT of an id A runs, sent to B without respond-async, waits
+    # (through the store) and answers the finished prediction.
+    body = {"input": {"text": "w", "n": 3, "delay": 0.3}}
+    assert a.client.put("/predictions/shared-1", json=body, headers={"Prefer": "respond-async"}).status_code == 202
+    started = time.monotonic()
+    waited = b.client.put("/predictions/shared-1", json=body)
+    assert waited.status_code == 200, waited.text
+    assert waited.json()["status"] == "succeeded" and waited.json()["output"] == ["w0", "w1", "w2"]
+    assert time.monotonic() - started > 0.3  # it did wait for A's run
 
 
 def test_sigkill_of_a_replica_mid_load_loses_nothing(two_replicas: tuple[Replica, Replica], postgres_url: str) -> None:
