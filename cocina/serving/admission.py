@@ -103,7 +103,7 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         lease_expires_at=time.time() + serving.config.lease_s,
     )
     try:
-        inserted = serving.store.insert(rec)
+        inserted = await serving.ctx.call_store(serving.store.insert, rec)
     except StoreError as exc:
         raise StoreUnavailable(
             "The prediction could not be recorded, so it was not started; try again shortly.", retry_after_s=1

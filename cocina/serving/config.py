@@ -32,6 +32,9 @@ class ServingConfig:
         memory_budget_bytes: resident memory all model processes may use together (None: no limit).
         webhook_min_interval_s, webhook_retries: webhook throttling and retries of the terminal event.
         output_inline_max_bytes: file outputs up to this size become data URLs; larger ones are served.
+        store_threads: threads that make the store calls of admission and of each prediction's start and end,
+            so that those of concurrent predictions overlap (a database server then commits them together);
+            0 makes them on the event loop. Each thread holds its own PostgreSQL connection.
     """
 
     data_dir: Path = Path(".cocina")
@@ -51,6 +54,7 @@ class ServingConfig:
     webhook_min_interval_s: float = 0.5
     webhook_retries: int = 4
     output_inline_max_bytes: int = 2**20
+    store_threads: int = 4
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:

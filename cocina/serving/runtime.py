@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
+import functools
 import logging
 import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -118,6 +121,16 @@ class RuntimeContext:
     # Records whose last write the store refused (PostgreSQL restarting): written again until it takes them, so a
     # prediction that finished during an outage does not stay `processing` for ever.
     unwritten: dict[str, PredictionRecord] = field(default_factory=dict)
+    # Where the hot path's store calls run (acceptance, "running", final state): off the event loop, so that the
+    # round trips of many predictions overlap and a database server can commit them together. None: inline.
+    store_pool: Executor | None = None
+
+    async def call_store(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` on the store pool (inline without one)."""
+        if self.store_pool is None:
+            return fn(*args, **kwargs)
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.store_pool, call)
 
 
 class ModelRuntime:
@@ -289,7 +302,7 @@ class ModelRuntime:
         rec.status = PredictionStatus.PROCESSING
         rec.started_at = utc_now()
         started = time.monotonic()
-        if not self._write(rec):
+        if not await self._write_off_loop(rec):
             self._abandon(active)
             return
         self._emit(active, Started())
@@ -342,7 +355,11 @@ class ModelRuntime:
             rec.output = []
         predict_time = predict_time or time.monotonic() - started
         self._predict_times.append(predict_time)
-        self._finish(active, status, error, predict_time)
+        self._settle(active, status, error, predict_time)
+        try:
+            await asyncio.shield(self._write_off_loop(rec))
+        finally:
+            self._announce_finished(active)  # even if this run is being stopped meanwhile: nobody waits for ever
 
     @property
     def _iterator_output(self) -> bool:
@@ -497,6 +514,14 @@ class ModelRuntime:
     def _finish(
         self, active: ActivePrediction, status: PredictionStatus, error: str | None, predict_time: float | None = None
     ) -> None:
+        self._settle(active, status, error, predict_time)
+        self._write(active.record)
+        self._announce_finished(active)
+
+    def _settle(
+        self, active: ActivePrediction, status: PredictionStatus, error: str | None, predict_time: float | None
+    ) -> None:
+        """Put the final state in the record (before it is written)."""
         rec = active.record
         rec.status = status
         rec.error = error
@@ -507,10 +532,28 @@ class ModelRuntime:
         created = datetime.fromisoformat(rec.created_at)
         metrics["total_time"] = round((datetime.now(UTC) - created).total_seconds(), 6)
         rec.metrics = metrics
-        self._write(rec)
-        self._emit(active, Completed(status))
+
+    def _announce_finished(self, active: ActivePrediction) -> None:
+        """After the final state is written: tell followers, waiters and the book."""
+        self._emit(active, Completed(active.record.status))
         active.done.set()
         self.ctx.book.finished(active)
+
+    async def _write_off_loop(self, rec: PredictionRecord) -> bool:
+        """`_write`, with the store call on the store pool (a snapshot of the record travels: the loop may go on
+        changing the live one)."""
+        snapshot = dataclasses.replace(rec)
+        try:
+            kept = await self.ctx.call_store(self.ctx.store.update, snapshot, owner=self.ctx.owner)
+        except StoreError as exc:
+            if rec.id not in self.ctx.unwritten:
+                log.error("prediction %s: the store failed: %s", rec.id, exc)
+            self.ctx.unwritten[rec.id] = rec
+            return True
+        self.ctx.unwritten.pop(rec.id, None)
+        if not kept:
+            log.warning("prediction %s: another server has taken it over; this one stops", rec.id)
+        return bool(kept)
 
     # ---- cancel
 

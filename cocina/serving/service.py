@@ -14,6 +14,7 @@ import contextlib
 import enum
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -99,6 +100,8 @@ class Serving:
         self.files = FileStore(config.files_dir, config.public_url)
         self.webhooks = WebhookSender(min_interval_s=config.webhook_min_interval_s, retries=config.webhook_retries)
         ctx = RuntimeContext(config, self.store, self.files, self.webhooks, self.book, self.owner, self.renderers)
+        if config.store_threads > 0:
+            ctx.store_pool = ThreadPoolExecutor(config.store_threads, thread_name_prefix="cocina-store")
         self._ctx = ctx
         runtimes = []
         for spec in self.specs:
@@ -195,10 +198,17 @@ class Serving:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.leases.stop()
         self.rewrite_unwritten(self._ctx)
+        if self._ctx.store_pool is not None:
+            self._ctx.store_pool.shutdown(wait=True)
         await self.webhooks.aclose()
         if self._given_store is None:
             self.store.close()
         self.state = ServerState.STOPPED
+
+    @property
+    def ctx(self) -> RuntimeContext:
+        """What every model's runtime shares (the store and its pool among it)."""
+        return self._ctx
 
     def check_accepting(self) -> None:
         if self.state is not ServerState.READY:

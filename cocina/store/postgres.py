@@ -18,8 +18,9 @@ What differs from SQLite, and why:
   `synchronous_commit = off`, since losing one to a database crash only means a prediction is re-run or its
   partial output shown a little older.
 
-Calls are short and synchronous, one connection per store serialized by a lock, as SQLite's; serving calls them from
-its event loop.
+Calls are short and synchronous, on the calling thread's own connection: serving makes the hot path's calls
+(acceptance, running, final state) from a small pool of threads so that concurrent predictions' round trips overlap
+and PostgreSQL commits them together; the others from its event loop.
 """
 
 from __future__ import annotations
@@ -69,12 +70,11 @@ class PostgresStore:
     def __init__(self, url: str) -> None:
         self.url = libpq_url(url)
         migrate(sqlalchemy_url(self.url))
-        self._lock = threading.Lock()
-        # Two connections, one per durability: `_conn` commits synchronously (acceptance, final states), `_lazy`
-        # with synchronous_commit off (running, partial output, lease renewals). A session setting costs nothing
-        # per statement; `SET LOCAL` in a transaction would cost three more round trips per write.
-        self._conn: psycopg.Connection[Any] | None = None
-        self._lazy: psycopg.Connection[Any] | None = None
+        # One connection per calling thread (serving makes its hot-path calls from a small pool of threads, so
+        # that the round trips of concurrent predictions overlap and PostgreSQL commits them together).
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection[Any]] = []
+        self._connections_lock = threading.Lock()
         self._closed = False
         with self._locked():
             pass  # connect now: a wrong URL fails at start, not at the first prediction
@@ -83,47 +83,61 @@ class PostgresStore:
 
     # ---- connection
 
-    def _connect(self, synchronous: bool) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
-        conn.execute(f"SET synchronous_commit = {'on' if synchronous else 'off'}")
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
+            with self._connections_lock:
+                self._connections.append(conn)
+            self._local.conn = conn
         return conn
 
     @contextmanager
-    def _locked(self, *, lazy: bool = False) -> Iterator[psycopg.Connection[Any]]:
-        """The connection for a call (`lazy`: the one whose commits do not wait for the disk), under the lock;
-        a lost connection becomes `StoreError` and is dropped (the next call reconnects)."""
-        with self._lock:
-            if self._closed:
-                raise StoreError("the store is closed")
-            try:
-                if lazy:
-                    if self._lazy is None or self._lazy.closed:
-                        self._lazy = self._connect(synchronous=False)
-                    yield self._lazy
-                    return
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._connect(synchronous=True)
-                yield self._conn
-            except psycopg.OperationalError as exc:
-                # The server went away (restart, network): drop the connection; the next call reconnects.
+    def _locked(self) -> Iterator[psycopg.Connection[Any]]:
+        """This thread's connection; a lost connection becomes `StoreError` and is dropped (the next call from
+        this thread reconnects)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        try:
+            yield self._connection()
+        except psycopg.OperationalError as exc:
+            # The server went away (restart, network): drop the connection; the next call reconnects.
+            self._drop()
+            raise StoreError(f"PostgreSQL at {redact_url(self.url)} is unavailable: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            conn = getattr(self._local, "conn", None)
+            if conn is not None and conn.broken:
                 self._drop()
-                raise StoreError(f"PostgreSQL at {redact_url(self.url)} is unavailable: {_first_line(exc)}") from exc
-            except psycopg.Error as exc:
-                if any(c is not None and c.broken for c in (self._conn, self._lazy)):
-                    self._drop()
-                raise StoreError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+            raise StoreError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
 
     def _drop(self) -> None:
-        for conn in (self._conn, self._lazy):
-            if conn is not None:
-                with suppress(Exception):
-                    conn.close()
-        self._conn = self._lazy = None
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._connections_lock:
+                if conn in self._connections:
+                    self._connections.remove(conn)
+            with suppress(Exception):
+                conn.close()
+
+    def _write(self, query: str, values: list[Any], *, durable: bool) -> list[Any]:
+        """One write; `durable=False` commits without waiting for the disk, in the same single round trip
+        (pipeline: BEGIN, SET LOCAL, the write and COMMIT sent together)."""
+        with self._locked() as db:
+            if durable:
+                return db.execute(query, values).fetchall()
+            with db.pipeline(), db.transaction():
+                db.execute("SET LOCAL synchronous_commit = off")
+                cur = db.execute(query, values)
+            return cur.fetchall()
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._drop()
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            with suppress(Exception):
+                conn.close()
         if self._listener is not None:
             self._listener.stop()
 
@@ -156,8 +170,7 @@ class PostgresStore:
             f"WITH written AS (UPDATE predictions SET {sets} WHERE {where} RETURNING id) "
             f"SELECT pg_notify('{CHANNEL}', id) FROM written"
         )
-        with self._locked(lazy=not rec.status.is_terminal) as db:
-            rows = db.execute(query, values).fetchall()
+        rows = self._write(query, values, durable=rec.status.is_terminal)
         return len(rows) > 0
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
@@ -182,12 +195,14 @@ class PostgresStore:
     # ---- leases
 
     def renew_leases(self, owner: str, until: float) -> int:
-        with self._locked(lazy=True) as db:
-            cur = db.execute(
-                "UPDATE predictions SET lease_expires_at = %s WHERE lease_owner = %s AND status = ANY(%s)",
-                (until, owner, _UNFINISHED),
-            )
-        return cur.rowcount
+        with self._locked() as db:
+            with db.pipeline(), db.transaction():
+                db.execute("SET LOCAL synchronous_commit = off")
+                cur = db.execute(
+                    "UPDATE predictions SET lease_expires_at = %s WHERE lease_owner = %s AND status = ANY(%s)",
+                    (until, owner, _UNFINISHED),
+                )
+            return cur.rowcount
 
     def claim_expired(
         self, models: list[str], owner: str, now: float, until: float, *, dead_owners: tuple[str, ...] = ()
