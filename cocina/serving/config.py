@@ -34,7 +34,9 @@ class ServingConfig:
         output_inline_max_bytes: file outputs up to this size become data URLs; larger ones are served.
         store_threads: threads that make the store calls of admission and of each prediction's start and end,
             so that those of concurrent predictions overlap (a database server then commits them together);
-            0 makes them on the event loop. Each thread holds its own PostgreSQL connection.
+            0 makes them on the event loop; None (default): 4 for a store that serves concurrent calls
+            (PostgreSQL: each thread holds its own connection), 0 for SQLite (one file, one lock: a pool would
+            only add thread hops).
     """
 
     data_dir: Path = Path(".cocina")
@@ -54,7 +56,7 @@ class ServingConfig:
     webhook_min_interval_s: float = 0.5
     webhook_retries: int = 4
     output_inline_max_bytes: int = 2**20
-    store_threads: int = 4
+    store_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:

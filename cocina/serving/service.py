@@ -100,8 +100,11 @@ class Serving:
         self.files = FileStore(config.files_dir, config.public_url)
         self.webhooks = WebhookSender(min_interval_s=config.webhook_min_interval_s, retries=config.webhook_retries)
         ctx = RuntimeContext(config, self.store, self.files, self.webhooks, self.book, self.owner, self.renderers)
-        if config.store_threads > 0:
-            ctx.store_pool = ThreadPoolExecutor(config.store_threads, thread_name_prefix="cocina-store")
+        threads = config.store_threads
+        if threads is None:
+            threads = 4 if getattr(self.store, "concurrent_calls", False) else 0
+        if threads > 0:
+            ctx.store_pool = ThreadPoolExecutor(threads, thread_name_prefix="cocina-store")
         self._ctx = ctx
         runtimes = []
         for spec in self.specs:

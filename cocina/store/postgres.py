@@ -67,6 +67,8 @@ def sqlalchemy_url(url: str) -> str:
 class PostgresStore:
     """`PostgresStore(url)` migrates the database to the newest schema and connects; `close()` when done."""
 
+    concurrent_calls = True  # calls from several threads run at once (one connection per thread)
+
     def __init__(self, url: str) -> None:
         self.url = libpq_url(url)
         migrate(sqlalchemy_url(self.url))
