@@ -280,3 +280,25 @@ def test_postgres_restart_is_a_store_error_then_the_store_reconnects() -> None:
         assert store.insert(_rec("after"))
         assert store.get("during") is None  # refused means not recorded
         store.close()
+
+
+def test_concurrent_calls_from_threads(store: Store) -> None:
+    """Serving makes its hot-path calls from a pool of threads: 8 threads writing at once lose nothing."""
+
+    def work(k: int) -> None:
+        for i in range(40):
+            rec = _rec(f"t{k}-{i}", lease_owner="me", lease_expires_at=time.time() + 30)
+            assert store.insert(rec)
+            rec.status = PredictionStatus.PROCESSING
+            assert store.update(rec, owner="me")
+            rec.status, rec.output = PredictionStatus.SUCCEEDED, [f"t{k}-{i}"]
+            assert store.update(rec, owner="me")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    records = store.page(None, 1000)
+    assert len(records) == 320 and len({r.seq for r in records}) == 320
+    assert all(r.status is PredictionStatus.SUCCEEDED and r.output == [r.id] for r in records)
