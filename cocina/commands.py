@@ -80,10 +80,14 @@ def init_project(
 
 def init_command(
     directory: Annotated[Path, typer.Argument(help="Project folder (created if missing).")] = Path("."),
-    template: Annotated[str, typer.Option("--template", "-t", help="llm (a language model) or blank.")] = "llm",
+    template: Annotated[
+        str, typer.Option("--template", "-t", help="llm (a language model) or blank.")
+    ] = "llm",
     model: Annotated[
         str | None,
-        typer.Option(help="For the llm template: a local model folder or a Hugging Face id (default: the demo)."),
+        typer.Option(
+            help="For the llm template: a local model folder or a Hugging Face id (default: the demo)."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist.")] = False,
 ) -> None:
@@ -102,7 +106,11 @@ def init_command(
         err.print(f"[yellow]kept[/] {path} (it exists; --force overwrites it)")
     if written:
         where = "" if directory.resolve() == Path.cwd() else f" {directory}"
-        example = 'pregunta="Dime un producto de limpieza que blanquee la ropa"' if template == "llm" else "text=hola"
+        example = (
+            'pregunta="Dime un producto de limpieza que blanquee la ropa"'
+            if template == "llm"
+            else "text=hola"
+        )
         err.print(f"Next: cocina predict{where} -i {example}")
 
 
@@ -215,7 +223,9 @@ def _split_inputs(raw_inputs: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-async def _start(runner: Runner, pairs: list[tuple[str, str]], err: Console, *, debug: bool) -> dict[str, Any]:
+async def _start(
+    runner: Runner, pairs: list[tuple[str, str]], err: Console, *, debug: bool
+) -> dict[str, Any]:
     """Start the runner under a spinner; inputs are checked as soon as the schema is known, before setup
     ends."""
     from cocina.sdk.schema import InputValidationError

@@ -189,11 +189,15 @@ class _Reader:
     def __init__(self, path: pathlib.Path) -> None:
         self.path = path
 
-    def error(self, message: str, key: str | None, node: yaml.Node | None, hint: str | None = None) -> ConfigError:
+    def error(
+        self, message: str, key: str | None, node: yaml.Node | None, hint: str | None = None
+    ) -> ConfigError:
         line = node.start_mark.line + 1 if node is not None else None
         return ConfigError(message, path=self.path, key=key, line=line, hint=hint)
 
-    def mapping(self, node: yaml.Node, key: str | None, allowed: tuple[str, ...] | None) -> dict[str, yaml.Node]:
+    def mapping(
+        self, node: yaml.Node, key: str | None, allowed: tuple[str, ...] | None
+    ) -> dict[str, yaml.Node]:
         if not isinstance(node, yaml.MappingNode):
             raise self.error(f"must be a mapping, got {_kind(node)}", key, node)
         out: dict[str, yaml.Node] = {}
@@ -326,10 +330,14 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
         _check_predictor(reader, root, predict_ref, ref_key, top[ref_key])
 
     build = BuildConfig()
-    if "build" in top and not (isinstance(top["build"], yaml.ScalarNode) and _to_python(top["build"]) is None):
+    if "build" in top and not (
+        isinstance(top["build"], yaml.ScalarNode) and _to_python(top["build"]) is None
+    ):
         build_nodes = reader.mapping(top["build"], "build", _BUILD_KEYS)
         build = BuildConfig(
-            python_version=reader.string(build_nodes["python_version"], "build.python_version", allow_number=True)
+            python_version=reader.string(
+                build_nodes["python_version"], "build.python_version", allow_number=True
+            )
             if "python_version" in build_nodes
             else None,
             python_requirements=reader.string(build_nodes["python_requirements"], "build.python_requirements")
@@ -342,7 +350,9 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
             if "system_packages" in build_nodes
             else (),
             gpu=reader.boolean(build_nodes["gpu"], "build.gpu") if "gpu" in build_nodes else False,
-            cuda=reader.string(build_nodes["cuda"], "build.cuda", allow_number=True) if "cuda" in build_nodes else None,
+            cuda=reader.string(build_nodes["cuda"], "build.cuda", allow_number=True)
+            if "cuda" in build_nodes
+            else None,
             run=reader.string_list(build_nodes["run"], "build.run") if "run" in build_nodes else (),
         )
         if build.python_requirements is not None and not (root / build.python_requirements).is_file():
@@ -422,7 +432,8 @@ def _check_module_predictor(
             f"module {module!r} not found in {root} or this Python environment",
             key,
             node,
-            f"a file reference needs `.py` (e.g. '{module.replace('.', '/')}.py:{name}'); a module must be importable",
+            f"a file reference needs `.py` (e.g. '{module.replace('.', '/')}.py:{name}'); "
+            "a module must be importable",
         )
     origin = spec.origin
     if origin is None or not origin.endswith(".py") or not pathlib.Path(origin).is_file():
@@ -442,7 +453,9 @@ def _check_defines(
     try:
         tree = ast.parse(file_path.read_text(), filename=str(file_path))
     except SyntaxError as exc:
-        raise ConfigError(f"cannot parse the predictor: {exc.msg}", path=file_path, line=exc.lineno, key=None) from exc
+        raise ConfigError(
+            f"cannot parse the predictor: {exc.msg}", path=file_path, line=exc.lineno, key=None
+        ) from exc
     defined: list[str] = []
     for stmt in tree.body:
         if isinstance(stmt, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):

@@ -22,7 +22,9 @@ from cocina import commands
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "predictors"
 
 
-def cocina(*args: str | Path, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cocina(
+    *args: str | Path, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the `cocina` command in a subprocess, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "cocina.cli", *map(str, args)],

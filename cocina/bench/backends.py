@@ -33,9 +33,13 @@ class BackendConfig:
     temperature: float = 0.0
     prompt_field: str = "prompt"  # Replicate/Cog input names
     max_tokens_field: str = "max_tokens"
-    extra: dict[str, Any] = field(default_factory=dict)  # added to the body (OpenAI) or to `input` (Replicate, Cog)
+    extra: dict[str, Any] = field(
+        default_factory=dict
+    )  # added to the body (OpenAI) or to `input` (Replicate, Cog)
     timeout_s: float = 600.0
-    count_tokens: Callable[[str], int] | None = None  # a tokenizer's counter, used when the server gives no usage
+    count_tokens: Callable[[str], int] | None = (
+        None  # a tokenizer's counter, used when the server gives no usage
+    )
 
 
 def normalize_base_url(url: str) -> str:
@@ -144,7 +148,9 @@ def _error_message(body: bytes) -> str:
         if isinstance(err, str) and err:
             return err[:300]
         if "detail" in obj:
-            return json.dumps(obj["detail"])[:300] if not isinstance(obj["detail"], str) else obj["detail"][:300]
+            return (
+                json.dumps(obj["detail"])[:300] if not isinstance(obj["detail"], str) else obj["detail"][:300]
+            )
         if obj.get("title"):
             return str(obj["title"])[:300]
     return text[:300]
@@ -244,7 +250,9 @@ def _replicate_input(cfg: BackendConfig, req: BenchRequest) -> dict[str, Any]:
     return inp
 
 
-async def _replicate(client: httpx.AsyncClient, cfg: BackendConfig, req: BenchRequest, rec: _Recorder) -> None:
+async def _replicate(
+    client: httpx.AsyncClient, cfg: BackendConfig, req: BenchRequest, rec: _Recorder
+) -> None:
     body: dict[str, Any] = {"input": _replicate_input(cfg, req), "stream": True}
     model = cfg.model
     if cfg.endpoint:

@@ -38,7 +38,9 @@ def _parse_extra(items: list[str]) -> dict[str, Any]:
 
 
 def bench(
-    url: str = typer.Option(..., "--url", help="Server base URL, e.g. http://127.0.0.1:8000 (a /v1 suffix is ok)."),
+    url: str = typer.Option(
+        ..., "--url", help="Server base URL, e.g. http://127.0.0.1:8000 (a /v1 suffix is ok)."
+    ),
     api: str = typer.Option("openai", "--api", help="openai | openai-chat | replicate | cog."),
     model: str | None = typer.Option(
         None,
@@ -51,33 +53,47 @@ def bench(
         "--api-key",
         help="Bearer token (default: $COCINA_API_KEY, $OPENAI_API_KEY or $REPLICATE_API_TOKEN).",
     ),
-    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Most requests in flight at once."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", help="Most requests in flight at once."
+    ),
     requests: int | None = typer.Option(None, "--requests", "-n", help="Requests to send (default 100)."),
     rate: float = typer.Option(
         math.inf, "--rate", help="Poisson arrivals at this many requests/s (default: all at once)."
     ),
     input_len: int = typer.Option(128, "--input-len", help="Prompt tokens of synthetic requests."),
-    output_len: int | None = typer.Option(None, "--output-len", help="Output tokens requested (default 128)."),
-    dataset: Path | None = typer.Option(None, "--dataset", help='JSONL lines {"prompt": ..., "output_len": ...}.'),
+    output_len: int | None = typer.Option(
+        None, "--output-len", help="Output tokens requested (default 128)."
+    ),
+    dataset: Path | None = typer.Option(
+        None, "--dataset", help='JSONL lines {"prompt": ..., "output_len": ...}.'
+    ),
     tokenizer: str | None = typer.Option(
         None, "--tokenizer", help="Local tokenizer path: exact prompt lengths and token counts without usage."
     ),
-    ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Ask the server to generate exactly --output-len."),
+    ignore_eos: bool = typer.Option(
+        False, "--ignore-eos", help="Ask the server to generate exactly --output-len."
+    ),
     goodput: list[str] | None = typer.Option(
         None, "--goodput", help="SLOs in ms, e.g. --goodput ttft:500 --goodput tpot:50 (also e2el:MS)."
     ),
-    percentiles: str = typer.Option("50,90,99", "--percentiles", help="Comma-separated percentiles to report."),
+    percentiles: str = typer.Option(
+        "50,90,99", "--percentiles", help="Comma-separated percentiles to report."
+    ),
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds before one request counts as failed."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prompts and of the arrival times."),
     temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature sent (OpenAI APIs)."),
-    prompt_field: str = typer.Option("prompt", "--prompt-field", help="Input name of the prompt (Replicate, Cog)."),
+    prompt_field: str = typer.Option(
+        "prompt", "--prompt-field", help="Input name of the prompt (Replicate, Cog)."
+    ),
     max_tokens_field: str = typer.Option(
         "max_tokens", "--max-tokens-field", help="Input name of the output length (Replicate, Cog)."
     ),
     extra: list[str] | None = typer.Option(
         None, "--extra", help="KEY=JSON added to the request body (OpenAI) or to input (Replicate, Cog)."
     ),
-    json_out: Path | None = typer.Option(None, "--json", help="Write every metric, the config and each request."),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write every metric, the config and each request."
+    ),
     plot_out: Path | None = typer.Option(None, "--plot", help="Write latency and throughput plots (PNG)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar on stderr."),
 ) -> None:
@@ -110,7 +126,9 @@ def bench(
         tok = load_tokenizer(tokenizer) if tokenizer else None
         count_tokens = (lambda text: len(tok[0](text))) if tok else None
         if dataset is not None:
-            reqs = dataset_requests(dataset, requests, default_output_len=output_len, count_tokens=count_tokens)
+            reqs = dataset_requests(
+                dataset, requests, default_output_len=output_len, count_tokens=count_tokens
+            )
         else:
             reqs = synthetic_requests(
                 100 if requests is None else requests,
@@ -210,7 +228,11 @@ async def _run_with_progress(
 
         def on_result(r: Any) -> None:
             counts["ok" if r.success else "failed"] += 1
-            status = f"ok {counts['ok']}" + (f" [red]failed {counts['failed']}[/]" if counts["failed"] else "")
+            status = f"ok {counts['ok']}" + (
+                f" [red]failed {counts['failed']}[/]" if counts["failed"] else ""
+            )
             prog.update(task, advance=1, status=status)
 
-        return await run_benchmark(cfg, reqs, concurrency=concurrency, rate=rate, seed=seed, on_result=on_result)
+        return await run_benchmark(
+            cfg, reqs, concurrency=concurrency, rate=rate, seed=seed, on_result=on_result
+        )

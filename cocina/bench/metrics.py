@@ -39,7 +39,9 @@ class RequestResult:
     # counting.
     chunks: list[tuple[float, str]] = field(default_factory=list)
     output_tokens: int = 0
-    output_tokens_source: str = "chunks"  # "usage" (server said), "tokenizer", or "chunks" (one token per chunk)
+    output_tokens_source: str = (
+        "chunks"  # "usage" (server said), "tokenizer", or "chunks" (one token per chunk)
+    )
     generated_text: str = ""
 
     @property

@@ -21,7 +21,9 @@ def _f(x: Any, digits: int = 2) -> str:
 
 
 def print_summary(m: dict[str, Any], config: dict[str, Any], console: Console) -> None:
-    t = Table(title=f"cocina bench: {config['api']} {config['url']} ({config.get('model') or 'default model'})")
+    t = Table(
+        title=f"cocina bench: {config['api']} {config['url']} ({config.get('model') or 'default model'})"
+    )
     t.add_column("metric")
     t.add_column("value", justify="right")
     rate = config["rate"]

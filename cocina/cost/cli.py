@@ -27,10 +27,16 @@ def register(app: typer.Typer) -> None:
 
 
 def cost(
-    scenario: str = typer.Option("seed", "--scenario", help="Named scenario from the presets file giving defaults."),
-    presets: Path | None = typer.Option(None, "--presets", help="An edited copy of cocina/cost/presets.yaml."),
+    scenario: str = typer.Option(
+        "seed", "--scenario", help="Named scenario from the presets file giving defaults."
+    ),
+    presets: Path | None = typer.Option(
+        None, "--presets", help="An edited copy of cocina/cost/presets.yaml."
+    ),
     list_presets: bool = typer.Option(False, "--list-presets", help="Show the API and GPU presets and exit."),
-    requests_per_month: float | None = typer.Option(None, "--requests-per-month", "-n", help="Requests per month."),
+    requests_per_month: float | None = typer.Option(
+        None, "--requests-per-month", "-n", help="Requests per month."
+    ),
     prompt_tokens: float | None = typer.Option(None, "--prompt-tokens", help="Prompt tokens per request."),
     output_tokens: float | None = typer.Option(None, "--output-tokens", help="Output tokens per request."),
     api: list[str] | None = typer.Option(None, "--api", help="API preset name (repeat for several)."),
@@ -51,12 +57,16 @@ def cost(
         "--amortization-months",
         help="Months to spread the hardware over; 'inf' leaves it out (the seed).",
     ),
-    power_eur_month: float | None = typer.Option(None, "--power-eur-month", help="On-premises power per month."),
+    power_eur_month: float | None = typer.Option(
+        None, "--power-eur-month", help="On-premises power per month."
+    ),
     maintenance_eur_month: float | None = typer.Option(
         None, "--maintenance-eur-month", help="On-premises maintenance per month."
     ),
     cloud: bool = typer.Option(True, "--cloud/--no-cloud", help="Include the cloud option."),
-    cloud_gpu: str | None = typer.Option(None, "--cloud-gpu", help="GPU preset name (t4, a100, rtx-4090, h100...)."),
+    cloud_gpu: str | None = typer.Option(
+        None, "--cloud-gpu", help="GPU preset name (t4, a100, rtx-4090, h100...)."
+    ),
     cloud_eur_per_hour: float | None = typer.Option(
         None, "--cloud-eur-per-hour", help="Cloud price per GPU-hour (overrides --cloud-gpu)."
     ),
@@ -86,8 +96,12 @@ def cost(
         None, "--cloud-throughput-rps", help="Requests/s of one cloud instance (overrides the above)."
     ),
     min_volume: float = typer.Option(1e3, "--min-volume", help="Smallest requests/month in the plot."),
-    max_volume: float = typer.Option(1e9, "--max-volume", help="Largest requests/month searched and plotted."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here ('-' for stdout)."),
+    max_volume: float = typer.Option(
+        1e9, "--max-volume", help="Largest requests/month searched and plotted."
+    ),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the full result as JSON here ('-' for stdout)."
+    ),
     plot: Path | None = typer.Option(None, "--plot", help="Write the monthly-cost plot (PNG) here."),
 ) -> None:
     """Compare the cost of serving a workload by API, on-premises and in the cloud, with break-evens."""
@@ -185,7 +199,9 @@ def _build_scenario(p: Any, o: dict[str, Any]) -> Any:
     def num(opt: str, key: str, default: Any = None) -> float:
         v = pick(opt, key, default)
         if v is None:
-            raise CostInputError(f"--{opt.replace('_', '-')} is required (scenario {o['scenario']!r} has no {key})")
+            raise CostInputError(
+                f"--{opt.replace('_', '-')} is required (scenario {o['scenario']!r} has no {key})"
+            )
         try:
             return float(v)
         except (TypeError, ValueError):
@@ -222,7 +238,8 @@ def _build_scenario(p: Any, o: dict[str, Any]) -> Any:
     elif o["throughput_tps"] is not None:
         rps = requests_per_second_from_tokens(float(o["throughput_tps"]), workload.output_tokens_per_request)
         notes.append(
-            f"{o['throughput_tps']:g} output tok/s / {workload.output_tokens_per_request:g} tokens = {rps:.4g} req/s"
+            f"{o['throughput_tps']:g} output tok/s / {workload.output_tokens_per_request:g} tokens "
+            f"= {rps:.4g} req/s"
         )
     elif o["bench_json"] is not None:
         tps = read_bench_output_throughput(o["bench_json"])
@@ -263,7 +280,9 @@ def _build_scenario(p: Any, o: dict[str, Any]) -> Any:
         else:
             gpu = pick("cloud_gpu", "cloud_gpu")
             if gpu is None:
-                raise CostInputError("the cloud option needs --cloud-gpu or --cloud-eur-per-hour (or --no-cloud)")
+                raise CostInputError(
+                    "the cloud option needs --cloud-gpu or --cloud-eur-per-hour (or --no-cloud)"
+                )
             if gpu not in p.gpus:
                 raise CostInputError(f"unknown GPU preset {gpu!r}; known: {', '.join(p.gpus)}")
             price = p.gpus[gpu].eur_per_gpu_hour

@@ -115,7 +115,8 @@ class OnPremises:
         _finite_nonneg("hardware price", self.hardware_eur)
         _require(
             self.amortization_months > 0 and not math.isnan(self.amortization_months),
-            f"amortization months must be > 0 (got {self.amortization_months}); use inf to leave the hardware out",
+            f"amortization months must be > 0 (got {self.amortization_months}); "
+            "use inf to leave the hardware out",
         )
         _finite_nonneg("power per month", self.power_eur_per_month)
         _finite_nonneg("maintenance per month", self.maintenance_eur_per_month)
@@ -128,7 +129,9 @@ class OnPremises:
 
     @property
     def eur_per_machine_month(self) -> float:
-        amortized = 0.0 if math.isinf(self.amortization_months) else self.hardware_eur / self.amortization_months
+        amortized = (
+            0.0 if math.isinf(self.amortization_months) else self.hardware_eur / self.amortization_months
+        )
         return amortized + self.power_eur_per_month + self.maintenance_eur_per_month
 
     @property
@@ -169,7 +172,9 @@ class Cloud:
             f"cloud throughput must be > 0 requests/s (got {self.capacity_requests_per_second})",
         )
         _finite_nonneg("cloud fixed cost per month", self.fixed_eur_per_month)
-        _require(self.gpus_per_instance >= 1, f"GPUs per instance must be >= 1 (got {self.gpus_per_instance})")
+        _require(
+            self.gpus_per_instance >= 1, f"GPUs per instance must be >= 1 (got {self.gpus_per_instance})"
+        )
         _require(0 < self.utilization <= 1, f"utilization must be in (0, 1] (got {self.utilization})")
         _require(self.min_instances_always_on >= 0, "instances always on must be >= 0")
 
@@ -238,14 +243,18 @@ MAX_SEGMENTS = 200_000
 
 
 def api_curve(api: ApiPrice, workload: Workload, max_requests_per_month: float) -> CostCurve:
-    return CostCurve(api.name, "api", (Segment(0.0, max_requests_per_month, 0.0, api.eur_per_request(workload)),))
+    return CostCurve(
+        api.name, "api", (Segment(0.0, max_requests_per_month, 0.0, api.eur_per_request(workload)),)
+    )
 
 
 def on_premises_curve(onprem: OnPremises, max_requests_per_month: float) -> CostCurve:
     per_machine = onprem.eur_per_machine_month
     cap = onprem.requests_per_machine_month
     if math.isinf(cap) or cap >= max_requests_per_month:
-        return CostCurve(onprem.name, "on-premises", (Segment(0.0, max_requests_per_month, per_machine, 0.0),))
+        return CostCurve(
+            onprem.name, "on-premises", (Segment(0.0, max_requests_per_month, per_machine, 0.0),)
+        )
     steps = math.ceil(max_requests_per_month / cap)
     _require(
         steps <= MAX_SEGMENTS,
@@ -253,7 +262,8 @@ def on_premises_curve(onprem: OnPremises, max_requests_per_month: float) -> Cost
         "check the throughput or lower the range",
     )
     segs = tuple(
-        Segment(k * cap, min((k + 1) * cap, max_requests_per_month), (k + 1) * per_machine, 0.0) for k in range(steps)
+        Segment(k * cap, min((k + 1) * cap, max_requests_per_month), (k + 1) * per_machine, 0.0)
+        for k in range(steps)
     )
     return CostCurve(onprem.name, "on-premises", segs)
 
@@ -393,14 +403,18 @@ class OptionCost:
     detail: dict[str, float | int | str] = field(default_factory=dict)
 
 
-def option_cost(curve: CostCurve, workload: Workload, detail: dict[str, float | int | str] | None = None) -> OptionCost:
+def option_cost(
+    curve: CostCurve, workload: Workload, detail: dict[str, float | int | str] | None = None
+) -> OptionCost:
     v = workload.requests_per_month
     per_month = curve.eur_per_month(v)
     per_request = per_month / v if v > 0 else math.nan
     return OptionCost(curve.name, curve.kind, per_month, per_request, dict(detail or {}))
 
 
-def requests_per_second_from_tokens(output_tokens_per_second: float, output_tokens_per_request: float) -> float:
+def requests_per_second_from_tokens(
+    output_tokens_per_second: float, output_tokens_per_request: float
+) -> float:
     """Turn a measured output-token throughput into requests per second for the workload's output length.
 
     This assumes decoding dominates (the usual case for generation), so a deployment's output tokens/s holds

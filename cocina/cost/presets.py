@@ -87,7 +87,8 @@ def load_presets(path: Path | None = None) -> Presets:
                 _num(f"{where}.price_per_million_output_tokens", entry["price_per_million_output_tokens"]),
             ),
             date=str(entry["date"]),
-            source=str(entry["source"]) + ("" if entry.get("currency", "EUR") == "EUR" else " (converted to EUR)"),
+            source=str(entry["source"])
+            + ("" if entry.get("currency", "EUR") == "EUR" else " (converted to EUR)"),
         )
 
     gpus: dict[str, GpuPrice] = {}
@@ -100,7 +101,9 @@ def load_presets(path: Path | None = None) -> Presets:
                 raise CostInputError(f"{where}: missing {key}")
         gpus[str(name)] = GpuPrice(
             name=str(name),
-            eur_per_gpu_hour=to_eur(where, entry, _num(f"{where}.price_per_gpu_hour", entry["price_per_gpu_hour"])),
+            eur_per_gpu_hour=to_eur(
+                where, entry, _num(f"{where}.price_per_gpu_hour", entry["price_per_gpu_hour"])
+            ),
             date=str(entry["date"]),
             source=str(entry["source"]),
         )
@@ -108,4 +111,6 @@ def load_presets(path: Path | None = None) -> Presets:
     scenarios = raw.get("scenarios") or {}
     if not isinstance(scenarios, dict):
         raise CostInputError(f"{p}: scenarios must be a mapping")
-    return Presets(p, apis, gpus, {str(k): dict(v or {}) for k, v in scenarios.items()}, eur_per_unit, rates_note)
+    return Presets(
+        p, apis, gpus, {str(k): dict(v or {}) for k, v in scenarios.items()}, eur_per_unit, rates_note
+    )

@@ -124,7 +124,9 @@ def evaluate(s: Scenario) -> CostReport:
     if s.cloud is not None:
         c = cloud_curve(s.cloud, vmax)
         curves.append(c)
-        hours = s.workload.requests_per_month / (3600.0 * s.cloud.capacity_requests_per_second * s.cloud.utilization)
+        hours = s.workload.requests_per_month / (
+            3600.0 * s.cloud.capacity_requests_per_second * s.cloud.utilization
+        )
         options.append(
             option_cost(
                 c,
@@ -161,6 +163,7 @@ def read_bench_output_throughput(path: Path) -> float:
         )
     if not value > 0:
         raise CostInputError(
-            f"bench file {path} measured zero output throughput (did every request fail?); throughput must be > 0"
+            f"bench file {path} measured zero output throughput (did every request fail?); "
+            "throughput must be > 0"
         )
     return float(value)

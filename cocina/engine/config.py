@@ -52,7 +52,9 @@ class EngineConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.quantize is not None and self.quantize not in QUANTIZE_METHODS:
-            raise ValueError(f"quantize must be None or one of {', '.join(QUANTIZE_METHODS)}; got {self.quantize!r}")
+            raise ValueError(
+                f"quantize must be None or one of {', '.join(QUANTIZE_METHODS)}; got {self.quantize!r}"
+            )
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 

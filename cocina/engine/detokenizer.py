@@ -45,7 +45,9 @@ class IncrementalDetokenizer:
         skip_special_tokens: drop special tokens (EOS, chat markers) from the text, as ``decode`` does.
     """
 
-    def __init__(self, tokenizer: Any, prompt_token_ids: Sequence[int], skip_special_tokens: bool = True) -> None:
+    def __init__(
+        self, tokenizer: Any, prompt_token_ids: Sequence[int], skip_special_tokens: bool = True
+    ) -> None:
         self.tokenizer = tokenizer
         self.skip_special_tokens = skip_special_tokens
         self._ids: list[int] = list(prompt_token_ids)

@@ -177,7 +177,9 @@ class DynamicInt8Linear(nn.Module):
         total = weight.numel() * weight.element_size()
         if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
             scales = weight.q_per_channel_scales()
-            total += scales.numel() * (scales.element_size() + weight.q_per_channel_zero_points().element_size())
+            total += scales.numel() * (
+                scales.element_size() + weight.q_per_channel_zero_points().element_size()
+            )
         else:
             total += 8 + 8
         if bias is not None:
@@ -232,7 +234,9 @@ def quantize_model(
         return model
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     if method not in QUANTIZE_METHODS:
-        raise ValueError(f"unknown quantization method {method!r}; valid: {', '.join(QUANTIZE_METHODS)} or None")
+        raise ValueError(
+            f"unknown quantization method {method!r}; valid: {', '.join(QUANTIZE_METHODS)} or None"
+        )
     if method in ("bnb8", "bnb4"):
         _require_cuda(method, dev)
         return model

@@ -105,7 +105,9 @@ class Sampler:
         rep_rows = [i for i, p in enumerate(rows) if p.repetition_penalty != 1.0]
         add_rows = [i for i, p in enumerate(rows) if p.presence_penalty != 0.0 or p.frequency_penalty != 0.0]
         ban_rows = [
-            i for i, p in enumerate(rows) if p.min_tokens > 0 and len(histories[i]) - prompt_lens[i] < p.min_tokens
+            i
+            for i, p in enumerate(rows)
+            if p.min_tokens > 0 and len(histories[i]) - prompt_lens[i] < p.min_tokens
         ]
 
         if all(greedy) and not rep_rows and not add_rows and not ban_rows:
@@ -150,7 +152,9 @@ class Sampler:
         return SampleResult(token_ids, self._logprobs(logits, rows, token_ids))
 
     @staticmethod
-    def _logprobs(logits: torch.Tensor, rows: Seq[SamplingParams], token_ids: list[int]) -> list[TokenLogprobs | None]:
+    def _logprobs(
+        logits: torch.Tensor, rows: Seq[SamplingParams], token_ids: list[int]
+    ) -> list[TokenLogprobs | None]:
         """Raw-model log-probabilities for the rows that asked for them (see the module docstring)."""
         out: list[TokenLogprobs | None] = [None] * len(rows)
         want = [i for i, p in enumerate(rows) if p.logprobs is not None]
@@ -239,7 +243,9 @@ def _ban_stop_tokens(
     vocab: int,
 ) -> None:
     """Forbid EOS and stop token ids for rows that have not produced ``min_tokens`` yet."""
-    pairs = [(i, t) for i in ban_rows for t in (set(rows[i].stop_token_ids) | set(eos_token_ids)) if 0 <= t < vocab]
+    pairs = [
+        (i, t) for i in ban_rows for t in (set(rows[i].stop_token_ids) | set(eos_token_ids)) if 0 <= t < vocab
+    ]
     if pairs:
         r, t = zip(*pairs, strict=True)
         x[_index(list(r), x.device), _index(list(t), x.device)] = float("-inf")
@@ -311,7 +317,9 @@ def _topk_thresholds(x: torch.Tensor, idx: list[int], ks: list[int], thr: torch.
         thr[g] = torch.maximum(thr[g], kth.to(thr.device))
 
 
-def _topp_thresholds(x: torch.Tensor, idx: list[int], ks: list[int], top_ps: list[float], thr: torch.Tensor) -> None:
+def _topp_thresholds(
+    x: torch.Tensor, idx: list[int], ks: list[int], top_ps: list[float], thr: torch.Tensor
+) -> None:
     """thr[i] = max(thr[i], top-p cut-off logit) for rows using top-p (after their top-k, if any).
 
     Works on the ascending-sorted logits: the kept set is the smallest top set whose mass reaches top_p,

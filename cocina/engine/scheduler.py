@@ -264,7 +264,9 @@ class Scheduler:
                 self.finish(seq, reason)
         return updated
 
-    def _finish_reason(self, seq: Sequence, token_id: int, eos_token_ids: frozenset[int]) -> FinishReason | None:
+    def _finish_reason(
+        self, seq: Sequence, token_id: int, eos_token_ids: frozenset[int]
+    ) -> FinishReason | None:
         params = seq.params
         if seq.num_output_tokens >= params.min_tokens and (
             token_id in params.stop_token_ids or (not params.ignore_eos and token_id in eos_token_ids)

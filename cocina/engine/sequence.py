@@ -84,7 +84,9 @@ def _check_int(value: object, name: str, *, lo: int, hi: int | None = None) -> N
         raise ValueError(f"{name} must be <= {hi}, got {value}")
 
 
-def _check_float(value: object, name: str, *, lo: float, lo_open: bool = False, hi: float | None = None) -> None:
+def _check_float(
+    value: object, name: str, *, lo: float, lo_open: bool = False, hi: float | None = None
+) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if value < lo or (lo_open and value == lo):

@@ -34,7 +34,6 @@ __all__ = ["LLMPredictor", "build_prompt", "engine_config_from_env", "load_engin
 
 log = logging.getLogger(__name__)
 
-
 def engine_config_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> EngineConfig:
     """An :class:`EngineConfig` from ``COCINA_*`` variables (see the module docstring), then ``overrides``."""
     env = os.environ if env is None else env

@@ -312,14 +312,8 @@ def _resolve_dtype(dtype: Any) -> Any:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, str):
-        return {
-            "float32": torch.float32,
-            "fp32": torch.float32,
-            "float16": torch.float16,
-            "fp16": torch.float16,
-            "bfloat16": torch.bfloat16,
-            "bf16": torch.bfloat16,
-        }[dtype]
+        return {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+                "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}[dtype]
     return dtype
 
 
@@ -347,7 +341,9 @@ def make_model_from_config(
         size = min(int(config.vocab_size), tokenizer_vocab_size or 1024)
         tokenizer = train_tokenizer(sample_corpus(), size, model_max_length=_max_positions(config))
     if len(tokenizer) > config.vocab_size:
-        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model vocabulary is {config.vocab_size}")
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but the model vocabulary is {config.vocab_size}"
+        )
     config.bos_token_id = tokenizer.bos_token_id
     config.eos_token_id = tokenizer.eos_token_id
     config.pad_token_id = tokenizer.pad_token_id

@@ -57,14 +57,20 @@ def fetch_to_local(value: str, tmp_dir: pathlib.Path | None = None) -> pathlib.P
     if value.startswith("data:"):
         header, _, payload = value[5:].partition(",")
         mime = header.split(";")[0] or "application/octet-stream"
-        data = base64.b64decode(payload) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)
+        data = (
+            base64.b64decode(payload)
+            if header.endswith(";base64")
+            else urllib.parse.unquote_to_bytes(payload)
+        )
         ext = mimetypes.guess_extension(mime) or ""
         path = target_dir / f"file{ext}"
         path.write_bytes(data)
         return path
     with httpx.stream("GET", value, follow_redirects=True, timeout=_DOWNLOAD_TIMEOUT_S) as response:
         response.raise_for_status()
-        url_name = urllib.parse.unquote(pathlib.PurePosixPath(urllib.parse.urlparse(str(response.url)).path).name)
+        url_name = urllib.parse.unquote(
+            pathlib.PurePosixPath(urllib.parse.urlparse(str(response.url)).path).name
+        )
         name = _name_from_content_disposition(response.headers.get("content-disposition")) or url_name
         path = target_dir / _safe_name(name, "file")
         with path.open("wb") as out:

@@ -139,7 +139,9 @@ def load_predictor(ref: str, project_dir: pathlib.Path) -> Any:
             and getattr(v, "__module__", None) == module_name
         )
         listing = ", ".join(found) if found else "none"
-        raise PredictorLoadError(f"{file_part} has no {name!r}; classes and functions defined there: {listing}")
+        raise PredictorLoadError(
+            f"{file_part} has no {name!r}; classes and functions defined there: {listing}"
+        )
     if inspect.isfunction(obj):
         return obj
     if inspect.isclass(obj) and _predict_method_name(obj) is not None:

@@ -132,7 +132,8 @@ def _predict_params(predictor: Any) -> tuple[list[_Param], Any]:
             raise TypeError(f"predict() parameter `{p.name}`: *args and **kwargs are not supported as inputs")
         if p.name not in hints:
             raise TypeError(
-                f"No input type provided for parameter `{p.name}`. Supported input types are: {_SUPPORTED_INPUTS}."
+                f"No input type provided for parameter `{p.name}`. "
+                f"Supported input types are: {_SUPPORTED_INPUTS}."
             )
         if isinstance(p.default, FieldInfo):
             field = p.default
@@ -194,7 +195,8 @@ def _enum_schema(name: str, values: list[Any]) -> dict[str, Any]:
     if kinds == {int}:
         return {"type": "integer", "enum": values}
     raise TypeError(
-        f"Input `{name}`: `choices` must be all str or all int, got {', '.join(sorted(k.__name__ for k in kinds))}"
+        f"Input `{name}`: `choices` must be all str or all int, "
+        f"got {', '.join(sorted(k.__name__ for k in kinds))}"
     )
 
 
@@ -214,7 +216,9 @@ def _json_default(name: str, value: Any) -> Any:
         return [_json_default(name, v) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: _json_default(name, v) for k, v in value.items()}
-    raise TypeError(f"Input `{name}`: default {value!r} of type {type(value).__name__} cannot be written in JSON")
+    raise TypeError(
+        f"Input `{name}`: default {value!r} of type {type(value).__name__} cannot be written in JSON"
+    )
 
 
 def _check_constraints(name: str, base: dict[str, Any], field: FieldInfo) -> None:
@@ -250,7 +254,9 @@ def _check_constraints(name: str, base: dict[str, Any], field: FieldInfo) -> Non
             ) from exc
 
 
-def _input_property(param: _Param, order: int, enums: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+def _input_property(
+    param: _Param, order: int, enums: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], bool]:
     """The `Input` property of one argument and whether it is required; enum schemas are added to `enums`."""
     name, field = param.name, param.field
     base = _input_type_schema(name, param.annotation)
@@ -262,7 +268,9 @@ def _input_property(param: _Param, order: int, enums: dict[str, dict[str, Any]])
             raise TypeError(f"Input `{name}`: `choices` only applies to str and int inputs")
         choice_schema = _enum_schema(name, list(field.choices))
         if choice_schema["type"] != base["type"]:
-            raise TypeError(f"Input `{name}`: `choices` are {choice_schema['type']}s but the input is {base['type']}")
+            raise TypeError(
+                f"Input `{name}`: `choices` are {choice_schema['type']}s but the input is {base['type']}"
+            )
         base = choice_schema
     _check_constraints(name, base, field)
 
@@ -484,7 +492,9 @@ def _paths() -> dict[str, Any]:
                 "description": "Run a single prediction on the model",
                 "operationId": "predict_predictions_post",
                 "parameters": [dict(_PREFER_HEADER)],
-                "requestBody": {"content": {"application/json": {"schema": {"$ref": f"{_REF}PredictionRequest"}}}},
+                "requestBody": {
+                    "content": {"application/json": {"schema": {"$ref": f"{_REF}PredictionRequest"}}}
+                },
                 "responses": {"200": prediction_response, "422": _VALIDATION_RESPONSE},
             }
         },
@@ -515,7 +525,9 @@ def _paths() -> dict[str, Any]:
                 "operationId": "cancel_predictions__prediction_id__cancel_post",
                 "parameters": [dict(_PREDICTION_ID)],
                 "responses": {
-                    "200": _json_response({"title": "Response Cancel Predictions  Prediction Id  Cancel Post"}),
+                    "200": _json_response(
+                        {"title": "Response Cancel Predictions  Prediction Id  Cancel Post"}
+                    ),
                     "422": _VALIDATION_RESPONSE,
                 },
             }
@@ -534,7 +546,9 @@ def _static_components() -> dict[str, Any]:
     timestamp = {"type": "string", "format": "date-time"}
     return {
         "HTTPValidationError": {
-            "properties": {"detail": {"items": {"$ref": f"{_REF}ValidationError"}, "type": "array", "title": "Detail"}},
+            "properties": {
+                "detail": {"items": {"$ref": f"{_REF}ValidationError"}, "type": "array", "title": "Detail"}
+            },
             "type": "object",
             "title": "HTTPValidationError",
         },
@@ -543,7 +557,9 @@ def _static_components() -> dict[str, Any]:
                 "input": {"$ref": f"{_REF}Input", "nullable": True},
                 "id": _nullable({"type": "string"}, "Id"),
                 "created_at": _nullable(timestamp, "Created At"),
-                "context": _nullable({"additionalProperties": {"type": "string"}, "type": "object"}, "Context"),
+                "context": _nullable(
+                    {"additionalProperties": {"type": "string"}, "type": "object"}, "Context"
+                ),
                 "output_file_prefix": _nullable({"type": "string"}, "Output File Prefix"),
                 "webhook": _nullable(
                     {"type": "string", "maxLength": 65536, "minLength": 1, "format": "uri"}, "Webhook"
@@ -693,7 +709,9 @@ class InputValidator:
         out: dict[str, Any] = {}
         for name in self.names:
             prop = self._properties[name]
-            if name in raw and not (raw[name] is None and not prop.get("nullable") and name not in self._required):
+            if name in raw and not (
+                raw[name] is None and not prop.get("nullable") and name not in self._required
+            ):
                 try:
                     out[name] = self._check(name, prop, raw[name])
                 except InputValidationError as exc:
@@ -820,7 +838,9 @@ class InputValidator:
         """
         if name not in self._properties:
             valid = ", ".join(self.names) or "none"
-            raise InputValidationError([_error(name, f"unknown input {name!r}; valid inputs: {valid}", "unknown")])
+            raise InputValidationError(
+                [_error(name, f"unknown input {name!r}; valid inputs: {valid}", "unknown")]
+            )
         return self._parse_text(name, self._properties[name], text)
 
     def _parse_text(self, name: str, prop: Mapping[str, Any], text: str) -> Any:
@@ -921,7 +941,9 @@ def coerce_inputs(
             if default.default_factory is not None:
                 kwargs[param.name] = default.default_factory()
             elif default.default is not MISSING:
-                kwargs[param.name] = _coerce(hints.get(param.name, Any), copy.deepcopy(default.default), tmp_dir)
+                kwargs[param.name] = _coerce(
+                    hints.get(param.name, Any), copy.deepcopy(default.default), tmp_dir
+                )
             else:
                 kwargs[param.name] = None
         elif default is not inspect.Parameter.empty:

@@ -7,7 +7,6 @@ import types
 
 __all__ = ["install_cog_shim"]
 
-
 def install_cog_shim() -> None:
     """Put `cog` and `cog.types` into `sys.modules`, pointing at cocina.sdk.
 

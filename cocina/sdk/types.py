@@ -48,7 +48,9 @@ class Path(pathlib.PosixPath):
         )
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, schema: Any, handler: pydantic.GetJsonSchemaHandler) -> dict[str, Any]:
+    def __get_pydantic_json_schema__(
+        cls, schema: Any, handler: pydantic.GetJsonSchemaHandler
+    ) -> dict[str, Any]:
         return dict(_URI_SCHEMA)
 
     @classmethod
@@ -67,7 +69,9 @@ class File(io.IOBase):
         return core_schema.is_instance_schema(io.IOBase)
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, schema: Any, handler: pydantic.GetJsonSchemaHandler) -> dict[str, Any]:
+    def __get_pydantic_json_schema__(
+        cls, schema: Any, handler: pydantic.GetJsonSchemaHandler
+    ) -> dict[str, Any]:
         return dict(_URI_SCHEMA)
 
 
@@ -104,7 +108,9 @@ class Secret:
         )
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, schema: Any, handler: pydantic.GetJsonSchemaHandler) -> dict[str, Any]:
+    def __get_pydantic_json_schema__(
+        cls, schema: Any, handler: pydantic.GetJsonSchemaHandler
+    ) -> dict[str, Any]:
         return dict(SECRET_SCHEMA)
 
 

@@ -529,6 +529,7 @@ class Child:
             self.tasks.pop(tag, None)
         self._finish(tag, status, error, started, metrics)
 
+
     # --- the language-model channel (a predictor on cocina's engine) ---
 
     def _encode(self, message: Encode) -> Encoded:

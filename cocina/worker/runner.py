@@ -317,7 +317,9 @@ def _exit_reason(returncode: int | None) -> str:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        detail = {"SIGSEGV": " (segmentation fault)", "SIGKILL": " (killed, possibly out of memory)"}.get(name, "")
+        detail = {"SIGSEGV": " (segmentation fault)", "SIGKILL": " (killed, possibly out of memory)"}.get(
+            name, ""
+        )
         return f"was killed by {name}{detail}"
     return f"exited with code {returncode}"
 

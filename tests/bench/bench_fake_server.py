@@ -78,7 +78,11 @@ def build_app(state: FakeState) -> Starlette:
 
         async def gen() -> AsyncIterator[str]:
             if chat:  # real servers open a chat stream with a role-only chunk, before any token exists
-                yield ("data: " + json.dumps({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}) + "\n\n")
+                yield (
+                    "data: "
+                    + json.dumps({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+                    + "\n\n"
+                )
             async for i, tok in tokens(n):
                 if "STREAMERR" in prompt and i == 2:
                     yield "data: " + json.dumps({"error": {"message": "boom mid-stream"}}) + "\n\n"
@@ -98,7 +102,9 @@ def build_app(state: FakeState) -> Starlette:
         state.bodies.append(body)
         inp = body["input"]
         if (err := control(inp["prompt"])) is not None:
-            return JSONResponse({"title": "error", "detail": "injected", "status": err.status_code}, err.status_code)
+            return JSONResponse(
+                {"title": "error", "detail": "injected", "status": err.status_code}, err.status_code
+            )
         pid = uuid.uuid4().hex[:12]
         state.predictions[pid] = inp
         pred = {

@@ -94,7 +94,9 @@ def test_openai_completions_metrics(server: FakeServer, tmp_path: Path) -> None:
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
 
 
-def test_chat_ttft_ignores_the_role_chunk_and_counts_chunks_without_usage(server: FakeServer, tmp_path: Path) -> None:
+def test_chat_ttft_ignores_the_role_chunk_and_counts_chunks_without_usage(
+    server: FakeServer, tmp_path: Path
+) -> None:
     data = bench_json(
         tmp_path,
         "--url",
@@ -137,7 +139,9 @@ def test_replicate_stream(server: FakeServer, tmp_path: Path) -> None:
 
 
 def test_cog_stream(server: FakeServer, tmp_path: Path) -> None:
-    data = bench_json(tmp_path, "--url", server.url, "--api", "cog", "--requests", "3", "--output-len", str(TOKENS))
+    data = bench_json(
+        tmp_path, "--url", server.url, "--api", "cog", "--requests", "3", "--output-len", str(TOKENS)
+    )
     m = data["metrics"]
     assert m["completed"] == 3
     check_timing(m)

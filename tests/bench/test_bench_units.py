@@ -149,7 +149,9 @@ def test_synthetic_prompts_exact_with_a_tokenizer() -> None:
 
 def test_dataset_lines_cycle_and_errors(tmp_path: Path) -> None:
     f = tmp_path / "d.jsonl"
-    f.write_text(json.dumps({"prompt": "a b c", "output_len": 4}) + "\n\n" + json.dumps({"prompt": "d"}) + "\n")
+    f.write_text(
+        json.dumps({"prompt": "a b c", "output_len": 4}) + "\n\n" + json.dumps({"prompt": "d"}) + "\n"
+    )
     with pytest.raises(WorkloadError, match=r"d.jsonl:3: output_len"):
         dataset_requests(f, 5)
     reqs = dataset_requests(f, 5, default_output_len=9)

@@ -101,7 +101,9 @@ def test_break_even_with_machine_steps_finds_crossings_and_step_flips() -> None:
     a = api_curve(ApiPrice("api", 10.0, 0.0), w, 1e6)
     cap_rps = 200_000 / SECONDS_PER_MONTH
     o = on_premises_curve(OnPremises(0, math.inf, 0, 1000, capacity_requests_per_second=cap_rps), 1e6)
-    kinds = [(round(b.requests_per_month), b.kind, b.cheaper_below, b.cheaper_above) for b in break_evens(a, o)]
+    kinds = [
+        (round(b.requests_per_month), b.kind, b.cheaper_below, b.cheaper_above) for b in break_evens(a, o)
+    ]
     assert kinds == [
         (111_111, "crossing", "api", "on-premises"),
         (200_000, "step", "on-premises", "api"),

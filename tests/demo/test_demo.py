@@ -69,14 +69,8 @@ def test_ids_and_prompt_format() -> None:
 
 def test_files_present_and_small() -> None:
     path = demo_model_dir()
-    for name in (
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "generation_config.json",
-        "training.json",
-    ):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "generation_config.json", "training.json"):
         assert (path / name).is_file(), name
     total = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
     assert total <= 20 * 1024 * 1024, f"demo model is {total / 1e6:.1f} MB"
@@ -97,7 +91,9 @@ def test_loads_and_answers_offline() -> None:
     )
     offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home"}
     env = {**os.environ, **offline}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
 

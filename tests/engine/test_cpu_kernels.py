@@ -129,7 +129,9 @@ def test_paged_decode_attention_matches_the_reference(
     alibi = torch.randn(heads, 64, generator=g) if with_alibi else None
     scale = 1 / math.sqrt(dim)
     out = torch.empty(len(lens), heads, dim, dtype=dtype)
-    ck.paged_decode_attention(lib, q, kc, vc, table_t, torch.tensor(lens, dtype=torch.int32), bs, scale, alibi, out)
+    ck.paged_decode_attention(
+        lib, q, kc, vc, table_t, torch.tensor(lens, dtype=torch.int32), bs, scale, alibi, out
+    )
     want = _reference_decode_attention(q, kc, vc, tables, lens, bs, scale, alibi)
     tol = 1e-5 if dtype is torch.float32 else 1e-2
     torch.testing.assert_close(out.float(), want, rtol=tol, atol=tol)

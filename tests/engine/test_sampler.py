@@ -203,7 +203,9 @@ def test_seeded_rows_are_reproducible_independent_of_batch() -> None:
             others = _logits(companions, v=v, seed=1000 + step)
             batch = torch.cat([others[:pos], target, others[pos:]])
             other_params = [
-                SamplingParams(temperature=0.0 if j % 3 == 0 else 1.3, top_p=0.8 if j % 2 else 1.0, min_p=0.01)
+                SamplingParams(
+                    temperature=0.0 if j % 3 == 0 else 1.3, top_p=0.8 if j % 2 else 1.0, min_p=0.01
+                )
                 for j in range(companions)
             ]
             rows = [*other_params[:pos], params, *other_params[pos:]]

@@ -34,7 +34,9 @@ def output_token(seq: Sequence) -> int:
     return 1000 + 100 * (seq.seq_id % 50) + seq.num_output_tokens
 
 
-def step(sched: Scheduler, token: TokenFn = output_token, eos: frozenset[int] = frozenset()) -> SchedulerOutput:
+def step(
+    sched: Scheduler, token: TokenFn = output_token, eos: frozenset[int] = frozenset()
+) -> SchedulerOutput:
     out = sched.schedule()
     sampled = {s.seq.seq_id: token(s.seq) for s in out.scheduled if s.needs_sample}
     sched.postprocess(out, sampled, eos)
@@ -91,7 +93,9 @@ def test_budgets_are_respected_and_everything_finishes(
         # A decode is a sequence that was already running with one token to compute. A preempted sequence
         # re-admitted this step may also have one token left (the prefix cache gave back the rest): that is a
         # prefill chunk of one token, placed with the chunks (the runner handles a lone token there).
-        decoding = {s.seq_id for s in seqs if s.status is SequenceStatus.RUNNING and s.num_uncomputed_tokens == 1}
+        decoding = {
+            s.seq_id for s in seqs if s.status is SequenceStatus.RUNNING and s.num_uncomputed_tokens == 1
+        }
         out = sched.schedule()
         assert out.num_batched_tokens == sum(s.num_new_tokens for s in out.scheduled)
         assert out.num_batched_tokens <= max_num_batched_tokens

@@ -61,7 +61,9 @@ def test_tokenizer_round_trips_spanish_byte_exactly(tmp_path: Path) -> None:
 def test_tokenizer_chat_template(tmp_path: Path) -> None:
     train_tokenizer(sample_corpus(), 600, tmp_path / "tok")
     tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
-    text = tok.apply_chat_template([{"role": "user", "content": "¿Hola?"}], tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "¿Hola?"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<|im_start|>user\n¿Hola?<|im_end|>\n<|im_start|>assistant\n"
     assert tok.convert_tokens_to_ids("<|im_end|>") != tok.unk_token_id
     # also kept in tokenizer_config.json, so it survives packaging that ships only *.json

@@ -112,7 +112,9 @@ def test_encode_output(tmp_path: pathlib.Path) -> None:
 def test_load_predictor_errors(tmp_path: pathlib.Path) -> None:
     with pytest.raises(PredictorLoadError, match=r"'missing\.py' not found"):
         load_predictor("missing.py:Predictor", tmp_path)
-    with pytest.raises(PredictorLoadError, match="has no 'Nope'; classes and functions defined there: Predictor"):
+    with pytest.raises(
+        PredictorLoadError, match="has no 'Nope'; classes and functions defined there: Predictor"
+    ):
         load_predictor("output_path.py:Nope", FIXTURES)
     (tmp_path / "notpred.py").write_text("class Thing:\n    pass\n\nVALUE = 3\n")
     with pytest.raises(PredictorLoadError, match=r"notpred\.py:Thing is not a predictor"):

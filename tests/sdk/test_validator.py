@@ -112,7 +112,9 @@ def test_non_object_input() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=10,
 )
 
@@ -120,7 +122,9 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["prompt", "max_new_tokens", "temperature", "stream", "color", "image", "sizes", "x"]),
+        st.sampled_from(
+            ["prompt", "max_new_tokens", "temperature", "stream", "color", "image", "sizes", "x"]
+        ),
         json_values,
     )
     | json_values
@@ -148,7 +152,9 @@ def test_parse_cli_by_type(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_parse_cli_errors() -> None:
-    with pytest.raises(InputValidationError, match="unknown input 'promt'; valid inputs: prompt, max_new_tokens"):
+    with pytest.raises(
+        InputValidationError, match="unknown input 'promt'; valid inputs: prompt, max_new_tokens"
+    ):
         VALIDATOR.parse_cli("promt", "x")
     with pytest.raises(InputValidationError, match="max_new_tokens: must be an integer"):
         VALIDATOR.parse_cli("max_new_tokens", "lots")

@@ -30,7 +30,9 @@ class Result:
         return "".join(log.data for log in self.logs)
 
 
-async def run(runner: Runner, inputs: dict[str, Any] | None = None, prediction_id: str | None = None) -> Result:
+async def run(
+    runner: Runner, inputs: dict[str, Any] | None = None, prediction_id: str | None = None
+) -> Result:
     """Validate `inputs` by the runner's schema, run the prediction and collect its events."""
     normalized = runner.validator.validate(inputs or {})
     result = Result()
