@@ -15,6 +15,7 @@ import typer
 _COMMAND_MODULES = (
     "cocina.commands",  # init, predict
     "cocina.server.cli",  # serve
+    "cocina.hubctl.cli",  # push, models, versions, deployments
     "cocina.bench.cli",  # bench
     "cocina.cost.cli",  # cost
 )

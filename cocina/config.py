@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib.machinery
 import importlib.util
+import os
 import pathlib
 import re
 import sys
@@ -58,6 +59,11 @@ _BUILD_KEYS = (
 )
 _CONCURRENCY_KEYS = ("max",)
 
+
+
+def default_data_dir() -> pathlib.Path:
+    """Where the local hub and, by default, `cocina serve`'s store live: `$COCINA_HOME`, else `~/.cocina`."""
+    return pathlib.Path(os.environ.get("COCINA_HOME") or pathlib.Path.home() / ".cocina")
 
 class ConfigError(Exception):
     """A problem in the project configuration, located as precisely as possible."""

@@ -7,12 +7,23 @@ This package imports nothing of cocina: serving, the hub and the guard build on 
 
 from cocina.store.base import Store, StoreError
 from cocina.store.migrate import migrate
-from cocina.store.records import PredictionRecord, PredictionStatus, VersionRecord, utc_now
+from cocina.store.records import (
+    DeploymentRecord,
+    ModelRecord,
+    PredictionRecord,
+    PredictionStatus,
+    ReleaseRecord,
+    VersionRecord,
+    utc_now,
+)
 from cocina.store.sqlite import SQLiteStore
 
 __all__ = [
+    "DeploymentRecord",
+    "ModelRecord",
     "PredictionRecord",
     "PredictionStatus",
+    "ReleaseRecord",
     "SQLiteStore",
     "Store",
     "StoreError",

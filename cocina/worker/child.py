@@ -234,6 +234,7 @@ class Child:
         self.predict_ref: str = spec["predict_ref"]
         # The model and typed engine options for a predictor on cocina's engine (`cocina serve`/`predict`).
         self.engine_spec: dict[str, Any] | None = spec.get("engine")
+        self.schema_only: bool = bool(spec.get("schema_only"))
         self.channel = _Channel(spec["event_fd"])
         self.request_fd: int = spec["request_fd"]
         self.requests: queue.Queue[tuple[str | None, Any]] = queue.Queue()
@@ -317,6 +318,9 @@ class Child:
         os.chdir(self.root)
 
         if not self._load():
+            return
+        if self.schema_only:  # a pushed version is checked without running its setup()
+            self.channel.send(SetupDone(SetupStatus.SUCCEEDED))
             return
         if self.is_async:
             asyncio.run(self._amain())

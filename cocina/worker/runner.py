@@ -133,6 +133,8 @@ class _Child:
         }
         if runner.engine is not None:
             spec["engine"] = runner.engine
+        if runner.schema_only:
+            spec["schema_only"] = True
         env = dict(os.environ)
         env.update(_environment(project))
         env.update(runner.env_overrides)
@@ -347,7 +349,8 @@ class Runner:
 
     `engine` (`{"model": ..., "config": {EngineConfig fields}}`) is handed to a `cocina.llm.LLMPredictor`
     before its setup. Without `restart_on_exit` a child that dies is not replaced: the runner becomes `EXITED`
-    and `on_exit(reason)` is called (the server reloads the model when it is next used).
+    and `on_exit(reason)` is called (the server reloads the model when it is next used). With `schema_only` the
+    child imports predict.py, sends its schema and exits without running `setup()` (checking a pushed version).
     """
 
     def __init__(
@@ -362,8 +365,10 @@ class Runner:
         engine: dict[str, Any] | None = None,
         restart_on_exit: bool = True,
         on_exit: Callable[[str], None] | None = None,
+        schema_only: bool = False,
     ) -> None:
         self.project = project
+        self.schema_only = schema_only
         self.engine = engine
         self.restart_on_exit = restart_on_exit
         self.on_exit = on_exit
@@ -691,7 +696,8 @@ class Runner:
         if self._schema_ready is not None:
             self._schema_ready.set()
         setup = await child.setup_done
-        ok = setup.status is SetupStatus.SUCCEEDED and not child.exited
+        # A schema-only child exits right after saying so: its exit is not a failure.
+        ok = setup.status is SetupStatus.SUCCEEDED and (self.schema_only or not child.exited)
         result = SetupResult(
             status=SetupStatus.SUCCEEDED if ok else SetupStatus.FAILED,
             logs="".join(self._setup_logs),
