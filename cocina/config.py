@@ -23,6 +23,7 @@ __all__ = [
     "BuildConfig",
     "ConfigError",
     "ProjectConfig",
+    "cog_deprecations",
     "find_module_spec",
     "is_module_ref",
     "load_project",
@@ -411,7 +412,7 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
     return ProjectConfig(
         root=root,
         config_file=path,
-        warnings=_cog_deprecations(path, top, build_nodes_of(reader, top)),
+        warnings=cog_deprecations(path, _to_python(document)),
         predict_ref=predict_ref,
         build=build,
         concurrency_max=concurrency_max,
@@ -423,31 +424,23 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
     )
 
 
-def build_nodes_of(reader: _Reader, top: dict[str, yaml.Node]) -> dict[str, yaml.Node]:
-    """The `build:` section's key nodes (empty when there is none)."""
-    node = top.get("build")
-    if node is None or (isinstance(node, yaml.ScalarNode) and _to_python(node) is None):
-        return {}
-    return reader.mapping(node, "build", _BUILD_KEYS)
-
-
-def _cog_deprecations(path: pathlib.Path, top: dict[str, yaml.Node], build: dict[str, yaml.Node]) -> tuple[str, ...]:
-    """The deprecation warnings Cog gives for a cog.yaml (none for cocina.yaml, where `predict:` and
-    `concurrency: max:` are cocina's own keys)."""
+def cog_deprecations(path: pathlib.Path, document: Mapping[str, Any]) -> tuple[str, ...]:
+    """The deprecation warnings Cog gives for a cog.yaml (its parsed `document`); none for cocina.yaml, where
+    `predict:` and `concurrency: max:` are cocina's own keys."""
     if path.name != "cog.yaml":
         return ()
     found: list[str] = []
-    if "predict" in top:
+    if "predict" in document:
         found.append('deprecated field "predict": use "run" instead')
-    concurrency = top.get("concurrency")
-    if isinstance(concurrency, yaml.MappingNode) and any(
-        isinstance(k, yaml.ScalarNode) and k.value == "max" for k, _ in concurrency.value
-    ):
+    concurrency = document.get("concurrency")
+    if isinstance(concurrency, Mapping) and "max" in concurrency:
         found.append('deprecated field "concurrency.max": use "@cog.concurrent(max=...)" instead')
-    if "python_packages" in build and _to_python(build["python_packages"]):
-        found.append('deprecated field "build.python_packages": use "build.python_requirements" instead')
-    if "pre_install" in build and _to_python(build["pre_install"]):
-        found.append('deprecated field "build.pre_install": use "build.run" instead')
+    build = document.get("build")
+    if isinstance(build, Mapping):
+        if build.get("python_packages"):
+            found.append('deprecated field "build.python_packages": use "build.python_requirements" instead')
+        if build.get("pre_install"):
+            found.append('deprecated field "build.pre_install": use "build.run" instead')
     return tuple(found)
 
 

@@ -9,6 +9,7 @@ was "built" from):
 |                                       | schema, as a build does; IMAGE then names this project directory     |
 | `cog predict`, `cog run [IMAGE] ...`  | `cocina predict DIR ...`; `--json X` is `--input-json X --json`      |
 | `cog train [IMAGE] ...`               | `cocina train DIR ...`                                               |
+| `cog doctor [--fix]`                  | `cocina doctor DIR [--fix]`                                          |
 | `cog serve [flags]`                   | `cocina serve DIR --host 127.0.0.1 --port P [flags]`, in background  |
 | `exec docker inspect IMAGE --format   | the schema `cocina schema` derived at `cog build` (the label Cog     |
 | '{{index .Config.Labels               | writes), as compact JSON with sorted keys, as Cog's label is         |
@@ -208,6 +209,10 @@ class Harness:
             argv, image, schema_file = self._build_argv(script, rest)
         elif command in ("predict", "run", "train"):
             argv = self._prediction_argv(script, "train" if command == "train" else "predict", rest)
+        elif command == "doctor":
+            if any(arg != "--fix" for arg in rest):
+                raise script.fatal(f"cog doctor {' '.join(rest)}: an option cocina doctor does not have")
+            argv = [*self.cocina, "doctor", str(script.cd), *rest]
         else:
             raise script.fatal(f"cog {command}: has no cocina counterpart (it needs Docker; see conformance/skips.py)")
         try:

@@ -20,9 +20,6 @@ _PTY = "`cog exec` under a pseudo-terminal, inside the project's image; cocina h
 _REGISTRY = "needs an OCI registry container (`registry-start`) and Cog's managed weights in OCI images"
 _DEBUG = "`cog debug` prints the Dockerfile Cog would build ({what}); cocina writes no Dockerfile here"
 _WHEEL = "installs Cog's own wheels (COG_SDK_WHEEL, COGLET_WHEEL) into the image; cocina is not installed that way"
-_DOCTOR = (
-    "`cog doctor` is Cog's project linter (with `--fix` rewriting files); cocina has no `doctor` command (not built)"
-)
 
 SKIPS: dict[str, str] = {
     # Image builds, their labels and their base images.
@@ -74,18 +71,6 @@ SKIPS: dict[str, str] = {
     # Cog's wheels.
     "wheel_coglet_missing": _WHEEL,
     "wheel_resolution": _WHEEL,
-    # `cog doctor`.
-    "doctor_clean_project": _DOCTOR,
-    "doctor_deprecated_fields": _DOCTOR,
-    "doctor_deprecated_imports": _DOCTOR,
-    "doctor_exit_code": _DOCTOR,
-    "doctor_fix_deprecated_imports": _DOCTOR,
-    "doctor_fix_pydantic": _DOCTOR,
-    "doctor_fix_shows_remediation": _DOCTOR,
-    "doctor_missing_predict_ref": _DOCTOR,
-    "doctor_predict_to_run_collision": _DOCTOR,
-    "doctor_predict_to_run_migration": _DOCTOR,
-    "doctor_pydantic_basemodel": _DOCTOR,
     # A limitation of Cog's static schema generator, not a behaviour.
     "static_schema_unresolvable_fails": (
         "asserts that Cog's static (tree-sitter) schema parser cannot resolve a type exported by a package "
