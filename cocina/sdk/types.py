@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar, Union
 
 import pydantic
-from pydantic import BaseModel
 from pydantic_core import core_schema
 
 __all__ = [
@@ -37,6 +36,24 @@ SECRET_SCHEMA: dict[str, Any] = {
     "x-cog-secret": True,
 }
 REDACTED = "**********"
+
+
+class BaseModel(pydantic.BaseModel):
+    """Base class of a structured output. A pydantic model (as in Cog 0.16), which also takes its fields
+    positionally in declaration order, as Cog 0.17+'s dataclass-based `BaseModel` does: `Output("hi", 0.9)`."""
+
+    def __init__(self, /, *args: Any, **data: Any) -> None:
+        if args:
+            names = list(type(self).model_fields)
+            if len(args) > len(names):
+                raise TypeError(
+                    f"{type(self).__name__}() takes {len(names)} positional arguments but {len(args)} were given"
+                )
+            for name, value in zip(names, args, strict=False):
+                if name in data:
+                    raise TypeError(f"{type(self).__name__}() got multiple values for argument '{name}'")
+                data[name] = value
+        super().__init__(**data)
 
 
 class Path(pathlib.PosixPath):

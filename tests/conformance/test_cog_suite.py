@@ -13,8 +13,8 @@ import pytest
 
 from conformance.suite import SUITE_ENV, default_suite_dir, format_report, run_suite
 
-# Passing tests of the suite, at least (of 131 applicable). Raise it when more pass; never lower it to make CI pass.
-MIN_PASSED = 95
+# Passing tests of the suite, at least (of 142 applicable). Raise it when more pass; never lower it to make CI pass.
+MIN_PASSED = 107
 JOBS = int(os.environ.get("COCINA_COG_SUITE_JOBS", "4"))
 
 

@@ -316,3 +316,20 @@ def test_typeddict_and_opaque_outputs() -> None:
         "title": "Output",
     }
     assert encode_output({"name": "a", "count": 3}) == {"name": "a", "count": 3}
+
+
+def test_base_model_takes_fields_positionally_as_cogs_dataclasses_do() -> None:
+    from cocina.sdk import BaseModel
+
+    class Output(BaseModel):
+        text: str
+        score: float
+        image: CogPath | None = None
+
+    assert Output("hi", 0.5) == Output(text="hi", score=0.5)
+    assert Output("hi", score=1).score == 1.0
+    with pytest.raises(TypeError, match=r"takes 3 positional arguments but 4 were given"):
+        Output("a", 1.0, None, "extra")
+    with pytest.raises(TypeError, match="got multiple values for argument 'text'"):
+        Output("a", text="b")
+    assert encode_output(Output("hi", 0.5)) == {"text": "hi", "score": 0.5, "image": None}
