@@ -148,3 +148,18 @@ async def test_the_train_entry_point_runs_setup_then_train() -> None:
 async def test_train_mode_needs_a_train_entry_point() -> None:
     with pytest.raises(ValueError, match="has no `train:` entry point"):
         make_runner("value_output", mode="train")
+
+
+async def test_the_runner_stops_waiting_for_a_healthcheck_answer(features: Runner) -> None:
+    await run(features, {"mode": "slow"})
+    result = await features.healthcheck(timeout_s=0.5)
+    assert result == HealthcheckResult(False, "Healthcheck failed: no answer from the predictor in 0.5 s")
+    await run(features, {"mode": "ok"})
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("10", 10.0), ("0", None), ("", None), ("ten", None), ("-5", None)])
+async def test_cog_setup_timeout_values(value: str, seconds: float | None) -> None:
+    from cocina.worker.runner import _setup_timeout
+
+    assert _setup_timeout({"COG_SETUP_TIMEOUT": value}) == seconds  # as Cog: 0 or a bad value means no limit
+    assert _setup_timeout({}) is None
