@@ -31,7 +31,7 @@ from cocina.engine_options import (
     MaxModelLenOption,
     MaxNumSeqsOption,
     QuantizeOption,
-    engine_env,
+    engine_overrides,
 )
 
 if TYPE_CHECKING:
@@ -179,11 +179,13 @@ def predict_command(
 ) -> None:
     """Run one prediction: start the predictor, stream its output to stdout, write file outputs to disk.
 
-    The engine options (--dtype, --quantize, ...) reach the built-in LLM predictor (`cocina init --template llm`
-    projects on `cocina.llm`) as COCINA_* variables; other predictors may read them or not."""
-    env = _engine_env_or_exit(dtype, quantize, device, kv_cache, max_num_seqs, max_model_len)
+    The project's requirements (`build.python_requirements`, `python_packages`) are installed first when the
+    server's environment lacks them, as `cocina serve` and `cocina push` do. The engine options (--dtype,
+    --quantize, ...) reach a predictor on cocina's engine (`cocina.llm.LLMPredictor`) as a typed configuration,
+    over `cocina: engine:` and COCINA_* variables."""
+    options = _engine_options_or_exit(dtype, quantize, device, kv_cache, max_num_seqs, max_model_len)
     _run_command(
-        "predict", directory, inputs or [], input_json, json_output, debug, output, output_dir, env
+        "predict", directory, inputs or [], input_json, json_output, debug, output, output_dir, options
     )
 
 
@@ -209,10 +211,10 @@ def train_command(
     _run_command("train", directory, inputs or [], input_json, json_output, debug, output, output_dir, {})
 
 
-def _engine_env_or_exit(*values: Any) -> dict[str, str]:
+def _engine_options_or_exit(*values: Any) -> dict[str, Any]:
     dtype, quantize, device, kv_cache, max_num_seqs, max_model_len = values
     try:
-        return engine_env(
+        return engine_overrides(
             dtype=dtype,
             quantize=quantize,
             device=device,
@@ -234,11 +236,11 @@ def _run_command(
     debug: bool,
     output: Path | None,
     output_dir: Path | None,
-    env: dict[str, str],
+    engine_options: dict[str, Any],
 ) -> None:
     request = _Request(mode, inputs, input_json, json_output, debug, output, output_dir)
     try:
-        code = asyncio.run(_predict(directory, request, env=env))
+        code = asyncio.run(_predict(directory, request, engine_options=engine_options))
     except KeyboardInterrupt:
         # Ctrl-C before the prediction started (during setup); the worker is gone with the event loop.
         _console().print("[yellow]canceled[/]")
@@ -268,7 +270,27 @@ class _Request:
         self.output_dir = output_dir
 
 
-async def _predict(directory: Path, request: _Request, *, env: dict[str, str] | None = None) -> int:
+def _environment_for(project: Any, engine_options: dict[str, Any], err: Any) -> tuple[str, dict[str, Any]]:
+    """The interpreter the project runs on (its requirements installed when the server lacks them, in the
+    environments `cocina serve` and `cocina push` share) and its typed engine configuration."""
+    import os
+
+    from cocina.config import ConfigError, default_data_dir
+    from cocina.hub.envs import EnvironmentBuilder, EnvironmentBuildError, environment_spec
+    from cocina.serving.spec import SpecError, project_spec
+
+    try:
+        environment = EnvironmentBuilder(default_data_dir() / "hub" / "envs").ensure(
+            environment_spec(project), lambda line: err.print(f"[dim]{line}[/]", highlight=False)
+        )
+        spec = project_spec(project.root, engine_options=engine_options, environ=dict(os.environ), version="0" * 64)
+    except (EnvironmentBuildError, ConfigError, SpecError) as exc:
+        raise _Stop(str(exc), 1) from None
+    assert spec.engine is not None
+    return environment.python, spec.engine.to_child()
+
+
+async def _predict(directory: Path, request: _Request, *, engine_options: dict[str, Any] | None = None) -> int:
     err = _console()
     runner: Runner | None = None
     try:
@@ -281,7 +303,8 @@ async def _predict(directory: Path, request: _Request, *, env: dict[str, str] | 
         json_inputs = _read_json_inputs(request.input_json) if request.input_json is not None else None
         from cocina.worker.runner import Runner
 
-        runner = Runner(project, env_overrides=env, mode=request.mode)
+        python, engine = _environment_for(project, engine_options or {}, err)
+        runner = Runner(project, python=python, engine=engine, mode=request.mode)
         debug = request.debug
 
         def show_setup_log(log: Any) -> None:

@@ -217,7 +217,8 @@ class EnvironmentBuilder:
         check_system_packages(spec.system_packages)
         missing = unsatisfied(spec)
         if not missing:
-            say("requirements already satisfied by the server's environment: nothing to install")
+            if spec.requirements:
+                say("requirements already satisfied by the server's environment: nothing to install")
             return Environment(sys.executable, notes=tuple(notes))
         path = self.root / spec.hash
         marker = path / "cocina-environment.json"

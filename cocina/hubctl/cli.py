@@ -108,7 +108,7 @@ def push_command(
         load_project(root)  # a broken cog.yaml says so at once, before anything is hashed or sent
     except (ConfigError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # long ids and paths stay whole on one line
     started = time.monotonic()
     with Progress(
         TextColumn("{task.description}"),

@@ -175,7 +175,7 @@ def serve_command(
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from cocina.config import ConfigError, default_data_dir
     from cocina.hub import Hub
-    from cocina.hub.envs import EnvironmentBuilder
+    from cocina.hub.envs import EnvironmentBuilder, EnvironmentBuildError, environment_spec
     from cocina.server.config import ServerConfig
     from cocina.server.serve import build_server
     from cocina.serving import Serving, ServingConfig
@@ -209,6 +209,16 @@ def serve_command(
         typer.echo(f"cocina serve: {exc}", err=True)
         raise typer.Exit(1) from None
     builder = EnvironmentBuilder(data_dir / "hub" / "envs", find_links=tuple(find_links or ()), no_index=no_index)
+    try:
+        # Each project's requirements, installed where the server lacks them (as `cocina predict` and a push do).
+        for i, spec in enumerate(specs):
+            environment = builder.ensure(environment_spec(spec.project), lambda line: typer.echo(line, err=True))
+            if environment.path is not None:
+                specs[i] = spec.replace(python=environment.python)
+    except EnvironmentBuildError as exc:
+        store.close()
+        typer.echo(f"cocina serve: {exc}", err=True)
+        raise typer.Exit(1) from None
     hub = Hub(store, data_dir / "hub", builder=builder, engine_options=options, environ=dict(os.environ))
     try:
         names = [s.name for s in specs]
