@@ -374,6 +374,21 @@ class Hub:
         self.get_deployment(name)
         return self.store.list_releases(name)
 
+    def stats(self, name: str, limit: int = 10_000) -> dict[str, Any]:
+        """The deployment's live traffic per version (its last `limit` predictions)."""
+        from cocina.hub.quality import live_stats
+
+        record = self.get_deployment(name)
+        rows = self.store.of_deployment(name, limit)
+        current = record.current_release
+        return {
+            "deployment": name,
+            "model": record.model,
+            "release": current.number if current else None,
+            "predictions": len(rows),
+            "versions": live_stats(rows),
+        }
+
     def delete_deployment(self, name: str) -> None:
         self.get_deployment(name)
         self.store.delete_deployment(name)

@@ -31,6 +31,10 @@ class Store(Protocol):
         """Newest first; `before_seq` is the cursor (the `seq` of the last item of the previous page)."""
         ...
 
+    def of_deployment(self, deployment: str, limit: int = 10_000) -> list[PredictionRecord]:
+        """A deployment's predictions, newest first."""
+        ...
+
     def renew_leases(self, owner: str, until: float) -> int:
         """Extend every unfinished prediction `owner` holds to `until`; how many."""
         ...

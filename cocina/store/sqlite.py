@@ -164,6 +164,14 @@ class SQLiteStore:
             rows = db.execute(f"{_SELECT}{where} ORDER BY seq DESC LIMIT ?", [*params, limit]).fetchall()
         return [_decode(r) for r in rows]
 
+    def of_deployment(self, deployment: str, limit: int = 10_000) -> list[PredictionRecord]:
+        """A deployment's predictions, newest first (its live traffic)."""
+        with self._locked() as db:
+            rows = db.execute(
+                f"{_SELECT} WHERE deployment = ? ORDER BY seq DESC LIMIT ?", (deployment, limit)
+            ).fetchall()
+        return [_decode(r) for r in rows]
+
     # ---- leases
 
     def renew_leases(self, owner: str, until: float) -> int:

@@ -114,6 +114,12 @@ async def list_releases(request: Request, owner: str, name: str) -> dict[str, An
     return {"next": None, "previous": None, "results": [release_object(r, record.model) for r in releases]}
 
 
+@router.get("/deployments/{owner}/{name}/stats")
+async def stats(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """Each version's live traffic: predictions, failures, latency and output tokens/s."""
+    return hub_of(request).stats(f"{owner}/{name}")
+
+
 @router.post("/deployments/{owner}/{name}/rollback")
 async def rollback(request: Request, owner: str, name: str) -> dict[str, Any]:
     body = await parse_body(request, Rollback, empty_ok=True)
