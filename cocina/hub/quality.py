@@ -154,7 +154,10 @@ def reference_perplexity(model: str, examples: list[dict[str, Any]]) -> float | 
         prompt = chat_prompt_ids(
             tokenizer, messages_for(str(inp.get("prompt") or inp.get("pregunta") or ""), inp.get("system_prompt"))
         )
-        target = tokenizer.encode(" " + reference.strip(), add_special_tokens=False)
+        # The reference as the answer's own text, right after the prompt (the template ends where it begins).
+        target = tokenizer.encode(reference, add_special_tokens=False)
+        if not target:
+            continue
         ids = torch.tensor([prompt + target])
         with torch.no_grad():
             logits = lm(ids).logits[0, len(prompt) - 1 : -1].float()

@@ -441,6 +441,151 @@ def deployments_delete(
     typer.echo(f"deleted {name}")
 
 
+@deployments_app.command("stats")
+def deployments_stats(
+    name: str,
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    token_env: TokenEnvOption = "COCINA_API_TOKEN",
+    as_json: JsonOption = False,
+) -> None:
+    """Each version's live traffic through the deployment: predictions, failures, latency, output tokens/s."""
+    with _client(url, data_dir, token_env) as client:
+        stats = _call(client, "GET", f"/v1/deployments/{name}/stats")
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{name} (release {stats['release']}, {stats['predictions']} predictions)")
+    for column in ("version", "predictions", "failed", "canceled", "p50 ms", "p95 ms", "tokens/s", "releases"):
+        table.add_column(column, justify="left" if column == "version" else "right")
+    for version, v in stats["versions"].items():
+        times = v["total_time_ms"]
+        table.add_row(
+            version[:12],
+            str(v["predictions"]),
+            str(v["failed"]),
+            str(v["canceled"]),
+            _num(times["p50"]),
+            _num(times["p95"]),
+            _num(v["output_tokens_per_s"]),
+            ",".join(map(str, v["releases"])),
+        )
+    _print(stats, False, table)
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None else f"{x:g}" if isinstance(x, float) else str(x)
+
+
+@deployments_app.command("compare")
+def deployments_compare(
+    name: str,
+    data: Annotated[
+        Path,
+        typer.Option("--data", help='JSON Lines: {"input": {...}, "reference": "..."} per line (reference optional)'),
+    ],
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds for each prediction")] = 300.0,
+    perplexity: Annotated[
+        bool, typer.Option("--perplexity/--no-perplexity", help="Score references by perplexity (language models)")
+    ] = True,
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    token_env: TokenEnvOption = "COCINA_API_TOKEN",
+    as_json: JsonOption = False,
+) -> None:
+    """Run the same inputs through each version of the current release and compare them: latency, errors,
+    output tokens/s, BLEU and chrF against the references (and their perplexity), with 95% intervals."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cocina.hub.compare import parse_examples
+    from cocina.hubctl.client import HubClientError
+
+    try:
+        with data.open(encoding="utf-8") as f:
+            examples = parse_examples(f, str(data))
+    except OSError as exc:
+        raise _fail(f"cannot read {data}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    body = {
+        "examples": [{"input": ex.input, "reference": ex.reference} for ex in examples],
+        "timeout": timeout,
+        "perplexity": perplexity,
+    }
+    console = Console(stderr=True)
+    report = None
+    with (
+        _client(url, data_dir, token_env) as client,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bars,
+    ):
+        task = bars.add_task("predictions", total=None)
+        try:
+            for item in client.stream(f"/v1/deployments/{name}/compare", body):
+                if "done" in item:
+                    bars.update(task, completed=item["done"], total=item["total"])
+                elif "progress" in item:
+                    bars.update(task, description=item["progress"])
+                elif "report" in item:
+                    report = item["report"]
+        except HubClientError as exc:
+            raise _fail(exc.message) from None
+    if report is None:
+        raise _fail("the server ended the comparison without a report")
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    _show_comparison(report)
+
+
+def _show_comparison(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    count = next(iter(report["versions"].values()))["examples"]
+    table = Table(title=f"{report['deployment']} release {report['release']}: {count} examples")
+    columns = ("version", "weight", "errors", "p50 ms", "p95 ms", "tokens/s", "BLEU", "chrF", "perplexity")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "version" else "right")
+    for version, v in report["versions"].items():
+        table.add_row(
+            version[:12],
+            f"{v['weight']}%",
+            f"{v['errors']}/{v['examples']}",
+            _num(v["latency_ms"]["p50"]),
+            _num(v["latency_ms"]["p95"]),
+            _num(v["output_tokens_per_s"]),
+            _num(v["bleu"]),
+            _num(v["chrf"]),
+            _num(v["perplexity"]),
+        )
+    console.print(table)
+    for d in report["differences"]:
+        parts = []
+        for metric in ("bleu", "chrf"):
+            if metric in d:
+                lo, hi = d[metric]["ci95"]
+                parts.append(
+                    f"{metric.upper() if metric == 'bleu' else 'chrF'} {d[metric]['diff']:+g} [{lo:+g}, {hi:+g}]"
+                )
+        if "latency_p50_ms" in d:
+            parts.append(f"p50 latency {d['latency_p50_ms']['diff']:+g} ms")
+        console.print(f"{d['b'][:12]} vs {d['a'][:12]}: " + ("; ".join(parts) or "no measure in common"))
+    for version, v in report["versions"].items():
+        for line in v.get("first_errors", []):
+            console.print(f"[red]{version[:12]}[/red] {line}", markup=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("push")(push_command)
     app.add_typer(models_app, name="models")

@@ -49,6 +49,7 @@ class HubClient(Protocol):
 
     def push(self, directory: Path, name: str, progress: PushProgress) -> Pushed: ...
     def request(self, method: str, path: str, body: Any = None) -> Any: ...
+    def stream(self, path: str, body: Any) -> Iterator[dict[str, Any]]: ...
 
 
 def _manifest(directory: Path, progress: PushProgress, cache: Path | None) -> tuple[Manifest, dict[str, Path]]:
@@ -79,6 +80,19 @@ class RemoteHub:
         if resp.status_code >= 400:
             raise HubClientError(_detail(resp), resp.status_code)
         return resp.json() if resp.content else None
+
+    def stream(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
+        """POST `body` and yield the answer's JSON lines (a long operation's progress, then its result)."""
+        import httpx
+
+        try:
+            with self._http.stream("POST", path, json=body, headers={"Accept": "application/x-ndjson"}) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise HubClientError(_detail(resp), resp.status_code)
+                yield from _items(resp.iter_lines())
+        except httpx.HTTPError as exc:
+            raise HubClientError(f"{path} failed: {type(exc).__name__}: {exc}") from None
 
     def push(self, directory: Path, name: str, progress: PushProgress) -> Pushed:
         manifest, sources = _manifest(directory, progress, self._cache)
@@ -112,28 +126,11 @@ class RemoteHub:
             raise HubClientError(f"uploading {path.name}: {_detail(resp)}", resp.status_code)
 
     def _create(self, name: str, manifest: Manifest, uploaded: int, progress: PushProgress) -> Pushed:
-        import httpx
-
-        body = {"manifest": manifest.to_json()}
-        headers = {"Accept": "application/x-ndjson"}
-        try:
-            with self._http.stream("POST", f"/v1/models/{name}/versions", json=body, headers=headers) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise HubClientError(_detail(resp), resp.status_code)
-                for line in resp.iter_lines():
-                    if not line.strip():
-                        continue
-                    item = json.loads(line)
-                    if "progress" in item:
-                        progress.say(item["progress"])
-                    elif "error" in item:
-                        error = item["error"]
-                        raise HubClientError(str(error.get("detail") or error.get("title")), error.get("status"))
-                    elif "version" in item:
-                        return Pushed(item["version"], bool(item.get("created")), uploaded, manifest)
-        except httpx.HTTPError as exc:
-            raise HubClientError(f"creating the version failed: {type(exc).__name__}: {exc}") from None
+        for item in self.stream(f"/v1/models/{name}/versions", {"manifest": manifest.to_json()}):
+            if "progress" in item:
+                progress.say(item["progress"])
+            elif "version" in item:
+                return Pushed(item["version"], bool(item.get("created")), uploaded, manifest)
         raise HubClientError("the server ended the push without an answer")
 
 
@@ -183,6 +180,25 @@ class LocalHub:
         if resp.status_code >= 400:
             raise HubClientError(_detail(resp), resp.status_code)
         return resp.json() if resp.content else None
+
+    def stream(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
+        with self._client.stream("POST", path, json=body, headers={"Accept": "application/x-ndjson"}) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise HubClientError(_detail(resp), resp.status_code)
+            yield from _items(resp.iter_lines())
+
+
+def _items(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """A progress stream's items; its `{"error": problem}` line raises."""
+    for line in lines:
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        if "error" in item:
+            error = item["error"]
+            raise HubClientError(str(error.get("detail") or error.get("title")), error.get("status"))
+        yield item
 
 
 def _detail(resp: Any) -> str:

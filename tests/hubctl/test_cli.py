@@ -99,3 +99,35 @@ def test_push_to_a_server_by_url(cocina, tmp_path: Path) -> None:  # type: ignor
         assert gone.returncode == 1 and "cannot reach" in gone.stderr
     finally:
         srv.stop()
+
+
+def test_compare_and_stats_on_the_local_hub(cocina, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a = json.loads(cocina("push", "acme/echo", "--dir", str(_project(tmp_path / "a")), "--json").stdout)["id"]
+    shout = _project(tmp_path / "b")
+    (shout / "predict.py").write_text(PREDICT.format(extra="").replace("return text", "return text.upper()"))
+    b = json.loads(cocina("push", "acme/echo", "--dir", str(shout), "--json").stdout)["id"]
+    made = cocina("deployments", "create", "acme/ab", "--model", "acme/echo", "--versions", f"{a}=70,{b}=30")
+    assert made.returncode == 0, made.stderr
+    data = tmp_path / "data.jsonl"
+    lines: list[dict[str, object]] = []
+    for i in range(3):
+        sentence = f"sentence number {i} of the test"
+        lines += [{"input": {"text": sentence}, "reference": sentence}, {"text": "a flat example, no reference"}]
+    data.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    out = cocina("deployments", "compare", "acme/ab", "--data", str(data), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert list(report["versions"]) == [a, b]  # the heaviest first: the baseline the others are compared with
+    assert report["versions"][a]["bleu"] == 100.0 and report["versions"][b]["bleu"] < 100.0
+    assert report["versions"][a]["examples"] == 6
+    shown = cocina("deployments", "compare", "acme/ab", "--data", str(data))
+    assert shown.returncode == 0 and f"{b[:12]} vs {a[:12]}: BLEU -" in shown.stdout and "chrF" in shown.stdout
+    stats = cocina("deployments", "stats", "acme/ab")
+    assert stats.returncode == 0 and "0 predictions" in stats.stdout  # compare is not live traffic
+    data.write_text('{"text": "fine"}\n{"text": \n')
+    broken = cocina("deployments", "compare", "acme/ab", "--data", str(data))
+    assert broken.returncode == 1 and f"{data}, line 2: not JSON" in broken.stderr and "Traceback" not in broken.stderr
+    missing = cocina("deployments", "compare", "acme/ab", "--data", str(tmp_path / "none.jsonl"))
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    unknown = cocina("deployments", "stats", "acme/none")
+    assert unknown.returncode == 1 and "acme/none" in unknown.stderr

@@ -10,11 +10,13 @@ import pydantic
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from cocina.hub.compare import MAX_EXAMPLES, example_of, run_compare
 from cocina.hub.deployments import Split
 from cocina.hub.objects import deployment_object, release_object
 from cocina.server.bodies import parse_body
-from cocina.server.errors import BadRequest
-from cocina.server.state import hub_of
+from cocina.server.errors import BadRequest, RequestInvalid
+from cocina.server.replicate.ndjson import Emit, ndjson_response, wants_ndjson
+from cocina.server.state import hub_of, serving_of
 
 router = APIRouter(prefix="/v1")
 
@@ -118,6 +120,44 @@ async def list_releases(request: Request, owner: str, name: str) -> dict[str, An
 async def stats(request: Request, owner: str, name: str) -> dict[str, Any]:
     """Each version's live traffic: predictions, failures, latency and output tokens/s."""
     return hub_of(request).stats(f"{owner}/{name}")
+
+
+class Compare(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    examples: list[dict[str, Any]] = pydantic.Field(min_length=1, max_length=MAX_EXAMPLES)
+    timeout: float = pydantic.Field(300.0, gt=0, le=3600, description="seconds for each prediction")
+    perplexity: bool = True
+
+
+@router.post("/deployments/{owner}/{name}/compare")
+async def compare(request: Request, owner: str, name: str) -> Response:
+    """The same examples through each version of the current release, one at a time: latency, errors, output
+    tokens/s and quality against references, with differences and their 95% intervals (`cocina.hub.compare`).
+    With `Accept: application/x-ndjson`, progress streams as `{"done", "total"}` lines before the report."""
+    hub = hub_of(request)
+    body = await parse_body(request, Compare)
+    examples = []
+    for i, item in enumerate(body.examples):
+        try:
+            examples.append(example_of(item, f"example {i + 1}"))
+        except ValueError as exc:
+            raise RequestInvalid([{"loc": ["body", "examples", i], "msg": str(exc), "type": "value_error"}]) from None
+    full = f"{owner}/{name}"
+    hub.get_deployment(full)  # a 404 before any work
+
+    async def work(emit: Emit | None = None) -> dict[str, Any]:
+        return await run_compare(
+            hub, serving_of(request), full, examples, timeout_s=body.timeout, perplexity=body.perplexity, progress=emit
+        )
+
+    if not wants_ndjson(request):
+        return JSONResponse(await work())
+
+    async def streamed(emit: Emit) -> dict[str, Any]:
+        return {"report": await work(emit)}
+
+    return ndjson_response(request, streamed, finish_if_left=False)
 
 
 @router.post("/deployments/{owner}/{name}/rollback")

@@ -9,25 +9,23 @@ the answer streams its progress, one JSON object a line, the last holding the ve
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Literal
 
 import pydantic
 from fastapi import APIRouter, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from cocina.hub.manifest import Manifest
 from cocina.hub.objects import version_object
 from cocina.server.bodies import parse_body
-from cocina.server.errors import NotFound, RequestInvalid, Surface, error_response
+from cocina.server.errors import NotFound, RequestInvalid
+from cocina.server.replicate.ndjson import Emit, ndjson_response, wants_ndjson
 from cocina.server.replicate.render import version_object as served_version
 from cocina.server.state import base_url, hub_of, serving_of
 from cocina.serving import ServedModel, Serving
-from cocina.serving.errors import ModelUnavailable, ServingError
+from cocina.serving.errors import ModelUnavailable
 
 router = APIRouter(prefix="/v1")
 
@@ -189,30 +187,13 @@ async def create_version(request: Request, owner: str, name: str) -> Response:
     except ValueError as exc:
         raise RequestInvalid([{"loc": ["body", "manifest"], "msg": str(exc), "type": "value_error"}]) from None
     full = f"{owner}/{name}"
-    if "application/x-ndjson" not in request.headers.get("accept", ""):
+    if not wants_ndjson(request):
         result = await hub.create_version(full, manifest)
         return JSONResponse(version_object(result.version), status_code=201 if result.created else 200)
 
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    async def work(emit: Emit) -> dict[str, Any]:
+        result = await hub.create_version(full, manifest, lambda line: emit({"progress": line}))
+        return {"version": version_object(result.version), "created": result.created}
 
-    async def work() -> None:
-        try:
-            result = await hub.create_version(full, manifest, lambda line: queue.put_nowait({"progress": line}))
-            queue.put_nowait({"version": version_object(result.version), "created": result.created})
-        except ServingError as exc:
-            problem = json.loads(bytes(error_response(Surface.REPLICATE, exc).body))
-            queue.put_nowait({"error": problem})
-        except Exception as exc:  # reported in the stream (the status line has gone out already)
-            queue.put_nowait({"error": {"status": 500, "title": "Internal server error", "detail": type(exc).__name__}})
-        finally:
-            queue.put_nowait(None)
-
-    request.app.state.tasks.add(task := asyncio.get_running_loop().create_task(work()))
-    task.add_done_callback(request.app.state.tasks.discard)
-
-    async def lines() -> AsyncIterator[bytes]:
-        # A push the client leaves keeps going in `task`: it completes, or leaves nothing behind.
-        while (item := await queue.get()) is not None:
-            yield (json.dumps(item) + "\n").encode()
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson", headers={"Cache-Control": "no-store"})
+    # A push the client leaves keeps going: it completes, or leaves nothing behind.
+    return ndjson_response(request, work, finish_if_left=True)
