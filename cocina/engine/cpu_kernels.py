@@ -113,7 +113,9 @@ VARIANTS: dict[str, Variant] = {
             "AVX-512 with VNNI, bf16 widened to fp32",
         ),
         Variant("avx512", _AVX512_FLAGS, ("-DCOCINA_AVX512", *_AVX512), "AVX-512 F/BW/VL/DQ"),
-        Variant("avx2", frozenset({"avx2", "fma", "f16c"}), ("-DCOCINA_AVX2", "-mavx2", "-mfma", "-mf16c"), "AVX2 + FMA"),
+        Variant(
+            "avx2", frozenset({"avx2", "fma", "f16c"}), ("-DCOCINA_AVX2", "-mavx2", "-mfma", "-mf16c"), "AVX2 + FMA"
+        ),
     )
 }
 #: Values of the kernel setting (``COCINA_CPU_KERNELS``, ``EngineConfig.cpu_kernels``).
@@ -504,8 +506,8 @@ class PackedLinear(nn.Module):
     """``y = x @ W^T + b`` with W packed for cocina's kernels (``kind`` bf16, int8 or int4).
 
     With ``lib`` the kernel computes (fp32 in and out; other dtypes are converted around it); without it (the
-    PyTorch path) the weight is unpacked chunk by chunk and multiplied in fp32: slow, but the same numbers
-    within rounding. ``struct`` is the layer's ``cl_linear``, for the native model step.
+    PyTorch path) the weight is unpacked and multiplied in fp32: slow, but the same numbers within rounding
+    (x is not quantized there). :meth:`make_struct` gives the layer's ``cl_linear``, for the native model step.
     """
 
     packed: Tensor
@@ -535,10 +537,19 @@ class PackedLinear(nn.Module):
         self.register_buffer(
             "bias_f32", bias.detach().float().contiguous() if bias is not None else None, persistent=False
         )
-        self.struct = self.make_struct()
+        self._stored = {name: getattr(self, name).dtype for name in ("packed", "scales", "colsum", "bias_f32")
+                        if getattr(self, name) is not None}
 
     def make_struct(self) -> ClLinear:
         """This layer as a ``cl_linear`` (pointers into its tensors: keep the module alive while it is used)."""
+        for name, dtype in self._stored.items():
+            # The C side reads fixed dtypes; a later ``model.to(dtype)`` must not have changed the buffers.
+            if getattr(self, name).dtype != dtype:
+                raise TypeError(
+                    f"{type(self).__name__}.{name} is {getattr(self, name).dtype}, the kernel needs {dtype}: the "
+                    "model's dtype was changed after its layers were packed; convert the model first, then pack"
+                )
+
         def ptr(t: Tensor | None) -> int | None:
             return t.data_ptr() if t is not None else None
 
@@ -557,6 +568,7 @@ class PackedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """[..., in] -> [..., out] in x's dtype."""
+        struct = self.make_struct()  # built per call: tensors moved by .to() get fresh pointers, or an error
         x2 = x.reshape(-1, self.in_features).float().contiguous()
         m = x2.shape[0]
         if self.lib is None:
@@ -564,7 +576,7 @@ class PackedLinear(nn.Module):
         else:
             y = torch.empty(m, self.out_features, dtype=torch.float32)
             if m:
-                rc = self.lib.linear(ctypes.byref(self.struct), x2.data_ptr(), m, self.in_features, y.data_ptr(),
+                rc = self.lib.linear(ctypes.byref(struct), x2.data_ptr(), m, self.in_features, y.data_ptr(),
                                      self.out_features, 0, torch.get_num_threads())
                 if rc != 0:
                     raise MemoryError(f"{type(self).__name__}: no memory for a {m}x{self.in_features} copy of x")

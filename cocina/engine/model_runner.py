@@ -256,12 +256,12 @@ class MemoryReport:
     num_kv_blocks: int
     block_size: int
     max_model_len: int
-    cpu_kernels: tuple[str, ...] = ()  # cocina's CPU kernels in use ("bf16 linear", "int8 linear", ...)
+    kernels: tuple[str, ...] = ()  # what runs each part: "linear layers: bf16, cocina avx512bf16 kernel (...)"
 
     def describe(self) -> str:
         """One line for logs."""
         gib = 2**30
-        kernels = f"; cocina CPU kernels: {', '.join(self.cpu_kernels)}" if self.cpu_kernels else ""
+        kernels = f"; kernels: {'; '.join(self.kernels)}" if self.kernels else ""
         return (
             f"model on {self.device} ({self.dtype}{', ' + self.quantize if self.quantize else ''}): "
             f"weights {self.weight_bytes / gib:.2f} GiB, KV cache {self.kv_cache_bytes / gib:.2f} GiB "
@@ -502,7 +502,7 @@ class ModelRunner:
             num_kv_blocks=self.num_kv_blocks,
             block_size=self.block_size,
             max_model_len=self.max_model_len,
-            cpu_kernels=tuple(f"{part}: {kernel}" for part, kernel in self.kernel_report().items()),
+            kernels=tuple(f"{part}: {kernel}" for part, kernel in self.kernel_report().items()),
         )
 
     def kernel_report(self) -> dict[str, str]:
@@ -544,12 +544,6 @@ class ModelRunner:
             else "PyTorch (SDPA / matmuls)"
         )
         return report
-
-    def cpu_kernels_in_use(self) -> tuple[str, ...]:
-        """cocina's CPU kernel variant and what runs on it (empty: PyTorch's ops only)."""
-        if self.kernels is None:
-            return ()
-        return tuple(f"{k}: {v}" for k, v in self.kernel_report().items() if self.kernels.variant in v)
 
     # -- one step ------------------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -280,7 +280,7 @@ def quantize_model(
                 new = PackedLinear(weight, bias, "int4", lib)
             elif kernel == "cocina":
                 weight, bias = _weight_bias(mod, transposed)
-                new = PackedInt8Linear(weight, bias, lib)  # type: ignore[arg-type]
+                new = PackedInt8Linear(weight, bias, lib)
             elif kernel == "dynamic":
                 new = DynamicInt8Linear.from_float(mod, transposed=transposed)
             else:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from cocina.engine.attention import PagedAttention
 from cocina.engine.cpu_kernels import ClLayer, ClLinear, ClModel, KernelLib, PackedLinear
 from cocina.engine.models.spec import ModelSpec
-from cocina.engine.models.weights import LayerWeights, ModelWeights, extract_weights, rope_tables
+from cocina.engine.models.weights import LayerWeights, extract_weights, rope_tables
 
 __all__ = ["CocinaModel", "NativeStep"]
 
