@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "cocina.server.cli",  # serve
     "cocina.bench.cli",  # bench
     "cocina.cost.cli",  # cost
+    "cocina.engine.cli",  # kernels build, kernels info
 )
 
 
