@@ -51,6 +51,31 @@ typedef struct {
     float *x, *xn, *xn2, *qkv, *attn, *mlp;
 } cl_model;
 
+/* With -DCOCINA_PROFILE the step adds the time of each part to prof_s (benchmarks/profile_step.py reads it);
+ * normal builds compile the marks to nothing. */
+#ifdef COCINA_PROFILE
+#include <time.h>
+enum { P_EMBED, P_NORM, P_QKV, P_KV, P_ATTN, P_O, P_UP, P_ACT, P_DOWN, P_HEAD, P_N };
+static double prof_s[P_N];
+static double prof_t0;
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+#define MARK(part) do { double t_ = now_s(); prof_s[part] += t_ - prof_t0; prof_t0 = t_; } while (0)
+#define MARK_START() (prof_t0 = now_s())
+int cocina_profile(double *out)
+{
+    for (int i = 0; i < P_N; i++) { out[i] = prof_s[i]; prof_s[i] = 0; }
+    return P_N;
+}
+#else
+#define MARK(part) ((void)0)
+#define MARK_START() ((void)0)
+#endif
+
 /* ---- row operations ---------------------------------------------------------------------------------------- */
 static void norm_row(const cl_model *m, const float *x, const float *w, const float *b, float *out)
 {
@@ -214,7 +239,9 @@ int cocina_forward(const cl_model *m, int64_t T, const int32_t *tokens, const in
     const int64_t hid = m->hidden, D = m->head_dim, H = m->n_heads, Hkv = m->n_kv_heads;
     const int64_t qkv_ld = (H + 2 * Hkv) * D, mlp_ld = m->gated ? 2 * m->inter : m->inter;
     int rc;
+    MARK_START();
     embed_rows(m, tokens, positions, T);
+    MARK(P_EMBED);
     for (int64_t li = 0; li < m->n_layers; li++) {
         const cl_layer *l = &m->layers[li];
         norm_rows(m, m->x, T, l->norm1_w, l->norm1_b, m->xn, nthreads);
@@ -224,25 +251,36 @@ int cocina_forward(const cl_model *m, int64_t T, const int32_t *tokens, const in
             norm_rows(m, m->x, T, l->norm2_w, l->norm2_b, m->xn2, nthreads);
             mlp_in = m->xn2;
         }
+        MARK(P_NORM);
         if ((rc = cocina_linear(&l->qkv, m->xn, T, hid, m->qkv, qkv_ld, 0, nthreads))) return rc;
+        MARK(P_QKV);
         if (m->pos == POS_ROPE) rope_rows(m, m->qkv, T, qkv_ld, positions);
         write_kv(m, l, m->qkv, T, qkv_ld, slots);
+        MARK(P_KV);
         rc = cocina_paged_attention(m->qkv, qkv_ld, D, l->k_cache, l->v_cache, m->kv_slots, m->kv_bf16, tables,
                                     max_blocks, row_table, ctx_lens, T, H, Hkv, D, m->block_size, l->attn_scale,
                                     m->pos == POS_ALIBI ? m->alibi : NULL, m->alibi_len, m->attn, H * D, nthreads);
         if (rc) return rc;
+        MARK(P_ATTN);
         if ((rc = cocina_linear(&l->o, m->attn, T, H * D, m->x, hid, 1, nthreads))) return rc;
+        MARK(P_O);
         if (!m->parallel) {
             norm_rows(m, m->x, T, l->norm2_w, l->norm2_b, m->xn, nthreads);
             mlp_in = m->xn;
+            MARK(P_NORM);
         }
         if ((rc = cocina_linear(&l->up, mlp_in, T, hid, m->mlp, mlp_ld, 0, nthreads))) return rc;
+        MARK(P_UP);
         act_rows(m, m->mlp, T, mlp_ld, nthreads);
+        MARK(P_ACT);
         if ((rc = cocina_linear(&l->down, m->mlp, T, mlp_ld, m->x, hid, 1, nthreads))) return rc;
+        MARK(P_DOWN);
     }
     for (int64_t i = 0; i < n_sample; i++)
         norm_row(m, m->x + (int64_t)sample_rows[i] * hid, m->final_w, m->final_b, m->xn + i * hid);
-    return cocina_linear(&m->head, m->xn, n_sample, hid, logits, m->vocab, 0, nthreads);
+    rc = cocina_linear(&m->head, m->xn, n_sample, hid, logits, m->vocab, 0, nthreads);
+    MARK(P_HEAD);
+    return rc;
 }
 
 /* The ABI of this library: cpu_kernels.py refuses a build that answers another number. */

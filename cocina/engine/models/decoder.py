@@ -49,11 +49,15 @@ class NativeStep:
 class _TorchLinear(nn.Module):
     """A dense layer in the model's dtype; GPT-2's ``[in, out]`` weights multiply as its Conv1D does (addmm)."""
 
+    weight: Tensor
+    bias: Tensor | None
+
     def __init__(self, weight: Tensor, bias: Tensor | None, conv1d: bool) -> None:
         super().__init__()
         self.conv1d = conv1d
-        self.weight = weight.t() if conv1d else weight  # [in, out] for Conv1D, else [out, in]
-        self.bias = bias
+        # [in, out] for Conv1D, else [out, in]; buffers, so the model's memory is counted by them
+        self.register_buffer("weight", weight.t() if conv1d else weight, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.conv1d:
@@ -139,7 +143,7 @@ class CocinaModel:
             "down": _make_linear(lw.down_w, lw.down_b, lw.conv1d, kind, lib),
         }
 
-    def modules(self) -> list[Any]:
+    def modules(self) -> list[nn.Module]:
         """Every linear layer (for memory accounting and reports)."""
         return [layer[name] for layer in self.layers for name in ("qkv", "o", "up", "down")] + [self.head]
 
@@ -160,15 +164,11 @@ class CocinaModel:
                 for t in layer[name]:
                     add(t)
         for mod in self.modules():
-            if isinstance(mod, nn.Module):
-                for t in (*mod.parameters(), *mod.buffers()):
-                    add(t)
-                packed = getattr(mod, "packed_bytes", None)
-                if callable(packed):
-                    seen[id(mod)] = packed()
-            else:
-                add(mod.weight)
-                add(mod.bias)
+            for t in (*mod.parameters(), *mod.buffers()):
+                add(t)
+            packed = getattr(mod, "packed_bytes", None)  # torch.ao's int8 layers keep theirs out of sight
+            if callable(packed):
+                seen[id(mod)] = packed()
         return sum(seen.values())
 
     # -- the torch path --------------------------------------------------------------------------------------
