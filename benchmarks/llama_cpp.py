@@ -129,6 +129,17 @@ def convert(model_dir: Path, outtype: str) -> Path:
     return out
 
 
+def gguf_weight_bytes(gguf: Path, skip: tuple[str, ...] = ()) -> int:
+    """Bytes of the tensors in a GGUF file, leaving out those whose name contains one of ``skip``."""
+    sys.path.insert(0, str(source_dir() / "gguf-py"))
+    try:
+        from gguf import GGUFReader  # the sdist's own gguf-py
+    finally:
+        sys.path.pop(0)
+    reader = GGUFReader(str(gguf))
+    return sum(int(t.n_bytes) for t in reader.tensors if not any(k in t.name for k in skip))
+
+
 def bench(gguf: Path, threads: int, n_prompt: int = 512, n_gen: int = 128, reps: int = 3) -> dict[str, Any]:
     """``llama-bench`` pp and tg on one GGUF file: {"pp512": tok/s, "tg128": tok/s, ...}."""
     exe = binaries()["llama-bench"]
