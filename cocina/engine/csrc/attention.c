@@ -51,17 +51,32 @@ int cocina_paged_attention(const float *q, int64_t q_st, int64_t q_sh, const voi
             vf qv[512 / VL];
             const float *qrow = q + i * q_st + h * q_sh;
             for (int64_t c = 0; c < nv; c++) qv[c] = vf_mul(vf_load(qrow + c * VL), vf_set1(scale));
-            float mx = -INFINITY;
-            for (int64_t j = 0; j < L; j++) {
-                const int64_t slot = (int64_t)table[j / block_size] * block_size + j % block_size;
-                const char *krow = kbase + (size_t)slot * (size_t)D * es;
-                vf acc = vf_mul(qv[0], load_kv(krow, 0, kv_bf16));
-                for (int64_t c = 1; c < nv; c++) acc = vf_fma(qv[c], load_kv(krow, c * VL, kv_bf16), acc);
-                float s = vf_hsum(acc);
-                if (alibi) s += alibi[h * alibi_len + j];
-                sc[j] = s;
-                mx = s > mx ? s : mx;
+            /* scores, VL keys at a time: one dot product per key accumulated lane-wise, then the VL horizontal
+             * sums in one shuffle network (a separate reduction per key would cost more than its dot product) */
+            vf vmx = vf_set1(-INFINITY);
+            for (int64_t j0 = 0; j0 < L; j0 += VL) {
+                const int nj = (int)(L - j0 < VL ? L - j0 : VL);
+                vf acc[VL];
+                for (int jj = 0; jj < VL; jj++) {
+                    acc[jj] = vf_zero();
+                    if (jj < nj) {
+                        const int64_t j = j0 + jj;
+                        const int64_t slot = (int64_t)table[j / block_size] * block_size + j % block_size;
+                        const char *krow = kbase + (size_t)slot * (size_t)D * es;
+                        for (int64_t c = 0; c < nv; c++) acc[jj] = vf_fma(qv[c], load_kv(krow, c * VL, kv_bf16), acc[jj]);
+                    }
+                }
+                vf s = vf_hsum_each(acc);
+                if (alibi) s = vf_add(s, vf_load_n(alibi + h * alibi_len + j0, nj));
+                if (nj == VL) {
+                    vf_store(sc + j0, s);
+                    vmx = vf_max(vmx, s);
+                } else {
+                    vf_store_n(sc + j0, s, nj);
+                    for (int jj = 0; jj < nj; jj++) vmx = vf_max(vmx, vf_set1(sc[j0 + jj]));
+                }
             }
+            float mx = vf_hmax(vmx);
             if (mx != mx || mx == -INFINITY) mx = 0.0f; /* all NaN or all -inf: let the NaNs through */
             vf sum = vf_zero();
             int64_t j = 0;

@@ -112,7 +112,8 @@ static void norm_row(const cl_model *m, const float *x, const float *w, const fl
 static void norm_rows(const cl_model *m, const float *x, int64_t T, const float *w, const float *b, float *out,
                       int nthreads)
 {
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (T > 8)
+    /* a parallel region costs microseconds (more when another process holds a core): only for large steps */
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (T * m->hidden > (1 << 17))
     for (int64_t t = 0; t < T; t++) norm_row(m, x + t * m->hidden, w, b, out + t * m->hidden);
 }
 
@@ -126,7 +127,7 @@ static inline vf vf_tanh(vf x)
 static void act_rows(const cl_model *m, float *h, int64_t T, int64_t ld, int nthreads)
 {
     const int64_t n = m->inter;
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (T > 4)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (T * n > (1 << 15))
     for (int64_t t = 0; t < T; t++) {
         float *g = h + t * ld;
         int64_t k = 0;

@@ -72,6 +72,24 @@ static inline vi vi_sign8(vi b, vi s)
     return _mm512_mask_sub_epi8(b, _mm512_movepi8_mask(s), _mm512_setzero_si512(), b);
 }
 static inline vi vi_abs8(vi a) { return _mm512_abs_epi8(a); }
+/* The 16 horizontal sums of a[0..15] as one vector (lane i = sum of a[i]): a shuffle network of 45 operations
+ * instead of 16 separate reductions of 8 or more each. */
+static inline vf vf_hsum_each(const vf *a)
+{
+    vf t[8], u[4];
+    for (int k = 0; k < 8; k++)  /* per 128-bit lane: [a02, b02, a13, b13] of the pair */
+        t[k] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * k], a[2 * k + 1]), _mm512_unpackhi_ps(a[2 * k], a[2 * k + 1]));
+    for (int k = 0; k < 4; k++) {  /* per 128-bit lane: the lane's sums of four vectors, in order */
+        __m512d x = _mm512_castps_pd(t[2 * k]), y = _mm512_castps_pd(t[2 * k + 1]);
+        u[k] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    vf x0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    vf x1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x0, x1, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(x0, x1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
 /* VL int32 lanes (already in the int8 or uint8 range) stored as VL bytes */
 static inline void vi_store_bytes(void *dst, vi v) { _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8(v)); }
 
@@ -135,6 +153,18 @@ static inline vi vi_dot_u8s8(vi acc, vi a_u8, vi b_s8)
 }
 static inline vi vi_sign8(vi b, vi s) { return _mm256_sign_epi8(b, s); }
 static inline vi vi_abs8(vi a) { return _mm256_abs_epi8(a); }
+/* The 8 horizontal sums of a[0..7] as one vector (lane i = sum of a[i]) */
+static inline vf vf_hsum_each(const vf *a)
+{
+    vf t[4], u[2];
+    for (int k = 0; k < 4; k++)
+        t[k] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * k], a[2 * k + 1]), _mm256_unpackhi_ps(a[2 * k], a[2 * k + 1]));
+    for (int k = 0; k < 2; k++) {
+        __m256d x = _mm256_castps_pd(t[2 * k]), y = _mm256_castps_pd(t[2 * k + 1]);
+        u[k] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(x, y)), _mm256_castpd_ps(_mm256_unpackhi_pd(x, y)));
+    }
+    return _mm256_add_ps(_mm256_permute2f128_ps(u[0], u[1], 0x20), _mm256_permute2f128_ps(u[0], u[1], 0x31));
+}
 static inline void vi_store_bytes(void *dst, vi v)
 {
     /* int8 lanes only (AVX2 builds have no VNNI, so no uint8 activations): saturating packs keep them */
