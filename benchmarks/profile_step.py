@@ -65,7 +65,7 @@ def make_step(nseq: int, new: int, ctx: int, block_size: int) -> NativeStep:
             rows.append(s)
         samples.append(len(toks) - 1)
     positions = torch.tensor(pos, dtype=i32)
-    return NativeStep(torch.tensor(toks, dtype=i32), positions, torch.tensor(slots), tables,
+    return NativeStep(torch.tensor(toks, dtype=i32), positions, torch.tensor(slots, dtype=i32), tables,
                       torch.tensor(rows, dtype=i32), positions + 1, torch.tensor(samples, dtype=i32))
 
 

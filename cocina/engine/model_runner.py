@@ -389,8 +389,7 @@ class ModelRunner:
 
         i32 = torch.int32
         one = torch.zeros(1, dtype=i32)
-        step = NativeStep(one, one, torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, dtype=i32), one,
-                          torch.ones(1, dtype=i32), one)
+        step = NativeStep(one, one, one, torch.zeros(1, 1, dtype=i32), one, torch.ones(1, dtype=i32), one)
         assert self.cocina is not None
         with torch.inference_mode():
             self.cocina.forward_native(step)
@@ -586,7 +585,11 @@ class ModelRunner:
         return out.last_hidden_state[0] if hasattr(out, "last_hidden_state") else out[0][0]
 
     def _prepare_native(self, scheduled: list[ScheduledSeq]) -> NativeStep:
-        """The step as the C model step takes it: one row per token, each with its sequence and context length."""
+        """The step as the C model step takes it: one row per token, each with its sequence and context length.
+
+        Everything goes into one int32 tensor (one conversion from Python, the per-step cost that counts at
+        batch 1) and the fields are views of it.
+        """
         bs = self.block_size
         ids: list[int] = []
         pos: list[int] = []
@@ -612,16 +615,21 @@ class ModelRunner:
             if s.needs_sample:
                 samples.append(len(ids) - 1)
         width = max(len(t) for t in tables)
-        i32 = torch.int32
-        positions = torch.tensor(pos, dtype=i32)
+        t = len(ids)
+        flat = ids + pos + slots + row_table + [p + 1 for p in pos] + samples
+        for table in tables:
+            flat += table
+            flat += [0] * (width - len(table))
+        buf = torch.tensor(flat, dtype=torch.int32)
+        cut = 5 * t + len(samples)
         return NativeStep(
-            tokens=torch.tensor(ids, dtype=i32),
-            positions=positions,
-            slots=torch.tensor(slots, dtype=torch.long),
-            tables=torch.tensor([t + [0] * (width - len(t)) for t in tables], dtype=i32),
-            row_table=torch.tensor(row_table, dtype=i32),
-            ctx_lens=positions + 1,
-            sample_rows=torch.tensor(samples, dtype=i32),
+            tokens=buf[:t],
+            positions=buf[t : 2 * t],
+            slots=buf[2 * t : 3 * t],
+            row_table=buf[3 * t : 4 * t],
+            ctx_lens=buf[4 * t : 5 * t],
+            sample_rows=buf[5 * t : cut],
+            tables=buf[cut:].view(len(tables), width),
         )
 
     def _prepare(self, scheduled: list[ScheduledSeq]) -> tuple[Tensor, Tensor, list[int], StepMetadata]:

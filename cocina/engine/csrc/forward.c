@@ -205,13 +205,13 @@ static void embed_rows(const cl_model *m, const int32_t *tokens, const int32_t *
     }
 }
 
-static void write_kv(const cl_model *m, const cl_layer *l, const float *qkv, int64_t T, int64_t ld, const int64_t *slots)
+static void write_kv(const cl_model *m, const cl_layer *l, const float *qkv, int64_t T, int64_t ld, const int32_t *slots)
 {
     const int64_t D = m->head_dim, H = m->n_heads, Hkv = m->n_kv_heads, S = m->kv_slots;
     for (int64_t t = 0; t < T; t++) {
         for (int64_t h = 0; h < Hkv; h++) {
             const float *k = qkv + t * ld + (H + h) * D, *v = qkv + t * ld + (H + Hkv + h) * D;
-            const int64_t off = (h * S + slots[t]) * D;
+            const int64_t off = (h * S + (int64_t)slots[t]) * D;
             if (m->kv_bf16) {
                 uint16_t *kc = (uint16_t *)l->k_cache + off, *vc = (uint16_t *)l->v_cache + off;
                 for (int64_t d = 0; d < D; d++) {
@@ -233,7 +233,7 @@ static void write_kv(const cl_model *m, const cl_layer *l, const float *qkv, int
  * Returns 0, or the first failing kernel's code (negative).
  */
 int cocina_forward(const cl_model *m, int64_t T, const int32_t *tokens, const int32_t *positions,
-                   const int64_t *slots, const int32_t *tables, int64_t max_blocks, const int32_t *row_table,
+                   const int32_t *slots, const int32_t *tables, int64_t max_blocks, const int32_t *row_table,
                    const int32_t *ctx_lens, int64_t n_sample, const int32_t *sample_rows, float *logits, int nthreads)
 {
     if (T > m->max_rows || n_sample > m->max_rows) return -3;
@@ -285,7 +285,7 @@ int cocina_forward(const cl_model *m, int64_t T, const int32_t *tokens, const in
 }
 
 /* The ABI of this library: cpu_kernels.py refuses a build that answers another number. */
-int cocina_kernels_abi(void) { return 4; }
+int cocina_kernels_abi(void) { return 5; }
 
 /* Which instruction set this build was compiled for (the variant's name). */
 const char *cocina_kernels_isa(void)

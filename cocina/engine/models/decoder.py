@@ -35,11 +35,11 @@ _POS = {"learned": 1, "rope": 2, "alibi": 3}
 
 @dataclass
 class NativeStep:
-    """One step for the native path: int32 arrays (slots int64), as ``cocina_forward`` takes them."""
+    """One step for the native path: int32 arrays, as ``cocina_forward`` takes them (views of one buffer)."""
 
     tokens: Tensor  # [T]
     positions: Tensor  # [T]
-    slots: Tensor  # [T] int64
+    slots: Tensor  # [T]: the cache slot each row's K/V goes to
     tables: Tensor  # [sequences, max blocks]
     row_table: Tensor  # [T]: each row's sequence (its block table's row)
     ctx_lens: Tensor  # [T]: keys each row attends to (its position + 1)
