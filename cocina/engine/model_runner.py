@@ -545,13 +545,18 @@ class ModelRunner:
         return report
 
     # -- one step ------------------------------------------------------------------------------------------
-    @torch.inference_mode()
     def run(self, out: SchedulerOutput) -> Tensor:
         """Compute the step; return float32 logits [S, V] for the scheduled sequences that need a sample."""
         if not out.scheduled:
             return torch.empty(0, self.vocab_size, dtype=torch.float32, device=self.device)
         if self.cocina is not None and self.cocina.native:
+            # No autograd state to switch off here (the C step sees plain buffers): entering inference mode would
+            # cost more than preparing the step.
             return self.cocina.forward_native(self._prepare_native(out.scheduled))
+        return self._run_torch(out)
+
+    @torch.inference_mode()
+    def _run_torch(self, out: SchedulerOutput) -> Tensor:
         input_ids, positions, sample_rows, metadata = self._prepare(out.scheduled)
         self.paged.metadata = metadata
         try:
