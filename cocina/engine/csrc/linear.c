@@ -32,6 +32,22 @@
 #endif
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
+/* Blocks of several rows are compute-bound: while one works on a panel it prefetches its share of the thread's
+ * next panel into L2 (lines [lo, lo + n) of `lines` 64-byte lines per k step), so that panel's first block finds
+ * it there instead of waiting on memory. Single rows stream and leave it to the hardware prefetcher. */
+typedef struct {
+    const char *next;
+    int64_t lo, n;
+    int lines;
+} prefetch_t;
+
+static ALWAYS_INLINE void prefetch_step(const prefetch_t *pf, int64_t k)
+{
+    if (pf->next && k < pf->n)
+        for (int l = 0; l < pf->lines; l++)
+            _mm_prefetch(pf->next + ((pf->lo + k) * pf->lines + l) * 64, _MM_HINT_T1);
+}
+
 /* A register block of mr rows: MR x NCH accumulators. With few rows the accumulators are too few to hide the
  * latency of their FMA/dot chains (a decode would then wait on it, not on memory), so consecutive k's go to U
  * independent sets that are added at the end: 4 for one row, 2 for two. */
@@ -68,7 +84,7 @@ static ALWAYS_INLINE void bf16_step(const uint16_t *line, const void *xp, int64_
 }
 
 static ALWAYS_INLINE void bf16_block(const uint16_t *wp, const void *xp, int64_t K2, int64_t ldx, int mr,
-                                     float *out)
+                                     float *out, const prefetch_t *pf)
 {
     enum { UMAX = 4 };
     const int U = U_FOR(mr);
@@ -77,8 +93,10 @@ static ALWAYS_INLINE void bf16_block(const uint16_t *wp, const void *xp, int64_t
         for (int r = 0; r < MR; r++)
             for (int c = 0; c < NCH; c++) acc[u][r][c] = vf_zero();
     int64_t k2 = 0;
-    for (; k2 + U <= K2; k2 += U)
+    for (; k2 + U <= K2; k2 += U) {
+        if (U == 1) prefetch_step(pf, k2);
         for (int u = 0; u < U; u++) bf16_step(wp + (k2 + u) * 64, xp, k2 + u, ldx, mr, acc[u]);
+    }
     for (; k2 < K2; k2++) bf16_step(wp + k2 * 64, xp, k2, ldx, mr, acc[0]);
     for (int u = 1; u < U; u++)
         for (int r = 0; r < mr; r++)
@@ -109,7 +127,7 @@ static ALWAYS_INLINE void i8_step(const int8_t *line, const uint8_t *xq, int64_t
 }
 
 static ALWAYS_INLINE void i8_block(const int8_t *wp, const uint8_t *xq, int64_t K4, int64_t ldx, int mr,
-                                   int32_t *out)
+                                   int32_t *out, const prefetch_t *pf)
 {
     enum { UMAX = 4 };
     const int U = U_FOR(mr);
@@ -118,8 +136,10 @@ static ALWAYS_INLINE void i8_block(const int8_t *wp, const uint8_t *xq, int64_t 
         for (int r = 0; r < MR; r++)
             for (int c = 0; c < NCH; c++) acc[u][r][c] = vi_zero();
     int64_t g = 0;
-    for (; g + U <= K4; g += U)
+    for (; g + U <= K4; g += U) {
+        if (U == 1) prefetch_step(pf, g);
         for (int u = 0; u < U; u++) i8_step(wp + (g + u) * 128, xq, g + u, ldx, mr, acc[u]);
+    }
     for (; g < K4; g++) i8_step(wp + g * 128, xq, g, ldx, mr, acc[0]);
     for (int u = 1; u < U; u++)
         for (int r = 0; r < mr; r++)
@@ -196,13 +216,14 @@ static void quantize_row_i8(const float *x, int64_t K, int64_t K4, uint8_t *q, f
 #define G4BYTES 576       /* 512 bytes of nibbles + 32 fp16 scales per panel and group */
 
 static ALWAYS_INLINE void i4_block(const uint8_t *wp, const int8_t *xq, const float *xd, const int32_t *xs8,
-                                   int64_t G, int64_t ldx, int64_t ldg, int mr, float *out)
+                                   int64_t G, int64_t ldx, int64_t ldg, int mr, float *out, const prefetch_t *pf)
 {
     vf facc[MR4][NCH];
     for (int r = 0; r < MR4; r++)
         for (int c = 0; c < NCH; c++) facc[r][c] = vf_zero();
     const vi low4 = vi_set1(0x0F0F0F0F);
     for (int64_t g = 0; g < G; g++) {
+        if (mr > 2) prefetch_step(pf, g);
         const uint8_t *blk = wp + g * G4BYTES;
         for (int c = 0; c < NCH; c++) {
             /* this vector's outputs: half h of the panel, lanes sub.. of it */
@@ -251,16 +272,17 @@ static void quantize_row_i4(const float *x, int64_t K, int64_t G, int8_t *q, flo
 }
 
 /* ---- instantiations per row count (mr a constant in each copy) ------------------------------------------- */
-#define BF(n) static void bf16_##n(const uint16_t *w, const void *x, int64_t K2, int64_t ldx, float *o) \
-    { bf16_block(w, x, K2, ldx, n, o); }
-#define I8(n) static void i8_##n(const int8_t *w, const uint8_t *x, int64_t K4, int64_t ldx, int32_t *o) \
-    { i8_block(w, x, K4, ldx, n, o); }
+#define BF(n) static void bf16_##n(const uint16_t *w, const void *x, int64_t K2, int64_t ldx, float *o, \
+                                   const prefetch_t *pf) { bf16_block(w, x, K2, ldx, n, o, pf); }
+#define I8(n) static void i8_##n(const int8_t *w, const uint8_t *x, int64_t K4, int64_t ldx, int32_t *o, \
+                                 const prefetch_t *pf) { i8_block(w, x, K4, ldx, n, o, pf); }
 #define I4(n) static void i4_##n(const uint8_t *w, const int8_t *x, const float *d, const int32_t *s, int64_t G, \
-                                 int64_t ldx, int64_t ldg, float *o) { i4_block(w, x, d, s, G, ldx, ldg, n, o); }
-typedef void (*bf16_fn)(const uint16_t *, const void *, int64_t, int64_t, float *);
-typedef void (*i8_fn)(const int8_t *, const uint8_t *, int64_t, int64_t, int32_t *);
+                                 int64_t ldx, int64_t ldg, float *o, const prefetch_t *pf) \
+    { i4_block(w, x, d, s, G, ldx, ldg, n, o, pf); }
+typedef void (*bf16_fn)(const uint16_t *, const void *, int64_t, int64_t, float *, const prefetch_t *);
+typedef void (*i8_fn)(const int8_t *, const uint8_t *, int64_t, int64_t, int32_t *, const prefetch_t *);
 typedef void (*i4_fn)(const uint8_t *, const int8_t *, const float *, const int32_t *, int64_t, int64_t, int64_t,
-                      float *);
+                      float *, const prefetch_t *);
 #if defined(COCINA_AVX512)
 BF(1) BF(2) BF(3) BF(4) BF(5) BF(6) BF(7) BF(8) BF(9) BF(10) BF(11) BF(12)
 I8(1) I8(2) I8(3) I8(4) I8(5) I8(6) I8(7) I8(8) I8(9) I8(10) I8(11) I8(12)
@@ -331,13 +353,16 @@ int cocina_linear(const cl_linear *L, const float *x, int64_t M, int64_t ldx, fl
             ldp = K2;
             uint32_t *xw = (uint32_t *)(prep = prep_alloc((size_t)mc * (size_t)K2 * 4));
             if (!prep) return -1;
+            /* bf16 pairs (k, k+1) in a 32-bit word are just the row rounded to bf16, contiguous */
 #pragma omp parallel for num_threads(nthreads) schedule(static) if (mc > 8)
-            for (int64_t m = 0; m < mc; m++)
-                for (int64_t k2 = 0; k2 < K2; k2++) {
-                    const float *xr = xb + m * ldx;
-                    uint32_t lo = f32_to_bf16(xr[2 * k2]), hi = 2 * k2 + 1 < K ? f32_to_bf16(xr[2 * k2 + 1]) : 0;
-                    xw[m * K2 + k2] = lo | (hi << 16);
-                }
+            for (int64_t m = 0; m < mc; m++) {
+                const float *xr = xb + m * ldx;
+                uint16_t *row = (uint16_t *)(xw + m * K2);
+                int64_t k = 0;
+                for (; k + 16 <= K; k += 16)
+                    _mm256_storeu_si256((__m256i *)(row + k), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(xr + k)));
+                for (; k < 2 * K2; k++) row[k] = k < K ? f32_to_bf16(xr[k]) : 0;
+            }
 #else
             ldp = 2 * K2;
             float *xf = (float *)(prep = prep_alloc((size_t)mc * (size_t)ldp * 4));
@@ -377,12 +402,16 @@ int cocina_linear(const cl_linear *L, const float *x, int64_t M, int64_t ldx, fl
             const float *bias = L->bias ? L->bias + p * NP : NULL;
             if (kind == LIN_BF16) {
                 const uint16_t *w = (const uint16_t *)L->w + p * K2 * 64;
+                const int64_t nb = (mc + MR - 1) / MR;
                 for (int64_t r0 = 0; r0 < mc; r0 += MR) {
                     const int mr = (int)(mc - r0 < MR ? mc - r0 : MR);
+                    const int64_t b = r0 / MR;  /* this block's share of the next panel */
+                    const prefetch_t pf = {p + 1 < P && mr > 2 ? (const char *)(w + K2 * 64) : NULL, b * K2 / nb,
+                                           (b + 1) * K2 / nb - b * K2 / nb, 2};
 #if defined(COCINA_BF16DP)
-                    BF16_BLOCKS[mr](w, (const uint32_t *)prep + r0 * ldp, K2, ldp, acc);
+                    BF16_BLOCKS[mr](w, (const uint32_t *)prep + r0 * ldp, K2, ldp, acc, &pf);
 #else
-                    BF16_BLOCKS[mr](w, (const float *)prep + r0 * ldp, K2, ldp, acc);
+                    BF16_BLOCKS[mr](w, (const float *)prep + r0 * ldp, K2, ldp, acc, &pf);
 #endif
                     for (int r = 0; r < mr; r++)
                         store_row(acc + r * NP, bias, y + (m0 + r0 + r) * ldy + p * NP, nn, accumulate);
@@ -400,9 +429,13 @@ int cocina_linear(const cl_linear *L, const float *x, int64_t M, int64_t ldx, fl
 #endif
                 }
                 int32_t iacc[MR * NP];
+                const int64_t nb = (mc + MR - 1) / MR;
                 for (int64_t r0 = 0; r0 < mc; r0 += MR) {
                     const int mr = (int)(mc - r0 < MR ? mc - r0 : MR);
-                    I8_BLOCKS[mr](w, q + r0 * ldp, K4, ldp, iacc);
+                    const int64_t b = r0 / MR;
+                    const prefetch_t pf = {p + 1 < P && mr > 2 ? (const char *)(w + K4 * 128) : NULL, b * K4 / nb,
+                                           (b + 1) * K4 / nb - b * K4 / nb, 2};
+                    I8_BLOCKS[mr](w, q + r0 * ldp, K4, ldp, iacc, &pf);
                     for (int r = 0; r < mr; r++) {
                         const float sx = sc[r0 + r];
                         for (int c = 0; c < NCH; c++) {
@@ -418,9 +451,13 @@ int cocina_linear(const cl_linear *L, const float *x, int64_t M, int64_t ldx, fl
                 const int8_t *q = (const int8_t *)prep;
                 const float *d = (const float *)(q + mc * ldp);
                 const int32_t *s8 = (const int32_t *)(d + mc * G);
+                const int64_t nb = (mc + MR4 - 1) / MR4;
                 for (int64_t r0 = 0; r0 < mc; r0 += MR4) {
                     const int mr = (int)(mc - r0 < MR4 ? mc - r0 : MR4);
-                    I4_BLOCKS[mr](w, q + r0 * ldp, d + r0 * ldg, s8 + r0 * ldg, G, ldp, ldg, acc);
+                    const int64_t b = r0 / MR4;
+                    const prefetch_t pf = {p + 1 < P ? (const char *)(w + G * G4BYTES) : NULL, b * G / nb,
+                                           (b + 1) * G / nb - b * G / nb, G4BYTES / 64};
+                    I4_BLOCKS[mr](w, q + r0 * ldp, d + r0 * ldg, s8 + r0 * ldg, G, ldp, ldg, acc, &pf);
                     for (int r = 0; r < mr; r++)
                         store_row(acc + r * NP, bias, y + (m0 + r0 + r) * ldy + p * NP, nn, accumulate);
                 }
