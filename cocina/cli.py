@@ -13,10 +13,13 @@ import typer
 
 # Modules that provide a `register(app: typer.Typer) -> None` function.
 _COMMAND_MODULES = (
-    "cocina.commands",  # init, predict
+    "cocina.commands",  # init, predict, train, schema
+    "cocina.doctor",  # doctor
     "cocina.server.cli",  # serve
+    "cocina.hubctl.cli",  # push, models, versions, deployments
     "cocina.bench.cli",  # bench
     "cocina.cost.cli",  # cost
+    "cocina.engine.cli",  # kernels build, kernels info
     "cocina.deploy.cli",  # build
 )
 

@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --dev
 scripts/install-deploy-tools.sh
-.venv/bin/ruff check cocina tests benchmarks scripts
+.venv/bin/ruff check cocina tests benchmarks scripts conformance
 .venv/bin/mypy cocina
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"

@@ -1,15 +1,35 @@
-"""Fixtures shared by every test package: a throwaway PostgreSQL server (one per test session)."""
+"""Fixtures shared by every test package.
+
+Every test runs with its own `COCINA_HOME` (the default data directory of `cocina serve` and `cocina push`):
+nothing a test starts ever reads or writes the real one. A throwaway PostgreSQL server (one per test session)
+backs the tests that run on PostgreSQL."""
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cocina.store.throwaway import ThrowawayPostgres
 
 _databases = itertools.count()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cocina_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("cocina-home")
+    old = os.environ.get("COCINA_HOME")
+    os.environ["COCINA_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        if old is None:
+            os.environ.pop("COCINA_HOME", None)
+        else:
+            os.environ["COCINA_HOME"] = old
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,10 @@ from cocina.deploy.source import BuildSource
 
 PORT = 5000
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+#: Every variant of cocina's CPU kernels (cocina.engine.cpu_kernels.VARIANTS; a test keeps the two equal), all
+#: compiled into an image: compiling needs only the compiler, not a CPU that runs them.
+KERNEL_VARIANTS = ("avx512bf16", "avx512vnni", "avx512", "avx2")
+KERNEL_BUILD_FLAGS = " ".join(f"--variant {name}" for name in KERNEL_VARIANTS)
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,9 @@ RUN python -m venv /opt/cocina/venv \\
 COPY wheels/{wheel} /tmp/wheels/
 RUN /opt/cocina/venv/bin/pip install /tmp/wheels/{wheel} \\
     && rm -rf /tmp/wheels
-# cocina's CPU kernels, compiled now rather than at the first request of every new pod.
-RUN /opt/cocina/venv/bin/python -m cocina.engine.cpu_kernels --build
+# cocina's CPU kernels, compiled now rather than at the first request of every new pod: every variant, since
+# the nodes' CPUs need not be this build host's (each pod loads the best one its CPU runs).
+RUN /opt/cocina/venv/bin/cocina kernels build --strict {KERNEL_BUILD_FLAGS}
 
 COPY app/ /app/
 RUN useradd --system --uid 10001 --home-dir /var/lib/cocina --create-home cocina
@@ -119,7 +124,7 @@ RUN python3.11 -m venv /opt/cocina/venv \\
 COPY wheels/{wheel} /tmp/wheels/
 RUN /opt/cocina/venv/bin/pip install /tmp/wheels/{wheel} \\
     && rm -rf /tmp/wheels
-RUN /opt/cocina/venv/bin/python -m cocina.engine.cpu_kernels --build
+RUN /opt/cocina/venv/bin/cocina kernels build --strict {KERNEL_BUILD_FLAGS}
 
 COPY app/ /app/
 RUN useradd --system --uid 10001 --home-dir /var/lib/cocina --create-home cocina

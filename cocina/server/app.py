@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,18 +24,29 @@ from cocina.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cocina.server.metrics import ModelGauges, ServerMetrics
 from cocina.server.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, TokenAuthMiddleware
 from cocina.server.openapi_v1 import ModelEntry, full_openapi
+from cocina.server.replicate.blobs import BLOB_PREFIX
 from cocina.server.state import serving_of
 from cocina.serving import ModelState, Serving
 from cocina.serving.errors import ServingError
+
+if TYPE_CHECKING:
+    from cocina.hub import Hub
 
 log = logging.getLogger("cocina.server")
 
 
 def create_app(
-    serving: Serving, config: ServerConfig, *, request_shutdown: Callable[[], None] | None = None
+    serving: Serving,
+    config: ServerConfig,
+    *,
+    hub: Hub | None = None,
+    request_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """The server application. `request_shutdown` is what `POST /shutdown` calls (the CLI stops uvicorn)."""
+    """The server application: `serving`'s models, and `hub`'s pushed models and deployments when given.
+    `request_shutdown` is what `POST /shutdown` calls (the CLI stops uvicorn)."""
     metrics = ServerMetrics()
+    if hub is not None:
+        hub.serving = serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +69,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.serving = serving
+    app.state.hub = hub
+    app.state.tasks = set()  # work that outlives its request (a push whose client went away)
     app.state.config = config
     app.state.metrics = metrics
     app.state.request_shutdown = request_shutdown or (lambda: log.warning("POST /shutdown: no server to stop"))
@@ -118,7 +132,7 @@ def create_app(
     app.include_router(replicate.router)
     app.include_router(openai.router)
     # add_middleware wraps: the last added is the outermost.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes, exempt_prefixes=(BLOB_PREFIX,))
     app.add_middleware(TokenAuthMiddleware, token=config.api_token, public_metrics=config.public_metrics)
     app.add_middleware(RequestIdMiddleware, on_response=metrics.observe_request)
     return app

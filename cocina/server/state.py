@@ -1,10 +1,20 @@
-"""What every route reads from the application: the `Serving` it fronts, and the URL clients reach it at."""
+"""What every route reads from the application (the `Serving` it fronts, the hub), and from a request (the URL
+it reached the server at, the key that keeps a user on one version of a deployment)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.requests import Request
 
+from cocina.server.errors import NotFound
 from cocina.serving import Serving
+
+if TYPE_CHECKING:
+    from cocina.hub import Hub
+
+STICKY_HEADER = "cocina-sticky"
+STICKY_COOKIE = "cocina_sticky"
 
 
 def serving_of(request: Request) -> Serving:
@@ -12,6 +22,24 @@ def serving_of(request: Request) -> Serving:
     return serving
 
 
+def hub_of(request: Request) -> Hub:
+    """The server's hub; `NotFound` on a server started without one (a test's)."""
+    hub: Hub | None = getattr(request.app.state, "hub", None)
+    if hub is None:
+        raise NotFound("This server has no hub: models cannot be pushed or deployed here.")
+    return hub
+
+
 def base_url(request: Request) -> str:
     """The URL this request reached the server at (for the URLs in answers)."""
     return str(request.base_url).rstrip("/")
+
+
+def sticky_key(request: Request) -> str | None:
+    """What keeps one user on one version of a deployment: the `Cocina-Sticky` header, else the
+    `cocina_sticky` cookie, else the caller's credentials (each API token is one user)."""
+    given = request.headers.get(STICKY_HEADER) or request.cookies.get(STICKY_COOKIE)
+    if given:
+        return given
+    token = request.headers.get("authorization", "").partition(" ")[2]
+    return f"token:{token.strip()}" if token.strip() else None

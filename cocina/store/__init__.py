@@ -8,12 +8,23 @@ Both run the same Alembic migrations (`migrate`). `open_store(path_or_url)` pick
 from cocina.store.base import Store, StoreError
 from cocina.store.migrate import migrate
 from cocina.store.open import is_store_url, open_store
-from cocina.store.records import PredictionRecord, PredictionStatus, VersionRecord, utc_now
+from cocina.store.records import (
+    DeploymentRecord,
+    ModelRecord,
+    PredictionRecord,
+    PredictionStatus,
+    ReleaseRecord,
+    VersionRecord,
+    utc_now,
+)
 from cocina.store.sqlite import SQLiteStore
 
 __all__ = [
+    "DeploymentRecord",
+    "ModelRecord",
     "PredictionRecord",
     "PredictionStatus",
+    "ReleaseRecord",
     "SQLiteStore",
     "Store",
     "StoreError",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from cocina.store.records import PredictionRecord, VersionRecord
+from cocina.store.records import DeploymentRecord, ModelRecord, PredictionRecord, ReleaseRecord, VersionRecord
 
 
 class StoreError(Exception):
@@ -30,6 +30,10 @@ class Store(Protocol):
 
     def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
         """Newest first; `before_seq` is the cursor (the `seq` of the last item of the previous page)."""
+        ...
+
+    def of_deployment(self, deployment: str, limit: int = 10_000) -> list[PredictionRecord]:
+        """A deployment's predictions, newest first."""
         ...
 
     def renew_leases(self, owner: str, until: float) -> int:
@@ -61,7 +65,7 @@ class Store(Protocol):
         ...
 
     def put_version(self, version: VersionRecord) -> None:
-        """Insert or replace what is known of a version."""
+        """Insert a version, or update what is known of it (its creation time stays the first one)."""
         ...
 
     def get_version(self, model: str, version_id: str) -> VersionRecord | None: ...
@@ -71,5 +75,45 @@ class Store(Protocol):
         sharing the store; returns the function that stops watching. PostgreSQL tells (LISTEN/NOTIFY); SQLite
         cannot, and never calls: a follower polls as well."""
         ...
+
+    def list_versions(self, model: str | None = None, *, pushed_only: bool = False) -> list[VersionRecord]:
+        """Newest first."""
+        ...
+
+    def delete_version(self, model: str, version_id: str) -> bool: ...
+
+    def count_unfinished(self, model: str, version: str | None = None) -> int:
+        """Predictions of a model (or of one of its versions) that have not ended."""
+        ...
+
+    def put_model(self, model: ModelRecord) -> bool:
+        """Create a model; False when it exists."""
+        ...
+
+    def get_model(self, name: str) -> ModelRecord | None: ...
+
+    def list_models(self) -> list[ModelRecord]: ...
+
+    def delete_model(self, name: str) -> bool: ...
+
+    def create_deployment(self, deployment: DeploymentRecord, configuration: dict[str, Any], by: str | None) -> bool:
+        """A deployment and its release 1, atomically; False when the name is taken."""
+        ...
+
+    def add_release(self, deployment: str, configuration: dict[str, Any], by: str | None) -> ReleaseRecord:
+        """The deployment's next release (numbered one more than the last), atomically."""
+        ...
+
+    def list_releases(self, deployment: str) -> list[ReleaseRecord]:
+        """Newest first."""
+        ...
+
+    def get_deployment(self, name: str) -> DeploymentRecord | None:
+        """With its current (newest) release."""
+        ...
+
+    def list_deployments(self, model: str | None = None) -> list[DeploymentRecord]: ...
+
+    def delete_deployment(self, name: str) -> bool: ...
 
     def close(self) -> None: ...

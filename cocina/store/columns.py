@@ -26,6 +26,7 @@ FIXED = (
     "webhook",
     "webhook_events_filter",
     "deadline",
+    "release",  # the deployment's release that routed it
 )
 # Written by every update.
 MUTABLE = (

@@ -11,12 +11,13 @@ class BodySizeLimitMiddleware:
     """Refuses bodies over `max_bytes` with 413 in the surface's error shape: at once when `Content-Length`
     says so, else when the streamed body crosses the limit (the app's body read raises `PayloadTooLarge`)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt_prefixes = exempt_prefixes  # routes that stream their body to disk (a pushed file)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(self.exempt_prefixes or ("\0",)):
             await self.app(scope, receive, send)
             return
         declared = None
