@@ -37,7 +37,14 @@ import psycopg
 from cocina.store.base import StoreError
 from cocina.store.columns import COLUMNS, MUTABLE, decode, encode
 from cocina.store.migrate import migrate, redact_url
-from cocina.store.records import PredictionRecord, PredictionStatus, VersionRecord
+from cocina.store.records import (
+    DeploymentRecord,
+    ModelRecord,
+    PredictionRecord,
+    PredictionStatus,
+    ReleaseRecord,
+    VersionRecord,
+)
 
 log = logging.getLogger("cocina.store.postgres")
 
@@ -46,6 +53,7 @@ _SELECT = f"SELECT seq, {', '.join(COLUMNS)} FROM predictions"
 _RETURNING = f"RETURNING seq, {', '.join(COLUMNS)}"
 _UNFINISHED = [PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.value]
 _CONNECT_TIMEOUT_S = 3
+_RELEASE_LOCK = 0x636F63  # the advisory lock class of a deployment's releases (with a hash of its name)
 
 
 def is_postgres_url(url: str) -> bool:
@@ -194,6 +202,14 @@ class PostgresStore:
             rows = db.execute(f"{_SELECT}{where} ORDER BY seq DESC LIMIT %s", [*params, limit]).fetchall()
         return [decode(tuple(r)) for r in rows]
 
+    def of_deployment(self, deployment: str, limit: int = 10_000) -> list[PredictionRecord]:
+        """A deployment's predictions, newest first (its live traffic)."""
+        with self._locked() as db:
+            rows = db.execute(
+                f"{_SELECT} WHERE deployment = %s ORDER BY seq DESC LIMIT %s", (deployment, limit)
+            ).fetchall()
+        return [decode(tuple(r)) for r in rows]
+
     # ---- leases
 
     def renew_leases(self, owner: str, until: float) -> int:
@@ -266,29 +282,203 @@ class PostgresStore:
     # ---- versions
 
     def put_version(self, version: VersionRecord) -> None:
+        """Insert a version, or update what is learnt of it (schema, info; a push's manifest and environment);
+        its creation time stays the first one."""
         with self._locked() as db:
             db.execute(
-                "INSERT INTO versions (model, id, created_at, openapi_schema, info) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT (model, id) DO UPDATE SET openapi_schema = excluded.openapi_schema, "
-                "info = excluded.info",
+                "INSERT INTO versions (model, id, created_at, openapi_schema, info, manifest, environment) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (model, id) DO UPDATE SET "
+                "openapi_schema = excluded.openapi_schema, info = excluded.info, "
+                "manifest = COALESCE(excluded.manifest, versions.manifest), "
+                "environment = COALESCE(excluded.environment, versions.environment)",
                 (
                     version.model,
                     version.id,
                     version.created_at,
                     json.dumps(version.openapi_schema),
                     json.dumps(version.info),
+                    None if version.manifest is None else json.dumps(version.manifest),
+                    None if version.environment is None else json.dumps(version.environment),
                 ),
             )
 
+    _VERSION = "SELECT model, id, created_at, openapi_schema, info, manifest, environment FROM versions"
+
+    @staticmethod
+    def _version(row: Any) -> VersionRecord:
+        return VersionRecord(
+            row[0],
+            row[1],
+            row[2],
+            json.loads(row[3]),
+            json.loads(row[4]),
+            None if row[5] is None else json.loads(row[5]),
+            None if row[6] is None else json.loads(row[6]),
+        )
+
     def get_version(self, model: str, version_id: str) -> VersionRecord | None:
         with self._locked() as db:
+            row = db.execute(f"{self._VERSION} WHERE model = %s AND id = %s", (model, version_id)).fetchone()
+        return None if row is None else self._version(row)
+
+    def list_versions(self, model: str | None = None, *, pushed_only: bool = False) -> list[VersionRecord]:
+        """Newest first (by creation time, compared as SQLite compares text; equal times: the later insert
+        first, as SQLite's rowid orders them); `pushed_only`: versions with files in the hub."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if model is not None:
+            clauses.append("model = %s")
+            params.append(model)
+        if pushed_only:
+            clauses.append("manifest IS NOT NULL")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._locked() as db:
+            rows = db.execute(
+                f'{self._VERSION}{where} ORDER BY created_at COLLATE "C" DESC, seq DESC', params
+            ).fetchall()
+        return [self._version(r) for r in rows]
+
+    def delete_version(self, model: str, version_id: str) -> bool:
+        with self._locked() as db:
+            cur = db.execute("DELETE FROM versions WHERE model = %s AND id = %s", (model, version_id))
+        return cur.rowcount > 0
+
+    def count_unfinished(self, model: str, version: str | None = None) -> int:
+        """Predictions of a model (or one version of it) that have not ended."""
+        query = "SELECT COUNT(*) FROM predictions WHERE model = %s AND status = ANY(%s)"
+        params: list[Any] = [model, _UNFINISHED]
+        if version is not None:
+            query += " AND version = %s"
+            params.append(version)
+        with self._locked() as db:
+            row = db.execute(query, params).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    # ---- models
+
+    def put_model(self, model: ModelRecord) -> bool:
+        """Create a model; False when it exists (nothing changed)."""
+        with self._locked() as db:
+            try:
+                db.execute(
+                    "INSERT INTO models (name, description, visibility, created_at) VALUES (%s, %s, %s, %s)",
+                    (model.name, model.description, model.visibility, model.created_at),
+                )
+            except psycopg.errors.IntegrityError:
+                return False
+        return True
+
+    def get_model(self, name: str) -> ModelRecord | None:
+        with self._locked() as db:
             row = db.execute(
-                "SELECT model, id, created_at, openapi_schema, info FROM versions WHERE model = %s AND id = %s",
-                (model, version_id),
+                "SELECT name, description, visibility, created_at FROM models WHERE name = %s", (name,)
+            ).fetchone()
+        return None if row is None else ModelRecord(*row)
+
+    def list_models(self) -> list[ModelRecord]:
+        """By name, ordered bytewise as SQLite orders text (whatever the database's collation)."""
+        with self._locked() as db:
+            rows = db.execute(
+                'SELECT name, description, visibility, created_at FROM models ORDER BY name COLLATE "C"'
+            ).fetchall()
+        return [ModelRecord(*r) for r in rows]
+
+    def delete_model(self, name: str) -> bool:
+        with self._locked() as db:
+            cur = db.execute("DELETE FROM models WHERE name = %s", (name,))
+        return cur.rowcount > 0
+
+    # ---- deployments and releases
+
+    @staticmethod
+    def _lock_releases(db: psycopg.Connection[Any], deployment: str) -> None:
+        """Inside a transaction: one writer of a deployment's releases at a time, across replicas (SQLite's
+        BEGIN IMMEDIATE serializes every writer; here the numbering of one deployment is what must be)."""
+        db.execute(f"SELECT pg_advisory_xact_lock({_RELEASE_LOCK}, hashtext(%s))", (deployment,))
+
+    def create_deployment(self, deployment: DeploymentRecord, configuration: dict[str, Any], by: str | None) -> bool:
+        """A deployment with its first release, in one transaction; False when the name is taken."""
+        config = json.dumps(configuration)
+        with self._locked() as db:
+            try:
+                with db.transaction():
+                    self._lock_releases(db, deployment.name)
+                    db.execute(
+                        "INSERT INTO deployments (name, model, created_at) VALUES (%s, %s, %s)",
+                        (deployment.name, deployment.model, deployment.created_at),
+                    )
+                    db.execute(
+                        "INSERT INTO releases (deployment, number, created_at, created_by, configuration) "
+                        "VALUES (%s, 1, %s, %s, %s)",
+                        (deployment.name, deployment.created_at, by, config),
+                    )
+            except psycopg.errors.IntegrityError:
+                return False  # the transaction was rolled back
+        return True
+
+    def add_release(self, deployment: str, configuration: dict[str, Any], by: str | None) -> ReleaseRecord:
+        """The next release of a deployment (its number one more than the last), atomically: replicas adding
+        releases at once get consecutive numbers."""
+        created = ReleaseRecord(deployment, 0, configuration, created_by=by)
+        config = json.dumps(configuration)
+        with self._locked() as db, db.transaction():
+            self._lock_releases(db, deployment)
+            row = db.execute(
+                "INSERT INTO releases (deployment, number, created_at, created_by, configuration) "
+                "SELECT %s, COALESCE(MAX(number), 0) + 1, %s, %s, %s FROM releases WHERE deployment = %s "
+                "RETURNING number",
+                (deployment, created.created_at, by, config, deployment),
+            ).fetchone()
+            assert row is not None
+            created.number = int(row[0])
+        return created
+
+    _RELEASE = "SELECT deployment, number, configuration, created_at, created_by FROM releases"
+
+    @staticmethod
+    def _release(row: Any) -> ReleaseRecord:
+        return ReleaseRecord(row[0], int(row[1]), json.loads(row[2]), row[3], row[4])
+
+    def list_releases(self, deployment: str) -> list[ReleaseRecord]:
+        """Newest first."""
+        with self._locked() as db:
+            rows = db.execute(f"{self._RELEASE} WHERE deployment = %s ORDER BY number DESC", (deployment,)).fetchall()
+        return [self._release(r) for r in rows]
+
+    def get_deployment(self, name: str) -> DeploymentRecord | None:
+        """With its current (newest) release, read in one statement."""
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT d.name, d.model, d.created_at, r.deployment, r.number, r.configuration, r.created_at, "
+                "r.created_by FROM deployments d LEFT JOIN LATERAL (SELECT * FROM releases "
+                "WHERE deployment = d.name ORDER BY number DESC LIMIT 1) r ON true WHERE d.name = %s",
+                (name,),
             ).fetchone()
         if row is None:
             return None
-        return VersionRecord(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]))
+        release = None if row[3] is None else self._release(row[3:])
+        return DeploymentRecord(row[0], row[1], row[2], release)
+
+    def list_deployments(self, model: str | None = None) -> list[DeploymentRecord]:
+        """By name (bytewise, as SQLite orders text), each with its current release."""
+        query = (
+            "SELECT d.name, d.model, d.created_at, r.deployment, r.number, r.configuration, r.created_at, "
+            "r.created_by FROM deployments d LEFT JOIN LATERAL (SELECT * FROM releases "
+            "WHERE deployment = d.name ORDER BY number DESC LIMIT 1) r ON true"
+            + (" WHERE d.model = %s" if model else "")
+            + ' ORDER BY d.name COLLATE "C"'
+        )
+        with self._locked() as db:
+            rows = db.execute(query, (model,) if model else ()).fetchall()
+        return [DeploymentRecord(r[0], r[1], r[2], None if r[3] is None else self._release(r[3:])) for r in rows]
+
+    def delete_deployment(self, name: str) -> bool:
+        """The deployment and its releases, in one transaction."""
+        with self._locked() as db, db.transaction():
+            self._lock_releases(db, name)
+            db.execute("DELETE FROM releases WHERE deployment = %s", (name,))
+            cur = db.execute("DELETE FROM deployments WHERE name = %s", (name,))
+        return cur.rowcount > 0
 
 
 class _Listener:

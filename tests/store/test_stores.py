@@ -8,7 +8,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -33,33 +33,6 @@ CREATE INDEX predictions_completed ON predictions(completed_at);
 
 # The same schema in PostgreSQL's words (serial instead of AUTOINCREMENT).
 LEGACY_SCHEMA_PG = LEGACY_SCHEMA.replace("seq INTEGER PRIMARY KEY AUTOINCREMENT", "seq SERIAL PRIMARY KEY")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a store lives: a SQLite file, or a fresh database on the throwaway PostgreSQL."""
-    if request.param == "sqlite":
-        return str(tmp_path / "p.db")
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def opener(where: str) -> Iterator[Callable[[], Store]]:
-    """Opens stores on `where` (several: several servers sharing it); closes them at the end."""
-    opened: list[Store] = []
-
-    def open_one() -> Store:
-        opened.append(open_store(where))
-        return opened[-1]
-
-    yield open_one
-    for s in opened:
-        s.close()
-
-
-@pytest.fixture
-def store(opener: Callable[[], Store]) -> Store:
-    return opener()
 
 
 def _rec(pid: str, model: str = "acme/echo", **kw: object) -> PredictionRecord:

@@ -25,6 +25,10 @@ def upgrade() -> None:
     with op.batch_alter_table("versions") as batch:
         batch.add_column(sa.Column("manifest", sa.Text))  # JSON list of files: a pushed version
         batch.add_column(sa.Column("environment", sa.Text))  # JSON: python, env hash, what was installed
+    if op.get_context().dialect.name == "postgresql":
+        # Versions are listed newest first, equal creation times in insertion order: SQLite's implicit rowid;
+        # PostgreSQL has none, so its table gets one (numbered at insert, unchanged by updates).
+        op.add_column("versions", sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False))
     op.create_table(
         "deployments",
         sa.Column("name", sa.Text, primary_key=True),
@@ -48,6 +52,8 @@ def downgrade() -> None:
         batch.drop_column("release")
     op.drop_table("releases")
     op.drop_table("deployments")
+    if op.get_context().dialect.name == "postgresql":
+        op.drop_column("versions", "seq")
     with op.batch_alter_table("versions") as batch:
         batch.drop_column("environment")
         batch.drop_column("manifest")
