@@ -1,4 +1,4 @@
-"""A hub on a real store in a temporary data directory, and projects to push to it."""
+"""A hub on a real store (SQLite and PostgreSQL) in a temporary data directory, and projects to push to it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from cocina.hub import Hub
 from cocina.hub.envs import EnvironmentBuilder
 from cocina.hub.manifest import build_manifest
-from cocina.store import SQLiteStore
+from cocina.store import SQLiteStore, Store, open_store
 
 ECHO = """
 from cog import BasePredictor, Input
@@ -34,9 +34,13 @@ def write_project(
     return root
 
 
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    store = SQLiteStore(tmp_path / "data" / "predictions.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
+    """On SQLite (the data directory's file) and on PostgreSQL (a fresh database on the session's server)."""
+    if request.param == "sqlite":
+        store: Store = SQLiteStore(tmp_path / "data" / "predictions.db")
+    else:
+        store = open_store(request.getfixturevalue("postgres_url"))
     builder = EnvironmentBuilder(
         tmp_path / "data" / "hub" / "envs", find_links=[str(tmp_path / "wheels")], no_index=True
     )

@@ -30,17 +30,20 @@ from tests.server.test_faults import TERMINAL, _port
 
 
 class Replica:
-    """`cocina serve` of the echo project as `acme/echo` on a shared store, in its own process group."""
+    """`cocina serve` on a shared store, in its own process group: the echo project as `acme/echo`, or
+    `targets` (none: only the data directory's hub). It runs in `data_dir`'s parent, which is no project."""
 
-    def __init__(self, store: str, data_dir: Path, *args: str) -> None:
+    def __init__(self, store: str, data_dir: Path, *args: str, targets: tuple[str, ...] = (f"acme/echo={ECHO}",)):
         self.port = _port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "cocina.cli", "serve", f"acme/echo={ECHO}", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "cocina.cli", "serve", *targets, "--port", str(self.port)]
         cmd += ["--store", store, "--data-dir", str(data_dir), *args]
         self.log = data_dir.parent / f"replica-{self.port}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("w") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=data_dir.parent
+            )
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
