@@ -260,9 +260,10 @@ class ModelSet:
         await model.start_loading()
 
     def _loaded(self, besides: ServedModel) -> list[ModelRuntime]:
+        # Training processes count too: an idle one is unloaded like any model to make room.
         return [
             rt
-            for rt in self.by_name.values()
+            for rt in (*self.by_name.values(), *self.trainers.values())
             if rt.model is not besides and rt.model.state in (ModelState.READY, ModelState.LOADING)
         ]
 

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from cocina.serving import AdmissionRequest, Serving
+from cocina.hub import Hub
+from cocina.hub.envs import EnvironmentBuilder
+from cocina.serving import AdmissionRequest, ModelState, Serving
 from cocina.serving.errors import InvalidRequest, StreamingUnsupported
 from cocina.serving.events import Completed, MetricChunk, OutputChunk, PredictionEvent, ReplayTruncated, Started
 from cocina.serving.spec import project_spec
-from cocina.store import PredictionRecord, PredictionStatus
+from cocina.store import PredictionRecord, PredictionStatus, SQLiteStore
 from tests.serving.conftest import PROJECTS, config, plain
 
 FEATURES = PROJECTS / "features"
@@ -160,3 +162,38 @@ async def test_a_training_needs_a_train_entry_point_and_a_hub(served: Serving) -
     with pytest.raises(InvalidRequest, match="destination"):
         await served.admit(AdmissionRequest(surface="replicate", input={}, model="acme/features", kind="training"))
     assert served.page(None, 10, kind=None) == []
+
+
+async def test_a_training_of_a_served_directory_and_its_process_making_room(tmp_path: Path) -> None:
+    """A version served from a directory (not pushed) trains too: its files come from the directory, which the
+    training leaves as it was. The training's process is a model like any other: idle, it makes room."""
+    store = SQLiteStore(tmp_path / "data" / "predictions.db")
+    hub = Hub(store, tmp_path / "data" / "hub", builder=EnvironmentBuilder(tmp_path / "envs", no_index=True))
+    hub.create_model("acme/tuned")
+    s = Serving(config(tmp_path, max_loaded=1), [features(warm=False), plain()], store=store, catalog=hub)  # type: ignore[list-item]
+    await s.start()
+    try:
+        training = await s.admit(
+            AdmissionRequest(
+                surface="replicate",
+                input={"prefix": "from-a-dir"},
+                model="acme/features",
+                kind="training",
+                destination="acme/tuned",
+            )
+        )
+        done = await s.wait(training.record.id, 60)
+        assert done is not None and done.status is PredictionStatus.SUCCEEDED, done.error
+        version = done.output["version"].partition(":")[2]
+        files = {f["path"] for f in hub.get_version("acme/tuned", version).manifest or []}
+        assert files == {"cog.yaml", "predict.py", "train.py", "weights"}
+        assert not (FEATURES / "trained.txt").exists() and not (FEATURES / "weights").exists()
+        trainer = s.models.trainers[("acme/features", s.models.by_name["acme/features"].model.version)]
+        assert trainer.model.state is ModelState.READY
+        # --max-loaded 1: a prediction of another model unloads the idle training process first.
+        other = await s.admit(AdmissionRequest(surface="replicate", input={"text": "x"}, model="acme/plain"))
+        assert (await s.wait(other.record.id, 60)).status is PredictionStatus.SUCCEEDED  # type: ignore[union-attr]
+        assert trainer.model.state is ModelState.UNLOADED
+    finally:
+        await s.drain(1.0)
+        store.close()
