@@ -8,7 +8,9 @@ then is the version recorded: a push that fails or is cut off leaves no version 
 the manifest's hash, so pushing the same content again is the same version and uploads nothing.
 
 The hub is also serving's catalog (`cocina.serving.registry.Catalog`): it turns a pushed version into a
-`ModelSpec` and a deployment into a route.
+`ModelSpec` and a deployment into a route, and a succeeded training into a version of its destination model
+(the trained version's files, with the weights the training wrote as its `weights`, which `setup(weights)`
+receives).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from cocina.config import ConfigError, load_project
 from cocina.hub.blobs import BlobError, BlobStore
 from cocina.hub.deployments import Split, check_configuration, choose, splits_of
 from cocina.hub.envs import EnvironmentBuilder, EnvironmentBuildError, environment_spec
-from cocina.hub.manifest import Manifest
+from cocina.hub.manifest import FileEntry, Manifest, build_manifest, sha256_file
 from cocina.serving import ModelSpec, Serving
 from cocina.serving.errors import Conflict, InvalidRequest, ModelNotFound, Unprocessable
 from cocina.serving.registry import Route
@@ -281,6 +283,38 @@ class Hub:
             raise ModelUnavailable(f"Deployment {deployment} is disabled (max_instances 0).")
         split = choose(deployment, splits_of(release.configuration), sticky_key)
         return Route(record.model, split.version, release.number)
+
+    def check_destination(self, name: str) -> None:
+        try:
+            check_name(name, "destination")
+        except SpecError as exc:
+            raise InvalidRequest(str(exc), param="destination") from None
+        if self.store.get_model(name) is None:
+            raise ModelNotFound(
+                f"The destination model {name} does not exist; create it first (POST /v1/models).",
+                param="destination",
+            )
+
+    async def add_trained_version(self, destination: str, source: ModelSpec, weights: Path) -> str:
+        """A version of `destination` made of the files of the version `source` (a pushed version's manifest,
+        or the project directory it was served from) with `weights` as its `weights` file; its id. Checked as
+        a push is (`create_version`)."""
+        self.check_destination(destination)
+        record = self.store.get_version(source.name, source.version)
+        if record is not None and record.manifest is not None:
+            manifest = Manifest.from_json(record.manifest)
+            directory = self.versions_dir / source.version
+            sources = {f.sha256: directory / f.path for f in manifest.files}
+        else:
+            manifest, sources = await asyncio.to_thread(build_manifest, source.project.root)
+        digest = await asyncio.to_thread(sha256_file, weights)
+        files = [f for f in manifest.files if f.path != "weights" and not f.path.startswith("weights/")]
+        files.append(FileEntry("weights", weights.stat().st_size, digest))
+        trained = Manifest(tuple(sorted(files, key=lambda f: f.path)))
+        sources[digest] = weights
+        await asyncio.to_thread(self.store_files, trained, sources)
+        result = await self.create_version(destination, trained)
+        return result.version.id
 
     def warm(self) -> set[tuple[str, str]]:
         wanted: set[tuple[str, str]] = set()

@@ -51,7 +51,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         serving.renderers["cog"] = cog.cog_prediction
-        serving.renderers["replicate"] = lambda rec: replicate.replicate_prediction(rec, serving.config.public_url)
+        serving.renderers["replicate"] = lambda rec: (
+            replicate.replicate_training if rec.kind == "training" else replicate.replicate_prediction
+        )(rec, serving.config.public_url)
         serving.book.finish_observers.append(
             lambda rec: metrics.observe_prediction(rec.surface, rec.status.value, rec.model, rec.version)
         )

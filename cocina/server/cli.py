@@ -146,6 +146,13 @@ def serve_command(
     public_metrics: Annotated[
         bool, typer.Option("--public-metrics", help="/metrics answers without the token")
     ] = False,
+    upload_url: Annotated[
+        str | None,
+        typer.Option(
+            "--upload-url",
+            help="PUT file outputs under this URL (as `cog serve --upload-url`); the output is where they went",
+        ),
+    ] = None,
     dtype: DtypeOption = None,
     quantize: QuantizeOption = None,
     device: DeviceOption = None,
@@ -169,6 +176,8 @@ def serve_command(
             max_model_len=max_model_len,
         )
         budget = parse_bytes(memory_budget) if memory_budget is not None else None
+        if upload_url is not None:
+            _check_upload_url(upload_url)
     except ValueError as exc:
         typer.echo(f"cocina serve: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -255,6 +264,7 @@ def serve_command(
         load_timeout_s=load_timeout,
         max_loaded=max_loaded,
         memory_budget_bytes=budget,
+        upload_url=upload_url,
     )
     server_config = ServerConfig(
         host=host,
@@ -278,6 +288,15 @@ def serve_command(
         build_server(serving, server_config, hub).run()
     finally:
         store.close()
+
+
+def _check_upload_url(url: str) -> None:
+    """`--upload-url` must be an http(s) URL with a host (ValueError otherwise)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--upload-url {url}: not an http(s) URL (e.g. https://uploads.example.com/outputs/)")
 
 
 def register(app: typer.Typer) -> None:

@@ -108,6 +108,7 @@ _SERVING: tuple[tuple[type[serving.ServingError], _Status], ...] = (
     (serving.InvalidRequest, _Status(400, "Bad request")),
     (serving.Conflict, _Status(409, "Conflict")),
     (serving.Unprocessable, _Status(422, "Unprocessable entity")),
+    (serving.StreamingUnsupported, _Status(406, "Not acceptable")),
     (serving.QueueFull, _Status(429, "Too many requests", "rate_limit_exceeded", "rate_limit_exceeded")),
     (serving.ModelUnavailable, _Status(503, "Service unavailable", "server_error", "service_unavailable")),
     (serving.StoreUnavailable, _Status(503, "Service unavailable", "server_error", "service_unavailable")),
@@ -201,6 +202,8 @@ def error_response(surface: Surface, exc: BaseException) -> JSONResponse:
     if isinstance(exc, serving.InvalidModelName):
         item = {"loc": ["body", exc.param or "model"], "msg": exc.message, "type": "value_error"}
         return _field_errors(surface, [item], "Invalid model name")
+    if isinstance(exc, serving.StreamingUnsupported) and surface is Surface.COG:
+        return JSONResponse({"error": exc.message}, status_code=406)  # coglet's body for this refusal
     if isinstance(exc, serving.ServingError):
         headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
         for kind, st in _SERVING:

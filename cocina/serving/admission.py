@@ -1,10 +1,12 @@
 """The one way in: `admit` is what every API calls to start a prediction.
 
 In order: an existing id answers with its prediction (idempotent PUT); the server must be accepting; the
-reference resolves to a served model (and version); the input is checked against the model's schema (a
-language-model request is planned on the model's tokenizer instead); the model's queue must have room; then the
-prediction's row is written, leased to this server, and only then queued. Nothing runs before its row exists,
-and a store that refuses the row refuses the prediction (`StoreUnavailable`) with nothing started.
+reference resolves to a served model (and version) — for a training, to that version's `train` runtime, and the
+destination must be a model; the input is checked against the model's schema (its training schema for a
+training; a language-model request is planned on the model's tokenizer instead); an event stream asked in Cog's
+way needs a predictor marked `@streaming`; the model's queue must have room; then the prediction's row is
+written, leased to this server, and only then queued. Nothing runs before its row exists, and a store that
+refuses the row refuses the prediction (`StoreUnavailable`) with nothing started.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cocina.serving.errors import StoreUnavailable
+from cocina.serving.errors import InvalidRequest, StoreUnavailable, StreamingUnsupported
 from cocina.serving.files import new_id
 from cocina.serving.jobs import GenerationJob, Job, PredictJob
 from cocina.serving.model import ModelState, ServedModel
@@ -48,6 +50,10 @@ class AdmissionRequest:
     webhook: str | None = None
     webhook_events_filter: list[str] = field(default_factory=list)
     deadline: float | None = None  # epoch seconds
+    context: dict[str, str] = field(default_factory=dict)  # Cog's request context (`current_scope().context`)
+    kind: str = "prediction"  # "training": the version's `train:` entry point runs
+    destination: str | None = None  # a training's destination model (`owner/name`)
+    require_streaming: bool = False  # Cog's SSE: only for a predictor marked @streaming
 
 
 @dataclass
@@ -61,9 +67,13 @@ class Admitted:
 
 async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
     """Start a prediction (see the module's docstring); raises serving errors, never runs one without its row."""
+    if req.kind not in ("prediction", "training"):
+        raise ValueError(f"unknown kind {req.kind!r}")
     if req.prediction_id is not None:
         existing = serving.get(req.prediction_id)
         if existing is not None:
+            if req.require_streaming:
+                _check_streaming(serving.model_of(existing))
             return Admitted(existing, False)
     serving.check_accepting()
     models = serving.models
@@ -76,6 +86,11 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         runtime = models.default
     else:
         runtime = models.resolve(req.model, req.model_field)
+    if req.kind == "training":
+        runtime = models.trainer(runtime, req.model_field)
+        if req.destination is None:
+            raise InvalidRequest("A training needs a destination model (owner/name).", param="destination")
+        serving.check_destination(req.destination)
     model = runtime.model
     if model.state in (ModelState.FAILED, ModelState.STOPPED):
         raise model.unavailable()
@@ -87,8 +102,10 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         run_input = None  # an OpenAI request is answered once, to the client that asked: never re-run
     else:
         await model.wait_schema(timeout)
+        if req.require_streaming:
+            _check_streaming(model)
         run_input = model.validate(req.input)
-        job = PredictJob(run_input)
+        job = PredictJob(run_input, dict(req.context))
     runtime.check_room()
     rec = PredictionRecord(
         id=req.prediction_id or new_id(),
@@ -104,6 +121,9 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         webhook=req.webhook,
         webhook_events_filter=list(req.webhook_events_filter),
         deadline=req.deadline,
+        kind=req.kind,
+        destination=req.destination,
+        context=dict(req.context),
         lease_owner=serving.owner,
         lease_expires_at=time.time() + serving.config.lease_s,
     )
@@ -118,3 +138,11 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         assert existing is not None
         return Admitted(existing, False)
     return Admitted(rec, True, runtime.enqueue(rec, job))
+
+
+def _check_streaming(model: ServedModel | None) -> None:
+    """Cog streams events only from a predictor that opted in (`@streaming` on predict)."""
+    if model is not None and model.streaming is False:
+        raise StreamingUnsupported(
+            "This model does not support streaming responses. Add @cog.streaming to predict() to enable SSE."
+        )

@@ -30,6 +30,8 @@ class ServingConfig:
         memory_budget_bytes: resident memory all model processes may use together (None: no limit).
         webhook_min_interval_s, webhook_retries: webhook throttling and retries of the terminal event.
         output_inline_max_bytes: file outputs up to this size become data URLs; larger ones are served.
+        upload_url: when set, file outputs are PUT under this URL instead (Cog's `--upload-url`) and the
+            output is where they went (see `cocina.serving.files`).
     """
 
     data_dir: Path = Path(".cocina")
@@ -48,6 +50,7 @@ class ServingConfig:
     webhook_min_interval_s: float = 0.5
     webhook_retries: int = 4
     output_inline_max_bytes: int = 2**20
+    upload_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:

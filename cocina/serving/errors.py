@@ -41,6 +41,10 @@ class ContextLengthExceeded(InvalidRequest):
     """The prompt (plus the tokens asked for) does not fit the model's context."""
 
 
+class StreamingUnsupported(ServingError):
+    """An event stream was asked of a predictor that has not opted in to streaming (Cog's `@streaming`)."""
+
+
 class InvalidInput(ServingError):
     """The input does not fit the predictor's schema; `errors` are Cog 422 `detail[]` items."""
 

@@ -22,7 +22,7 @@ from cocina.serving.project import builtin_llm, resolve_project_model
 
 LLM_DEFAULT_MODEL = "cocina/demo"  # `cocina.llm.LLMPredictor.model`; a test checks they agree
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SKIP_DIRS = {".git", ".cocina", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".ruff_cache"}
+SKIP_DIRS = {".git", ".cocina", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".ruff_cache"}
 PROJECT_FILES = ("cocina.yaml", "cog.yaml")
 
 
@@ -63,6 +63,7 @@ class ModelSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     python: str | None = None  # the interpreter of the model's process (a pushed version's environment)
     pushed: bool = False  # a version of the hub (its model's default version is then its newest one)
+    mode: str = "predict"  # "train": the process runs the project's `train:` entry point (trainings)
 
     @property
     def owner(self) -> str:
@@ -101,7 +102,7 @@ def version_id(root: Path) -> str:
         h.update(root.read_bytes())
         return h.hexdigest()
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if path.suffix == ".pyc":

@@ -27,8 +27,11 @@ class Store(Protocol):
 
     def get(self, prediction_id: str) -> PredictionRecord | None: ...
 
-    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
-        """Newest first; `before_seq` is the cursor (the `seq` of the last item of the previous page)."""
+    def page(
+        self, before_seq: int | None, limit: int, *, model: str | None = None, kind: str | None = None
+    ) -> list[PredictionRecord]:
+        """Newest first; `before_seq` is the cursor (the `seq` of the last item of the previous page); `kind`:
+        only predictions or only trainings."""
         ...
 
     def of_deployment(self, deployment: str, limit: int = 10_000) -> list[PredictionRecord]:

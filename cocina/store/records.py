@@ -45,6 +45,9 @@ class PredictionRecord:
     - `lease_owner` / `lease_expires_at` (epoch seconds): the server instance working on it and until when. The
       owner renews its leases while it lives; a prediction whose lease expired is reclaimed by whichever instance
       serves its model, so several models and several servers can share one store.
+    - `kind` is `prediction` or `training` (the version's `train` entry point ran; `destination` is the model
+      its trained version goes to); `context` is the request's context (Cog's `current_scope().context`), kept
+      for a re-run.
     """
 
     id: str
@@ -72,6 +75,9 @@ class PredictionRecord:
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     release: int | None = None  # the deployment's release that routed it
+    kind: str = "prediction"  # or "training"
+    destination: str | None = None  # a training's destination model
+    context: dict[str, str] = field(default_factory=dict)
     seq: int = 0  # insertion order: the list cursor
 
 

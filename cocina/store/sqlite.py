@@ -42,6 +42,9 @@ _FIXED = (
     "webhook",
     "webhook_events_filter",
     "deadline",
+    "kind",
+    "destination",
+    "context",
 )
 # Written by every update.
 _MUTABLE = (
@@ -58,7 +61,7 @@ _MUTABLE = (
     "lease_expires_at",
 )
 _COLUMNS = (*_FIXED, "release", *_MUTABLE)
-_JSON = frozenset({"input", "run_input", "output", "metrics", "webhook_events_filter"})
+_JSON = frozenset({"input", "run_input", "output", "metrics", "webhook_events_filter", "context"})
 _SELECT = f"SELECT seq, {', '.join(_COLUMNS)} FROM predictions"
 _UNFINISHED = (PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.value)
 
@@ -87,6 +90,8 @@ def _decode(row: tuple[Any, ...]) -> PredictionRecord:
     kwargs["metrics"] = kwargs["metrics"] or {}
     kwargs["webhook_events_filter"] = kwargs["webhook_events_filter"] or []
     kwargs["source"] = kwargs["source"] or "api"
+    kwargs["kind"] = kwargs["kind"] or "prediction"
+    kwargs["context"] = kwargs["context"] or {}
     return PredictionRecord(seq=seq, **kwargs)
 
 
@@ -150,9 +155,14 @@ class SQLiteStore:
             row = db.execute(f"{_SELECT} WHERE id = ?", (prediction_id,)).fetchone()
         return None if row is None else _decode(row)
 
-    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
+    def page(
+        self, before_seq: int | None, limit: int, *, model: str | None = None, kind: str | None = None
+    ) -> list[PredictionRecord]:
         clauses: list[str] = []
         params: list[Any] = []
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
         if before_seq is not None:
             clauses.append("seq < ?")
             params.append(before_seq)

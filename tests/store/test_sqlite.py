@@ -47,6 +47,7 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) 
     old = store.get("old")
     assert old is not None and old.input == {"text": "x"} and old.metrics == {"predict_time": 1}
     assert old.model is None and old.source == "api" and old.lease_owner is None
+    assert old.kind == "prediction" and old.destination is None and old.context == {}
     assert store.adopt_unowned("acme/echo") == 1
     assert store.get("old").model == "acme/echo"  # type: ignore[union-attr]
     store.close()
@@ -77,6 +78,18 @@ def test_page_newest_first_by_model(store: SQLiteStore) -> None:
     assert [r.id for r in first] == ["p4", "p2"]
     assert [r.id for r in store.page(first[-1].seq, 2, model="acme/b")] == ["p0"]
     assert store.run_counts() == {"acme/a": 2, "acme/b": 3}
+
+
+def test_trainings_and_request_context(store: SQLiteStore) -> None:
+    store.insert(_rec("p", context={"api_token": "t", "region": "eu"}))
+    store.insert(_rec("t", kind="training", destination="acme/tuned"))
+    got = store.get("p")
+    assert got is not None and got.kind == "prediction" and got.context == {"api_token": "t", "region": "eu"}
+    trained = store.get("t")
+    assert trained is not None and trained.kind == "training" and trained.destination == "acme/tuned"
+    assert [r.id for r in store.page(None, 10, kind="training")] == ["t"]
+    assert [r.id for r in store.page(None, 10, kind="prediction")] == ["p"]
+    assert [r.id for r in store.page(None, 10)] == ["t", "p"]
 
 
 def test_updates_are_fenced_by_the_lease(store: SQLiteStore) -> None:

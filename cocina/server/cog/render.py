@@ -1,4 +1,4 @@
-"""Cog's `PredictionResponse` of a prediction record."""
+"""Cog's `PredictionResponse` of a prediction record (responses, SSE `start`/`completed`, webhooks)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def cog_prediction(rec: PredictionRecord) -> dict[str, Any]:
         "created_at": rec.created_at,
         "started_at": rec.started_at,
         "completed_at": rec.completed_at,
-        "metrics": {k: v for k, v in rec.metrics.items() if k == "predict_time"},
+        # What the predictor recorded and `predict_time`, as Cog's; `total_time` is Replicate's (the queue too).
+        "metrics": {k: v for k, v in rec.metrics.items() if k != "total_time"},
     }
     if rec.webhook:
         body["webhook"] = rec.webhook

@@ -1,4 +1,4 @@
-"""Replicate's objects: predictions, models and versions."""
+"""Replicate's objects: predictions, trainings, models and versions."""
 
 from __future__ import annotations
 
@@ -34,6 +34,16 @@ def replicate_prediction(rec: PredictionRecord, base_url: str) -> dict[str, Any]
             "stream": f"{base}/v1/predictions/{rec.id}/stream",
         },
     }
+
+
+def replicate_training(rec: PredictionRecord, base_url: str) -> dict[str, Any]:
+    """Replicate's training object: the prediction's fields, its `destination`, and its own URLs; once it
+    succeeded, `output` is `{"version": "owner/name:id", "weights": url}` (the destination's new version)."""
+    base = base_url.rstrip("/")
+    body = replicate_prediction(rec, base)
+    body["destination"] = rec.destination
+    body["urls"] = {"get": f"{base}/v1/trainings/{rec.id}", "cancel": f"{base}/v1/trainings/{rec.id}/cancel"}
+    return body
 
 
 def version_object(model: ServedModel) -> dict[str, Any]:
