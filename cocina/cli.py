@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "cocina.hubctl.cli",  # push, models, versions, deployments
     "cocina.bench.cli",  # bench
     "cocina.cost.cli",  # cost
+    "cocina.rag.cli",  # index
 )
 
 
