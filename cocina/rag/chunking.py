@@ -73,8 +73,8 @@ def chunk_blocks(blocks: Sequence[Block], config: ChunkingConfig, count: TokenCo
         pieces = _sentences(block.text)
         n = count(pieces)
         first = True
-        for piece, tokens in zip(pieces, n, strict=True):
-            parts = [piece] if tokens <= limit else _split_long(piece, limit, count)
+        for piece, piece_tokens in zip(pieces, n, strict=True):
+            parts = [piece] if piece_tokens <= limit else _split_long(piece, limit, count)
             for part in parts:
                 units.append((part, block.section, block.page, first))
                 first = False

@@ -155,8 +155,10 @@ def list_indexes(data_dir: DataDirOption = None, as_json: JsonOption = False) ->
         except RagError as exc:
             rows.append({"name": name, "error": str(exc)})
             continue
-        rows.append({k: info[k] for k in ("name", "version", "num_documents", "num_chunks", "created_at")}
-                    | {"embedder": info["embedder"]["name"]})  # fmt: skip
+        rows.append(
+            {k: info[k] for k in ("name", "version", "num_documents", "num_chunks", "created_at")}
+            | {"embedder": info["embedder"]["name"]}
+        )
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
@@ -201,7 +203,8 @@ def show(
         typer.echo(f"  skipped {s['path']}: {s['reason']}")
     typer.echo("  versions:")
     for v in info["versions"]:
-        typer.echo(f"    {v['version'][:12]}  {v['created_at']}  {v['num_chunks']} chunks{'  (current)' if v['current'] else ''}")
+        mark = "  (current)" if v["current"] else ""
+        typer.echo(f"    {v['version'][:12]}  {v['created_at']}  {v['num_chunks']} chunks{mark}")
 
 
 @index_app.command("delete")

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import ClassVar
 
 SUFFIXES = {
     ".txt": "text",
@@ -129,9 +130,30 @@ def markdown_blocks(text: str) -> list[Block]:
 class _HTMLBlocks(HTMLParser):
     """Text of block elements, with `<h1>`..`<h6>` as sections; script, style and the like are skipped."""
 
-    _BLOCK = {"p", "div", "li", "pre", "blockquote", "td", "th", "tr", "section", "article", "br", "dd", "dt",
-              "table", "ul", "ol", "main", "header", "footer", "figcaption", "title"}  # fmt: skip
-    _SKIP = {"script", "style", "noscript", "template", "svg", "nav", "head"}
+    _BLOCK: ClassVar[set[str]] = {
+        "p",
+        "div",
+        "li",
+        "pre",
+        "blockquote",
+        "td",
+        "th",
+        "tr",
+        "section",
+        "article",
+        "br",
+        "dd",
+        "dt",
+        "table",
+        "ul",
+        "ol",
+        "main",
+        "header",
+        "footer",
+        "figcaption",
+        "title",
+    }
+    _SKIP: ClassVar[set[str]] = {"script", "style", "noscript", "template", "svg", "nav", "head"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

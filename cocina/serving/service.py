@@ -17,15 +17,20 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cocina.rag import Passage, RagConfig
+from cocina.rag.prompt import REWRITE_PROMPT
+from cocina.rag.service import RagService
 from cocina.serving.admission import AdmissionRequest, Admitted, admit
 from cocina.serving.config import ServingConfig
 from cocina.serving.errors import ShuttingDown
 from cocina.serving.events import PredictionEvent
-from cocina.serving.files import FileStore
+from cocina.serving.files import FileStore, new_id
+from cocina.serving.jobs import GenerationOptions
 from cocina.serving.model import ModelState, ServedModel
 from cocina.serving.recovery import LeaseKeeper, new_owner_id
 from cocina.serving.registry import Catalog, ModelSet
 from cocina.serving.replay import replay
+from cocina.serving.retrieval import retrieve
 from cocina.serving.runtime import (
     CancelReason,
     ModelRuntime,
@@ -75,6 +80,8 @@ class Serving:
         self.webhooks: WebhookSender
         self.models: ModelSet
         self.leases: LeaseKeeper
+        # Indexes and embedding models (retrieval-augmented generation, /v1/embeddings): nothing loads until used.
+        self.rag = RagService(config.data_dir / "indexes", config.embedding_models)
 
     # ---- lifecycle
 
@@ -191,6 +198,7 @@ class Serving:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.leases.stop()
         await self.webhooks.aclose()
+        self.rag.close()
         if self._given_store is None:
             self.store.close()
         self.state = ServerState.STOPPED
@@ -201,6 +209,33 @@ class Serving:
                 "The server is starting." if self.state is ServerState.STARTING else "The server is shutting down.",
                 retry_after_s=1 if self.state is ServerState.STARTING else None,
             )
+
+    # ---- retrieval
+
+    async def retrieve(self, config: RagConfig, question: str, model: ServedModel) -> list[Passage]:
+        """The passages for `question` (rewritten into a search query by `model` first when `config.rewrite`),
+        screened (`cocina.serving.retrieval.screen_passages`)."""
+        query = await self._rewrite(model, question) if config.rewrite else question
+        return await retrieve(self.rag, config, query)
+
+    async def _rewrite(self, model: ServedModel, question: str) -> str:
+        """The seed's "a language model writes the query for a vector search": greedy, one line, at most 32
+        tokens; the question itself when the model says nothing usable."""
+        from cocina.worker.events import GenerationEnd, Tokens
+
+        try:
+            ids = await model.encode(messages=[{"role": "user", "content": REWRITE_PROMPT.format(question=question)}])
+        except ValueError:
+            return question
+        params = GenerationOptions(max_tokens=32, temperature=0.0, stop=("\n",)).to_params()
+        text = ""
+        async for ev in model.generate(ids, params, generation_id=new_id()):
+            if isinstance(ev, Tokens):
+                text += ev.text
+            elif isinstance(ev, GenerationEnd):
+                break
+        query = text.strip()
+        return query if len(query) >= 3 else question
 
     # ---- predictions
 

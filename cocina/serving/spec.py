@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cocina.config import ConfigError, ProjectConfig, load_project
+from cocina.rag.prompt import RagConfig
 from cocina.serving.project import builtin_llm, resolve_project_model
 
 LLM_DEFAULT_MODEL = "cocina/demo"  # `cocina.llm.LLMPredictor.model`; a test checks they agree
@@ -63,6 +64,7 @@ class ModelSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     python: str | None = None  # the interpreter of the model's process (a pushed version's environment)
     pushed: bool = False  # a version of the hub (its model's default version is then its newest one)
+    rag: RagConfig | None = None  # retrieval-augmented generation for every request (`--rag`, docs/rag.md)
 
     @property
     def owner(self) -> str:

@@ -45,6 +45,8 @@ class PredictionRecord:
     - `lease_owner` / `lease_expires_at` (epoch seconds): the server instance working on it and until when. The
       owner renews its leases while it lives; a prediction whose lease expired is reclaimed by whichever instance
       serves its model, so several models and several servers can share one store.
+    - `sources`: with retrieval-augmented generation, the passages put into the prompt, each
+      `{index, version, document, chunk, score, text, section?, page?}`; None without RAG.
     """
 
     id: str
@@ -72,6 +74,7 @@ class PredictionRecord:
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     release: int | None = None  # the deployment's release that routed it
+    sources: list[dict[str, Any]] | None = None  # retrieved passages the answer was given (RAG; docs/rag.md)
     seq: int = 0  # insertion order: the list cursor
 
 

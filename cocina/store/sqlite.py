@@ -42,6 +42,7 @@ _FIXED = (
     "webhook",
     "webhook_events_filter",
     "deadline",
+    "sources",
 )
 # Written by every update.
 _MUTABLE = (
@@ -58,7 +59,7 @@ _MUTABLE = (
     "lease_expires_at",
 )
 _COLUMNS = (*_FIXED, "release", *_MUTABLE)
-_JSON = frozenset({"input", "run_input", "output", "metrics", "webhook_events_filter"})
+_JSON = frozenset({"input", "run_input", "output", "metrics", "webhook_events_filter", "sources"})
 _SELECT = f"SELECT seq, {', '.join(_COLUMNS)} FROM predictions"
 _UNFINISHED = (PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.value)
 
