@@ -6,6 +6,7 @@ the engine are imported when the command runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ from cocina.engine_options import (
 )
 
 if TYPE_CHECKING:
+    from cocina.rag import RagConfig
     from cocina.serving.spec import ModelSpec
 
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?)=(?P<value>.+)$")
@@ -79,6 +81,58 @@ def build_specs(
         chosen = given or (served_model_names[i] if served_model_names else None) or (name if not targets else None)
         specs.append(model_spec(model, name=chosen, engine_options=engine_options, environ=environ))
     return specs
+
+
+def parse_rag_option(value: str) -> tuple[str | None, RagConfig]:
+    """`--rag [MODEL=]INDEX[:key=value,...]` -> (model or None for all, options); raises `SpecError`."""
+    from cocina.rag import RagConfig
+    from cocina.serving.spec import SpecError
+
+    target, spec = _split_named(value)
+    index, _, options = spec.partition(":")
+    raw: dict[str, object] = {"index": index}
+    for item in filter(None, options.split(",")):
+        key, eq, text = item.partition("=")
+        if not eq:
+            raise SpecError(f"--rag {value}: options are key=value (top_k, min_score, rewrite)")
+        parsed: object = text
+        if key == "top_k":
+            parsed = int(text) if text.isdigit() else text
+        elif key == "min_score":
+            with contextlib.suppress(ValueError):
+                parsed = float(text)
+        elif key == "rewrite":
+            parsed = {"true": True, "false": False}.get(text.lower(), text)
+        raw[key] = parsed
+    try:
+        config = RagConfig.parse(raw, "--rag")
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+    assert config is not None
+    return target, config
+
+
+def apply_rag_options(specs: list[ModelSpec], values: list[str]) -> list[ModelSpec]:
+    """Each spec with the RAG options `--rag` gives it (MODEL=INDEX for one, INDEX for every language model)."""
+    from cocina.serving.spec import SpecError
+
+    names = {s.name for s in specs}
+    out = list(specs)
+    for value in values:
+        target, config = parse_rag_option(value)
+        if target is not None and target not in names:
+            raise SpecError(f"--rag {value}: {target} is not one of the models served ({', '.join(sorted(names))})")
+        out = [s.replace(rag=config) if (s.name == target or (target is None and s.language_model)) else s for s in out]
+    return out
+
+
+def parse_embedding_models(values: list[str]) -> dict[str, str]:
+    """`--embedding-model NAME=DIR` (or a built-in name) -> {name: reference}."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, ref = _split_named(value)
+        out[name or ref] = ref
+    return out
 
 
 def serve_command(
@@ -146,6 +200,22 @@ def serve_command(
     public_metrics: Annotated[
         bool, typer.Option("--public-metrics", help="/metrics answers without the token")
     ] = False,
+    rag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rag",
+            help="Answer from an index: INDEX (every language model) or MODEL=INDEX, optionally "
+            "INDEX:top_k=4,min_score=0.3,rewrite=true (docs/rag.md); repeatable",
+        ),
+    ] = None,
+    embedding_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--embedding-model",
+            help="An embedding model for /v1/embeddings: NAME=DIR (a sentence-transformers directory) or a built-in "
+            "name; repeatable (multilingual-e5-small is always there)",
+        ),
+    ] = None,
     dtype: DtypeOption = None,
     quantize: QuantizeOption = None,
     device: DeviceOption = None,
@@ -238,6 +308,8 @@ def serve_command(
                 assert hub_spec is not None
                 specs.append(hub_spec)
         specs = [s.replace(warm=s.name == chosen_default or s.name in warm_names or "all" in warm_names) for s in specs]
+        specs = apply_rag_options(specs, rag or [])
+        embedding_models = parse_embedding_models(embedding_model or [])
     except (ConfigError, SpecError) as exc:
         store.close()
         typer.echo(f"cocina serve: {exc}", err=True)
@@ -255,6 +327,7 @@ def serve_command(
         load_timeout_s=load_timeout,
         max_loaded=max_loaded,
         memory_budget_bytes=budget,
+        embedding_models=embedding_models,
     )
     server_config = ServerConfig(
         host=host,
