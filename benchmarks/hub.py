@@ -40,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._docs import replace_section  # noqa: E402
 from benchmarks.serving import Server, _code_version, _machine, _uptime, cocina_cmd, free_port, running  # noqa: E402
 
 SECTION = "## Hub (benchmarks/hub.py)"
@@ -313,18 +314,6 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _replace_section(section: str) -> None:
-    docs = ROOT / "docs" / "benchmarks.md"
-    text = docs.read_text(encoding="utf-8") if docs.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start == -1:
-        docs.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
-        return
-    end = text.find("\n## ", start + len(SECTION))
-    rest = text[end + 1 :] if end != -1 else ""
-    docs.write_text(text[:start] + section + ("\n" + rest if rest else ""), encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
@@ -366,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2))
     if not args.no_docs:
-        _replace_section(render(report))
+        replace_section(SECTION, render(report))
         _log("docs/benchmarks.md updated")
     return 0
 
