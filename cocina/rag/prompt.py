@@ -96,4 +96,21 @@ Question: {question}
 Query:"""
 
 
-__all__ = ["MAX_TOP_K", "REWRITE_PROMPT", "TEMPLATE", "RagConfig", "augment_question", "format_passages"]
+def first_line(text: str) -> str:
+    """A model's rewritten query: its first line with words in it, without quotes around it."""
+    for line in text.splitlines():
+        line = line.strip().strip("\"'`").strip()
+        if line:
+            return line
+    return ""
+
+
+__all__ = [
+    "MAX_TOP_K",
+    "REWRITE_PROMPT",
+    "TEMPLATE",
+    "RagConfig",
+    "augment_question",
+    "first_line",
+    "format_passages",
+]

@@ -140,14 +140,15 @@ class RagService:
         index.check_embedder(embedder.fingerprint, embedder.name)
         return embedder
 
-    def _retrieve(self, config: RagConfig, question: str) -> list[Passage]:
+    def _retrieve(self, config: RagConfig, query: str) -> tuple[str, list[Passage]]:
         index = self.index(config.index)
         embedder = self.embedder_for(index)
-        return index.query(embedder, [question], config.top_k, config.min_score)[0]
+        return index.version, index.query(embedder, [query], config.top_k, config.min_score)[0]
 
-    async def retrieve(self, config: RagConfig, question: str) -> list[Passage]:
-        """The passages of `config.index` for `question` (in a thread: embedding and search are CPU work)."""
-        return await asyncio.to_thread(self._retrieve, config, question)
+    async def retrieve(self, config: RagConfig, query: str) -> tuple[str, list[Passage]]:
+        """The version of `config.index` searched and its passages for `query` (in a thread: embedding and
+        search are CPU work)."""
+        return await asyncio.to_thread(self._retrieve, config, query)
 
     async def query(self, name: str, text: str, top_k: int, min_score: float | None) -> list[Passage]:
         """`POST /v1/indexes/NAME/query`."""

@@ -19,7 +19,7 @@ from cocina.serving.errors import InvalidRequest, StoreUnavailable
 from cocina.serving.files import new_id
 from cocina.serving.jobs import GenerationJob, Job, PredictJob
 from cocina.serving.model import ModelState, ServedModel
-from cocina.serving.retrieval import question_of, sources_of
+from cocina.serving.retrieval import Retrieval, question_of, sources_of
 from cocina.serving.runtime import ActivePrediction
 from cocina.store import PredictionRecord, StoreError
 
@@ -52,7 +52,12 @@ class AdmissionRequest:
     deadline: float | None = None  # epoch seconds
     rag: RagConfig | None = None  # this request's retrieval options (OpenAI's `rag`), over the model's
     question: str | None = None  # what a generation request asks (the last user message): what RAG searches for
-    passages: list[Passage] = field(default_factory=list)  # filled by admission before `generation` runs
+    retrieval: Retrieval | None = None  # filled by admission (with RAG) before `generation` runs
+
+    @property
+    def passages(self) -> list[Passage]:
+        """The screened passages retrieval found for this request (none without RAG)."""
+        return self.retrieval.passages if self.retrieval is not None else []
 
 
 @dataclass
@@ -92,7 +97,7 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
     if req.generation is not None:
         await model.wait_loaded(timeout)
         if rag is not None and req.question:
-            req.passages = await serving.retrieve(rag, req.question, model)
+            req.retrieval = await serving.retrieve(rag, req.question, model)
         job = await req.generation(model)
         run_input = None  # an OpenAI request is answered once, to the client that asked: never re-run
     else:
@@ -100,7 +105,7 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         run_input = model.validate(req.input)
         key, question = question_of(run_input)
         if rag is not None and model.is_language_model and key is not None and question is not None:
-            req.passages = await serving.retrieve(rag, question, model)
+            req.retrieval = await serving.retrieve(rag, question, model)
             run_input = {**run_input, key: augment_question(question, req.passages)}
         job = PredictJob(run_input)
     runtime.check_room()
@@ -110,7 +115,8 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         version=model.version,
         deployment=req.deployment,
         release=release,
-        sources=sources_of(req.passages) if rag is not None else None,
+        sources=sources_of(req.passages) if req.retrieval is not None else None,
+        retrieval=req.retrieval.record() if req.retrieval is not None else None,
         principal=req.principal,
         source=req.source,
         surface=req.surface,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cocina.rag import EmbedderMismatch, EmbedderNotFound, IndexNotFound, Passage, RagConfig, RagError
@@ -20,6 +21,28 @@ if TYPE_CHECKING:
     from cocina.rag.service import RagService
 
 log = logging.getLogger("cocina.serving")
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """One retrieval for a prediction: where and what was searched, and the passages kept (screened)."""
+
+    config: RagConfig
+    version: str  # the index version searched
+    query: str  # the text embedded for the search: the question, or the model's rewriting of it
+    rewritten: bool
+    passages: list[Passage] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """`PredictionRecord.retrieval` (documented in docs/rag.md)."""
+        return {
+            "index": self.config.index,
+            "version": self.version,
+            "query": self.query,
+            "rewritten": self.rewritten,
+            "top_k": self.config.top_k,
+            "min_score": self.config.min_score,
+        }
 
 
 def parse_rag(value: Any, param: str = "rag") -> RagConfig | None:
@@ -52,10 +75,12 @@ def screen_passages(passages: Sequence[Passage], scan: Any = None) -> list[Passa
     return kept
 
 
-async def retrieve(rag: RagService, config: RagConfig, question: str, scan: Any = None) -> list[Passage]:
-    """The screened passages of `config.index` for `question`; serving errors for what goes wrong."""
+async def retrieve(
+    rag: RagService, config: RagConfig, query: str, *, rewritten: bool = False, scan: Any = None
+) -> Retrieval:
+    """The screened passages of `config.index` for `query`; serving errors for what goes wrong."""
     try:
-        found = await rag.retrieve(config, question)
+        version, found = await rag.retrieve(config, query)
     except IndexNotFound as exc:
         raise errors.IndexNotFound(exc.message, param="rag.index") from None
     except EmbedderMismatch as exc:
@@ -64,7 +89,7 @@ async def retrieve(rag: RagService, config: RagConfig, question: str, scan: Any 
         raise errors.ModelUnavailable(exc.message) from None
     except RagError as exc:
         raise errors.ModelUnavailable(f"index {config.index!r} cannot be used: {exc.message}") from None
-    return screen_passages(found, scan)
+    return Retrieval(config, version, query, rewritten, screen_passages(found, scan))
 
 
 def question_of(inputs: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -80,4 +105,4 @@ def sources_of(passages: Sequence[Passage]) -> list[dict[str, Any]]:
     return [p.source() for p in passages]
 
 
-__all__ = ["parse_rag", "question_of", "retrieve", "screen_passages", "sources_of"]
+__all__ = ["Retrieval", "parse_rag", "question_of", "retrieve", "screen_passages", "sources_of"]

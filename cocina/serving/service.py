@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cocina.rag import Passage, RagConfig
-from cocina.rag.prompt import REWRITE_PROMPT
+from cocina.rag import RagConfig
+from cocina.rag.prompt import REWRITE_PROMPT, first_line
 from cocina.rag.service import RagService
 from cocina.serving.admission import AdmissionRequest, Admitted, admit
 from cocina.serving.config import ServingConfig
@@ -30,7 +30,7 @@ from cocina.serving.model import ModelState, ServedModel
 from cocina.serving.recovery import LeaseKeeper, new_owner_id
 from cocina.serving.registry import Catalog, ModelSet
 from cocina.serving.replay import replay
-from cocina.serving.retrieval import retrieve
+from cocina.serving.retrieval import Retrieval, retrieve
 from cocina.serving.runtime import (
     CancelReason,
     ModelRuntime,
@@ -212,29 +212,34 @@ class Serving:
 
     # ---- retrieval
 
-    async def retrieve(self, config: RagConfig, question: str, model: ServedModel) -> list[Passage]:
+    async def retrieve(self, config: RagConfig, question: str, model: ServedModel) -> Retrieval:
         """The passages for `question` (rewritten into a search query by `model` first when `config.rewrite`),
         screened (`cocina.serving.retrieval.screen_passages`)."""
         query = await self._rewrite(model, question) if config.rewrite else question
-        return await retrieve(self.rag, config, query)
+        # `rewritten` only when the model's words were searched (it falls back to the question otherwise)
+        return await retrieve(self.rag, config, query, rewritten=config.rewrite and query != question)
 
     async def _rewrite(self, model: ServedModel, question: str) -> str:
-        """The seed's "a language model writes the query for a vector search": greedy, one line, at most 32
-        tokens; the question itself when the model says nothing usable."""
+        """The seed's "a language model writes the query for a vector search": greedy, at most 32 tokens, the
+        first line with words in it (quotes around it dropped); the question itself when the model says nothing
+        usable (under 3 characters)."""
         from cocina.worker.events import GenerationEnd, Tokens
 
+        await model.wait_loaded(self.config.load_timeout_s)
         try:
             ids = await model.encode(messages=[{"role": "user", "content": REWRITE_PROMPT.format(question=question)}])
         except ValueError:
             return question
-        params = GenerationOptions(max_tokens=32, temperature=0.0, stop=("\n",)).to_params()
+        params = GenerationOptions(max_tokens=32, temperature=0.0).to_params()
         text = ""
         async for ev in model.generate(ids, params, generation_id=new_id()):
             if isinstance(ev, Tokens):
                 text += ev.text
+                if "\n" in text.lstrip():  # the first line with words is finished: that is the query
+                    break  # (leaving the iteration cancels the rest of the generation)
             elif isinstance(ev, GenerationEnd):
                 break
-        query = text.strip()
+        query = first_line(text)
         return query if len(query) >= 3 else question
 
     # ---- predictions

@@ -47,6 +47,8 @@ class PredictionRecord:
       serves its model, so several models and several servers can share one store.
     - `sources`: with retrieval-augmented generation, the passages put into the prompt, each
       `{index, version, document, chunk, score, text, section?, page?}`; None without RAG.
+    - `retrieval`: with RAG, what was searched: `{index, version, query, rewritten, top_k, min_score}` (`query`
+      is the text embedded for the search: the question, or the model's rewriting of it when `rewritten`).
     """
 
     id: str
@@ -75,6 +77,7 @@ class PredictionRecord:
     lease_expires_at: float | None = None
     release: int | None = None  # the deployment's release that routed it
     sources: list[dict[str, Any]] | None = None  # retrieved passages the answer was given (RAG; docs/rag.md)
+    retrieval: dict[str, Any] | None = None  # what RAG searched for (the query, rewritten or not) and where
     seq: int = 0  # insertion order: the list cursor
 
 

@@ -43,6 +43,7 @@ _FIXED = (
     "webhook_events_filter",
     "deadline",
     "sources",
+    "retrieval",
 )
 # Written by every update.
 _MUTABLE = (
@@ -59,7 +60,7 @@ _MUTABLE = (
     "lease_expires_at",
 )
 _COLUMNS = (*_FIXED, "release", *_MUTABLE)
-_JSON = frozenset({"input", "run_input", "output", "metrics", "webhook_events_filter", "sources"})
+_JSON = frozenset({"input", "run_input", "output", "metrics", "webhook_events_filter", "sources", "retrieval"})
 _SELECT = f"SELECT seq, {', '.join(_COLUMNS)} FROM predictions"
 _UNFINISHED = (PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.value)
 

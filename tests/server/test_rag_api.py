@@ -14,8 +14,9 @@ import openai
 import pytest
 import replicate
 
+from cocina.models.tiny import make_tiny_model
 from cocina.rag import IndexStore, load_embedder
-from cocina.rag.prompt import RagConfig
+from cocina.rag.prompt import REWRITE_PROMPT, RagConfig, first_line
 from tests.server.conftest import LiveServer, echo_spec, llm_spec, start_server
 
 pytest.importorskip("torch")
@@ -29,6 +30,9 @@ DOCS = {
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[LiveServer]:
     data = tmp_path_factory.mktemp("rag") / "data"
+    # The tiny GPT-2 answers the rewriting prompt with newlines only (so its rewriting falls back to the
+    # question); this tiny llama writes words there, so what it rewrites can be told from the question.
+    writer = make_tiny_model(data.parent / "tiny-llama", arch="llama")
     docs = data.parent / "docs"
     docs.mkdir()
     for name, text in DOCS.items():
@@ -39,6 +43,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[
         llm_spec(tiny_model, "acme/tiny", warm=True),
         llm_spec(tiny_model, "acme/grounded").replace(rag=RagConfig("kb", top_k=1)),
         llm_spec(tiny_model, "acme/lost").replace(rag=RagConfig("missing")),
+        llm_spec(writer, "acme/writer"),
+        llm_spec(writer, "acme/rewriting").replace(rag=RagConfig("kb", top_k=1, rewrite=True)),
     ]
     server = start_server(data, specs)
     try:
@@ -106,6 +112,10 @@ def test_chat_with_rag_per_request_carries_sources(srv: LiveServer, oa: openai.O
     assert {"index", "version", "score", "text"} <= set(sources[0])
     rec = srv.serving.get(out.id)
     assert rec is not None and rec.sources == sources
+    retrieval = out.model_extra["retrieval"]  # type: ignore[index]
+    assert retrieval == rec.retrieval
+    assert retrieval["query"] == "How much sun do tomatoes need?" and retrieval["rewritten"] is False
+    assert retrieval["index"] == "kb" and retrieval["version"] == sources[0]["version"] and retrieval["top_k"] == 1
     stream = oa.chat.completions.create(
         model="acme/tiny",
         messages=[{"role": "user", "content": "bleach"}],
@@ -119,6 +129,59 @@ def test_chat_with_rag_per_request_carries_sources(srv: LiveServer, oa: openai.O
         model="acme/tiny", prompt="tomatoes", max_tokens=2, extra_body={"rag": {"index": "kb", "top_k": 1}}
     )
     assert completion.model_extra["sources"]  # type: ignore[index]
+
+
+def test_rewrite_searches_what_the_model_wrote(srv: LiveServer, oa: openai.OpenAI) -> None:
+    """`rewrite: true`: the model first turns the question into a search query (greedy, at most 32 tokens, its
+    first line with words), and that query, not the question, is what the index is searched for; the
+    prediction records it."""
+    question = "How much sun do tomatoes need?"
+    out = oa.chat.completions.create(
+        model="acme/writer",
+        messages=[{"role": "user", "content": question}],
+        max_tokens=2,
+        extra_body={"rag": {"index": "kb", "top_k": 2, "rewrite": True}},
+    )
+    # What the same model writes for the rewriting prompt when asked directly, with the same sampling.
+    direct = oa.chat.completions.create(
+        model="acme/writer",
+        messages=[{"role": "user", "content": REWRITE_PROMPT.format(question=question)}],
+        max_tokens=32,
+        temperature=0.0,
+    )
+    written = first_line(direct.choices[0].message.content or "")
+    assert len(written) >= 3 and written != question  # else the model's words could not be told apart
+    retrieval = out.model_extra["retrieval"]  # type: ignore[index]
+    assert retrieval["query"] == written and retrieval["rewritten"] is True
+    rec = srv.serving.get(out.id)
+    assert rec is not None and rec.retrieval == retrieval and rec.input["rag"]["rewrite"] is True
+    # The passages are the index's answer to the written query (scores included), not to the question.
+    searched = srv.client.post("/v1/indexes/kb/query", json={"query": written, "top_k": 2}).json()["results"]
+    asked = srv.client.post("/v1/indexes/kb/query", json={"query": question, "top_k": 2}).json()["results"]
+    assert out.model_extra["sources"] == rec.sources == searched  # type: ignore[index]
+    assert [s["score"] for s in searched] != [s["score"] for s in asked]
+    # Over the Replicate API, on a model configured to rewrite: the prediction says what was searched.
+    client = replicate.Client(base_url=srv.url, api_token="unused")
+    pred = client.predictions.create(model="acme/rewriting", input={"prompt": question, "max_new_tokens": 1})
+    pred.wait()
+    body = srv.client.get(f"/v1/predictions/{pred.id}").json()
+    assert pred.status == "succeeded" and body["retrieval"] == {**retrieval, "top_k": 1}
+    assert len(body["sources"]) == 1 and body["sources"][0] == searched[0]
+
+
+def test_a_rewrite_with_no_words_searches_the_question(srv: LiveServer, oa: openai.OpenAI) -> None:
+    """A model that writes nothing usable for the rewriting prompt (the tiny GPT-2: newlines only): the
+    question itself is searched, and the record says it was not rewritten."""
+    question = "How much sun do tomatoes need?"
+    out = oa.chat.completions.create(
+        model="acme/tiny",
+        messages=[{"role": "user", "content": question}],
+        max_tokens=1,
+        extra_body={"rag": {"index": "kb", "top_k": 1, "rewrite": True}},
+    )
+    retrieval = out.model_extra["retrieval"]  # type: ignore[index]
+    assert retrieval["query"] == question and retrieval["rewritten"] is False
+    assert out.model_extra["sources"][0]["document"] == "docs/garden.md"  # type: ignore[index]
 
 
 def test_the_prompt_holds_the_passages(srv: LiveServer) -> None:

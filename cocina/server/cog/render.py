@@ -23,6 +23,8 @@ def cog_prediction(rec: PredictionRecord) -> dict[str, Any]:
     }
     if rec.sources is not None:
         body["sources"] = rec.sources  # cocina's: the passages of retrieval-augmented generation
+    if rec.retrieval is not None:
+        body["retrieval"] = rec.retrieval
     if rec.webhook:
         body["webhook"] = rec.webhook
         body["webhook_events_filter"] = rec.webhook_events_filter or ["start", "output", "logs", "completed"]

@@ -149,9 +149,11 @@ def _chat_logprobs(lps: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> dict[s
 
 
 def _with_sources(obj: dict[str, Any], req: AdmissionRequest) -> dict[str, Any]:
-    """cocina's `sources` field (retrieval-augmented generation): the passages the prompt was given."""
-    if req.rag is not None or req.passages:
+    """cocina's `sources` and `retrieval` fields (retrieval-augmented generation): the passages the prompt was
+    given, and what was searched for them."""
+    if req.retrieval is not None:
         obj["sources"] = [p.source() for p in req.passages]
+        obj["retrieval"] = req.retrieval.record()
     return obj
 
 

@@ -29,6 +29,7 @@ def replicate_prediction(rec: PredictionRecord, base_url: str) -> dict[str, Any]
         "completed_at": rec.completed_at,
         "metrics": dict(rec.metrics),
         **({"sources": rec.sources} if rec.sources is not None else {}),
+        **({"retrieval": rec.retrieval} if rec.retrieval is not None else {}),
         "urls": {
             "get": f"{base}/v1/predictions/{rec.id}",
             "cancel": f"{base}/v1/predictions/{rec.id}/cancel",

@@ -1,4 +1,6 @@
-"""Retrieval-augmented generation: each prediction keeps the passages its prompt was given (`sources`, JSON).
+"""Retrieval-augmented generation: each prediction keeps the passages its prompt was given (`sources`, JSON)
+and what was searched for them (`retrieval`, JSON: the index, its version, the query, whether the model rewrote
+it).
 
 Revision ID: 0004_rag
 Revises: 0003_hub
@@ -16,8 +18,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("predictions") as batch:
         batch.add_column(sa.Column("sources", sa.Text))
+        batch.add_column(sa.Column("retrieval", sa.Text))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("predictions") as batch:
+        batch.drop_column("retrieval")
         batch.drop_column("sources")
