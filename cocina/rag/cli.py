@@ -203,7 +203,7 @@ def show(
         typer.echo(f"  skipped {s['path']}: {s['reason']}")
     typer.echo("  versions:")
     for v in info["versions"]:
-        mark = "  (current)" if v["current"] else ""
+        mark = ("  (current)" if v["current"] else "") + ("  (pushed: kept)" if v.get("pushed") else "")
         typer.echo(f"    {v['version'][:12]}  {v['created_at']}  {v['num_chunks']} chunks{mark}")
 
 

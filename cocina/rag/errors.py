@@ -12,11 +12,20 @@ class RagError(Exception):
 
 
 class IndexNotFound(RagError):
-    """No index of that name (or no current version of it) in the data directory."""
+    """No index of that name (or no current version of it, or not the version asked for) in the data
+    directory."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no index named {name!r}; create it with `cocina index create {name} PATH...`")
+    def __init__(self, name: str, version: str | None = None) -> None:
+        if version is None:
+            message = f"no index named {name!r}; create it with `cocina index create {name} PATH...`"
+        else:
+            message = (
+                f"index {name!r} has no version {version!r} here; push it with `cocina index push {name}@{version} "
+                "URL` (or build it here)"
+            )
+        super().__init__(message)
         self.name = name
+        self.version = version
 
 
 class IndexExists(RagError):

@@ -10,7 +10,9 @@ Layout under the indexes directory (`<data dir>/indexes/`)::
 A version's id is the SHA-256 of what determines its content: the embedder's fingerprint, the chunking options
 and every document's name and content hash. Building writes a new version into a temporary directory, renames it
 into place and only then points `CURRENT` at it, so a crash at any moment leaves the previous version current
-and whole; the two versions before the current one are kept, older ones removed.
+and whole; the two versions before the current one are kept, older ones removed. A version pushed to a server
+(`install`, what `cocina index push` ends in) is kept until the index is deleted: `NAME/KEEP` lists them, since
+models and deployments name them as `NAME@VERSION`.
 
 `update` reuses the vectors of documents whose content did not change (read back from the previous version's
 FAISS index), embeds new and changed ones, and drops documents that are gone.
@@ -19,12 +21,14 @@ FAISS index), embeds new and changed ones, and drops documents that are gone.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEEP_VERSIONS = 3  # the current one and the two before it
 EMBED_BATCH = 64
+VERSION_FILES = ("chunks.jsonl", "index.faiss", "manifest.json")  # a version is these files and nothing else
 
 
 def check_index_name(name: str) -> str:
@@ -139,6 +144,15 @@ def _write_file(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _write_file_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so a reader sees the old or the new content, never a part (write, fsync,
+    rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    _write_file(tmp, data)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 class IndexVersion:
@@ -277,25 +291,31 @@ class IndexStore:
         except FileNotFoundError:
             raise IndexNotFound(name) from None
 
+    def resolve_version(self, name: str, version: str) -> str:
+        """The full id of a version of `name` kept here, from the id or a unique prefix of it."""
+        versions = self._dir(name) / "versions"
+        if (versions / version / "manifest.json").is_file():
+            return version
+        matches = [
+            p.name
+            for p in versions.glob(f"{glob.escape(version)}*")
+            if not p.name.startswith(".") and (p / "manifest.json").is_file()
+        ]
+        if not matches:
+            raise IndexNotFound(name, version)
+        if len(matches) > 1:
+            raise IndexCorrupt(f"version {version!r} of index {name!r} is ambiguous: give more of it")
+        return matches[0]
+
     def open(self, name: str, version: str | None = None) -> IndexVersion:
         """The current version of `name` (or the version given: a full id or a unique prefix)."""
-        version = version or self.current_version(name)
-        versions = self._dir(name) / "versions"
-        directory = versions / version
-        if not directory.is_dir():
-            matches = [p for p in versions.glob(f"{version}*") if p.is_dir() and not p.name.startswith(".")]
-            if len(matches) != 1:
-                raise (
-                    IndexNotFound(f"{name}@{version}")
-                    if not matches
-                    else IndexCorrupt(f"version {version!r} of index {name!r} is ambiguous")
-                )
-            directory = matches[0]
-        return IndexVersion(name, directory)
+        version = self.resolve_version(name, version) if version else self.current_version(name)
+        return IndexVersion(name, self._dir(name) / "versions" / version)
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         """Every kept version of `name`, newest first, with the current one marked."""
         current = self.current_version(name)
+        kept = self.kept(name)
         out = []
         for p in (self._dir(name) / "versions").iterdir():
             if p.name.startswith(".") or not (p / "manifest.json").is_file():
@@ -307,9 +327,60 @@ class IndexStore:
                     "created_at": m.get("created_at"),
                     "num_chunks": m.get("num_chunks"),
                     "current": p.name == current,
+                    "pushed": p.name in kept,
                 }
             )
         return sorted(out, key=lambda v: v["created_at"] or "", reverse=True)
+
+    def kept(self, name: str) -> set[str]:
+        """The versions of `name` that were installed (pushed): never collected."""
+        try:
+            return set((self._dir(name) / "KEEP").read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def install(
+        self, name: str, version: str, fill: Callable[[Path], None], *, make_current: bool = True
+    ) -> tuple[IndexVersion, bool]:
+        """Add a built version of `name` from elsewhere (a push): `fill(directory)` puts its files in a temporary
+        directory, which is checked (exactly `VERSION_FILES`, readable, its manifest's version is `version`, as
+        many vectors as chunks) and renamed into place; the version is kept until the index is deleted and, with
+        `make_current`, becomes current. Returns the version and whether it was new here. A version already
+        here is not replaced (the id is the content). Raises `IndexCorrupt` for files that are not a version."""
+        if not re.fullmatch(r"[0-9a-f]{64}", version):
+            raise IndexCorrupt(f"{version!r} is not an index version id (64 lowercase hex digits)")
+        directory = self._dir(name)
+        versions = directory / "versions"
+        final = versions / version
+        created = not (final / "manifest.json").is_file()
+        if created:
+            versions.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=versions))
+            try:
+                fill(tmp)
+                found = sorted(p.name for p in tmp.iterdir())
+                if found != sorted(VERSION_FILES):
+                    raise IndexCorrupt(f"an index version is the files {', '.join(VERSION_FILES)}; got {found}")
+                opened = IndexVersion(name, tmp)
+                if opened.version != version:
+                    raise IndexCorrupt(f"the manifest says version {opened.version[:12]}, not {version[:12]}")
+                for p in tmp.iterdir():
+                    with p.open("rb") as f:
+                        os.fsync(f.fileno())
+                _fsync_dir(tmp)
+                if final.exists():
+                    shutil.rmtree(final)  # an incomplete leftover (no manifest): replace it
+                os.rename(tmp, final)
+                _fsync_dir(versions)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        kept = self.kept(name)
+        if version not in kept:
+            _write_file_atomic(directory / "KEEP", "".join(f"{v}\n" for v in sorted(kept | {version})).encode())
+        if make_current:
+            self._switch(directory, version)
+        return IndexVersion(name, final), created
 
     def delete(self, name: str) -> None:
         directory = self._dir(name)
@@ -487,14 +558,13 @@ class IndexStore:
             raise
 
     def _switch(self, directory: Path, version: str) -> None:
-        tmp = directory / f".CURRENT.{os.getpid()}"
-        _write_file(tmp, (version + "\n").encode())
-        os.replace(tmp, directory / "CURRENT")
-        _fsync_dir(directory)
+        _write_file_atomic(directory / "CURRENT", (version + "\n").encode())
 
     def _collect(self, directory: Path, current: str) -> None:
-        """Keep the current version and the two before it; remove older ones and leftovers of crashed builds."""
+        """Keep the current version, the two before it and installed ones; remove older ones and leftovers of
+        crashed builds."""
         versions = directory / "versions"
+        kept = self.kept(directory.name)
         entries = []
         for p in versions.iterdir():
             if p.name.startswith(".tmp-"):
@@ -503,10 +573,12 @@ class IndexStore:
                 continue
             entries.append((p.stat().st_mtime, p))
         entries.sort(reverse=True)
-        kept = 0
+        recent = 0
         for _, p in entries:
-            if p.name == current or kept < KEEP_VERSIONS - 1:
-                kept += p.name != current
+            if p.name in kept:
+                continue  # installed (pushed): models and deployments may name it
+            if p.name == current or recent < KEEP_VERSIONS - 1:
+                recent += p.name != current
                 continue
             shutil.rmtree(p, ignore_errors=True)
 

@@ -7,6 +7,8 @@ message), so it reads the same under every chat template and on base models with
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,15 +25,27 @@ Question: {question}"""
 PASSAGE = "[{n}] ({document}{where}) {text}"
 
 MAX_TOP_K = 20
+_VERSION = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def split_index_ref(ref: str) -> tuple[str, str | None]:
+    """`NAME` or `NAME@VERSION` (a version id or a unique prefix of at least 8 hex digits) -> (name, version);
+    ValueError naming what is wrong."""
+    name, at, version = ref.partition("@")
+    check_index_name(name)
+    if at and not _VERSION.match(version):
+        raise ValueError(f"{ref!r}: the version after '@' must be 8 to 64 lowercase hex digits")
+    return name, version or None
 
 
 @dataclass(frozen=True)
 class RagConfig:
     """`rag: {index, top_k, min_score, rewrite}` of a model, a deployment or one request.
 
-    `index` names an index of the server's data directory; `top_k` passages (1..20) whose cosine similarity is at
-    least `min_score` (-1..1) go into the prompt; `rewrite` asks the model first to turn the question into a
-    search query."""
+    `index` names an index of the server's data directory, `NAME` (its current version, which `cocina index
+    update` moves) or `NAME@VERSION` (that version, pinned: what a pushed index is named by); `top_k` passages
+    (1..20) whose cosine similarity is at least `min_score` (-1..1) go into the prompt; `rewrite` asks the model
+    first to turn the question into a search query."""
 
     index: str
     top_k: int = 4
@@ -54,7 +68,7 @@ class RagConfig:
         if not isinstance(index, str) or not index:
             raise ValueError(f"{where}.index must name an index")
         try:
-            check_index_name(index)
+            split_index_ref(index)
         except ValueError as exc:
             raise ValueError(f"{where}.index: {exc}") from None
         top_k = value.get("top_k", 4)
@@ -67,6 +81,38 @@ class RagConfig:
         if not isinstance(rewrite, bool):
             raise ValueError(f"{where}.rewrite must be true or false")
         return cls(index, top_k, float(min_score), rewrite)
+
+    @classmethod
+    def from_option(cls, text: str, where: str = "--rag") -> RagConfig:
+        """The command line's `INDEX[@VERSION][:top_k=4,min_score=0.3,rewrite=true]`; ValueError naming `where`."""
+        index, _, options = text.partition(":")
+        raw: dict[str, Any] = {"index": index}
+        for item in filter(None, (o.strip() for o in options.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"{where} {text}: options are key=value (top_k, min_score, rewrite)")
+            parsed: Any = value
+            if key == "top_k" and value.isdigit():
+                parsed = int(value)
+            elif key == "min_score":
+                with contextlib.suppress(ValueError):
+                    parsed = float(value)
+            elif key == "rewrite":
+                parsed = {"true": True, "false": False}.get(value.lower(), value)
+            raw[key] = parsed
+        config = cls.parse(raw, where)
+        assert config is not None
+        return config
+
+    @property
+    def name(self) -> str:
+        """The index's name (without a pinned version)."""
+        return self.index.partition("@")[0]
+
+    @property
+    def version(self) -> str | None:
+        """The pinned version (or prefix), or None for the index's current version."""
+        return self.index.partition("@")[2] or None
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "top_k": self.top_k, "min_score": self.min_score, "rewrite": self.rewrite}
@@ -113,4 +159,5 @@ __all__ = [
     "augment_question",
     "first_line",
     "format_passages",
+    "split_index_ref",
 ]

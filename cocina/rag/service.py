@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cocina.rag.embedders import DEFAULT_EMBEDDER, Embedder, load_embedder
-from cocina.rag.errors import EmbedderNotFound
+from cocina.rag.errors import EmbedderNotFound, InvalidIndexName
 from cocina.rag.index import IndexStore, IndexVersion, Passage
-from cocina.rag.prompt import RagConfig
+from cocina.rag.prompt import RagConfig, split_index_ref
 
 if TYPE_CHECKING:
     import numpy as np
@@ -114,16 +114,21 @@ class RagService:
 
     # ---- indexes
 
-    def index(self, name: str) -> IndexVersion:
-        """The current version of `name` (reopened if it changed since last time); raises `IndexNotFound`."""
-        current = self.store.current_version(name)
+    def index(self, ref: str) -> IndexVersion:
+        """The version `ref` names: `NAME` (its current version, reopened when `CURRENT` changed since last
+        time) or `NAME@VERSION` (that version, pinned); raises `IndexNotFound`, `InvalidIndexName`."""
+        try:
+            name, pinned = split_index_ref(ref)
+        except ValueError as exc:
+            raise InvalidIndexName(str(exc)) from None
+        version = self.store.resolve_version(name, pinned) if pinned else self.store.current_version(name)
         with self._lock:
-            cached = self._open.get(name)
-            if cached is not None and cached[0] == current:
+            cached = self._open.get(ref)
+            if cached is not None and cached[0] == version:
                 return cached[1]
-        opened = self.store.open(name, current)
+        opened = self.store.open(name, version)
         with self._lock:
-            self._open[name] = (current, opened)
+            self._open[ref] = (version, opened)
         return opened
 
     def embedder_for(self, index: IndexVersion) -> Embedder:

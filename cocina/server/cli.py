@@ -6,7 +6,6 @@ the engine are imported when the command runs.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -84,32 +83,15 @@ def build_specs(
 
 
 def parse_rag_option(value: str) -> tuple[str | None, RagConfig]:
-    """`--rag [MODEL=]INDEX[:key=value,...]` -> (model or None for all, options); raises `SpecError`."""
+    """`--rag [MODEL=]INDEX[@VERSION][:key=value,...]` -> (model or None for all, options); raises `SpecError`."""
     from cocina.rag import RagConfig
     from cocina.serving.spec import SpecError
 
     target, spec = _split_named(value)
-    index, _, options = spec.partition(":")
-    raw: dict[str, object] = {"index": index}
-    for item in filter(None, options.split(",")):
-        key, eq, text = item.partition("=")
-        if not eq:
-            raise SpecError(f"--rag {value}: options are key=value (top_k, min_score, rewrite)")
-        parsed: object = text
-        if key == "top_k":
-            parsed = int(text) if text.isdigit() else text
-        elif key == "min_score":
-            with contextlib.suppress(ValueError):
-                parsed = float(text)
-        elif key == "rewrite":
-            parsed = {"true": True, "false": False}.get(text.lower(), text)
-        raw[key] = parsed
     try:
-        config = RagConfig.parse(raw, "--rag")
+        return target, RagConfig.from_option(spec, "--rag")
     except ValueError as exc:
         raise SpecError(str(exc)) from None
-    assert config is not None
-    return target, config
 
 
 def apply_rag_options(specs: list[ModelSpec], values: list[str]) -> list[ModelSpec]:

@@ -77,9 +77,9 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
             return Admitted(existing, False)
     serving.check_accepting()
     models = serving.models
-    release = None
+    route = None
     if req.deployment is not None:
-        runtime, release = models.resolve_deployment(req.deployment, req.sticky_key)
+        runtime, route = models.resolve_deployment(req.deployment, req.sticky_key)
     elif req.generation is not None:
         runtime = models.resolve_language_model(req.model or "")
     elif req.model is None:
@@ -90,7 +90,8 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
     if model.state in (ModelState.FAILED, ModelState.STOPPED):
         raise model.unavailable()
     timeout = serving.config.load_timeout_s
-    rag = req.rag if req.rag is not None else model.spec.rag
+    # The request's retrieval options win over the deployment release's, which win over the model's.
+    rag = req.rag or (route.rag if route is not None else None) or model.spec.rag
     if req.rag is not None and not model.is_language_model:
         raise InvalidRequest(f"{model.name} is not a language model: rag applies to language models", param="rag")
     job: Job
@@ -114,7 +115,7 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         model=model.name,
         version=model.version,
         deployment=req.deployment,
-        release=release,
+        release=route.release if route is not None else None,
         sources=sources_of(req.passages) if req.retrieval is not None else None,
         retrieval=req.retrieval.record() if req.retrieval is not None else None,
         principal=req.principal,

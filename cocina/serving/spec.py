@@ -216,6 +216,11 @@ def project_spec(
         raise SpecError(f"invalid engine option in {where}: {exc}") from None
     config = _engine_config(layers, f"`cocina: engine:` of {where}" if project.engine else where)
     model = resolve_project_model(project, llm, LLM_DEFAULT_MODEL, env=environ) if llm is not None else None
+    if project.rag is not None and llm is None:
+        raise SpecError(
+            f"{where}: rag: applies to language models (a predictor on cocina's engine, `cocina.llm`); a predictor "
+            "of its own can search an index with `cocina.rag.query`"
+        )
     return ModelSpec(
         name=name,
         version=version or version_id(root),
@@ -224,6 +229,7 @@ def project_spec(
         engine=EngineSpec(model, config),
         language_model=llm is not None,
         warm=warm,
+        rag=project.rag,
     )
 
 

@@ -5,6 +5,7 @@ building)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,17 @@ import numpy as np
 import pytest
 
 from cocina import rag
-from cocina.rag import EmbedderMismatch, IndexExists, IndexNotFound, IndexStore, NoDocuments, load_embedder
+from cocina.rag import (
+    EmbedderMismatch,
+    IndexCorrupt,
+    IndexExists,
+    IndexNotFound,
+    IndexStore,
+    NoDocuments,
+    load_embedder,
+)
 from cocina.rag.chunking import ChunkingConfig
+from cocina.rag.index import KEEP_VERSIONS
 
 
 @pytest.fixture
@@ -93,6 +103,51 @@ def test_faults_missing_index_taken_name_and_nothing_readable(store: IndexStore,
     assert store.names() == []
     with pytest.raises(IndexNotFound):
         store.delete("docs")
+
+
+def test_an_installed_version_is_checked_kept_and_named_by_its_id(
+    store: IndexStore, docs: Path, tmp_path: Path
+) -> None:
+    """What a push ends in: a version built elsewhere, installed from its files, is kept however many local
+    builds follow (models and deployments name it NAME@VERSION); files that are not that version are refused and
+    leave nothing behind."""
+    built = IndexStore(tmp_path / "elsewhere")
+    report = built.create("docs", [docs], load_embedder())
+    source = built.open("docs").directory
+
+    def fill(directory: Path) -> None:
+        for f in source.iterdir():
+            shutil.copy(f, directory / f.name)
+
+    index, created = store.install("docs", report.version, fill)
+    assert created and index.version == report.version and store.current_version("docs") == report.version
+    assert store.install("docs", report.version, fill)[1] is False  # the id is the content: nothing to do
+    for i in range(KEEP_VERSIONS + 1):  # more local builds than are kept
+        (docs / "notes.txt").write_text(f"The office opens at {i + 7}.\n")
+        store.update("docs", None, load_embedder())
+    versions = store.versions("docs")
+    assert len(versions) == KEEP_VERSIONS + 1 and [v["pushed"] for v in versions].count(True) == 1
+    assert store.open("docs", report.version[:10]).version == report.version
+    with pytest.raises(IndexNotFound, match="has no version '0123abcd' here"):
+        store.open("docs", "0123abcd")
+
+    def without_chunks(directory: Path) -> None:
+        fill(directory)
+        (directory / "chunks.jsonl").unlink()
+
+    def extra(directory: Path) -> None:
+        fill(directory)
+        (directory / "notes.txt").write_text("x")
+
+    for filler, version, message in (
+        (fill, "f" * 64, "the manifest says version"),
+        (without_chunks, report.version, "an index version is the files"),
+        (extra, report.version, "an index version is the files"),
+        (fill, "not-hex", "not an index version id"),
+    ):
+        with pytest.raises(IndexCorrupt, match=message):
+            store.install("other", version, filler)
+    assert not store.exists("other") and list((store.root / "other" / "versions").iterdir()) == []
 
 
 def test_an_index_refuses_another_models_vectors(store: IndexStore, docs: Path, tiny_st_model: Path) -> None:

@@ -1,4 +1,4 @@
-"""OpenAI's API for the server's language models, and embeddings (with cocina's indexes)."""
+"""OpenAI's API for the server's language models, and embeddings."""
 
 from fastapi import APIRouter
 

@@ -1,4 +1,4 @@
-"""`POST /v1/embeddings` (OpenAI's format) and the indexes over HTTP (`/v1/indexes`, cocina's own).
+"""`POST /v1/embeddings` (OpenAI's format).
 
 Embeddings come from the embedding models the server holds (the default, `multilingual-e5-small`, and those of
 `--embedding-model NAME=PATH`), in a worker thread, batched with other requests that arrive together. The
@@ -14,7 +14,7 @@ import pydantic
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from cocina.rag import EmbedderMismatch, EmbedderNotFound, IndexNotFound, RagError
+from cocina.rag import EmbedderNotFound
 from cocina.server.bodies import parse_body
 from cocina.server.errors import BadRequest
 from cocina.server.state import serving_of
@@ -73,53 +73,3 @@ async def embeddings(request: Request) -> Response:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
     )
-
-
-class QueryRequest(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
-
-    query: str = pydantic.Field(min_length=1)
-    top_k: int = pydantic.Field(default=5, ge=1, le=100)
-    min_score: float | None = pydantic.Field(default=None, ge=-1, le=1)
-
-
-def _rag_error(exc: RagError) -> errors.ServingError:
-    if isinstance(exc, IndexNotFound):
-        return errors.IndexNotFound(exc.message)
-    if isinstance(exc, EmbedderMismatch):
-        return errors.Conflict(exc.message)
-    if isinstance(exc, ValueError):
-        return errors.InvalidRequest(exc.message)
-    return errors.ModelUnavailable(exc.message)
-
-
-@router.get("/indexes")
-async def list_indexes(request: Request) -> Response:
-    rag = serving_of(request).rag
-    results = []
-    for name in rag.store.names():
-        try:
-            info = rag.index(name).info()
-        except RagError:
-            continue
-        info.pop("documents", None)
-        results.append(info)
-    return JSONResponse({"previous": None, "next": None, "results": results})
-
-
-@router.get("/indexes/{name}")
-async def get_index(request: Request, name: str) -> Response:
-    try:
-        return JSONResponse(serving_of(request).rag.index(name).info())
-    except RagError as exc:
-        raise _rag_error(exc) from None
-
-
-@router.post("/indexes/{name}/query")
-async def query_index(request: Request, name: str) -> Response:
-    body = await parse_body(request, QueryRequest)
-    try:
-        passages = await serving_of(request).rag.query(name, body.query, body.top_k, body.min_score)
-    except RagError as exc:
-        raise _rag_error(exc) from None
-    return JSONResponse({"index": name, "query": body.query, "results": [p.source() for p in passages]})
