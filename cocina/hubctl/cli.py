@@ -105,7 +105,7 @@ def push_command(
     url, name = _split_target(target)
     root = directory.resolve()
     try:
-        load_project(root)  # a broken cog.yaml says so at once, before anything is hashed or sent
+        project = load_project(root)  # a broken cog.yaml says so at once, before anything is hashed or sent
     except (ConfigError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     console = Console(stderr=True, soft_wrap=True)  # long ids and paths stay whole on one line
@@ -133,6 +133,8 @@ def push_command(
         )
         try:
             with _client(url, data_dir, token_env, find_links=tuple(find_links or ()), no_index=no_index) as client:
+                if url and project.rag is not None:
+                    _push_named_index(client, project.rag.index, data_dir, console.print)
                 pushed = client.push(root, name, progress)
                 where = client.where
         except HubClientError as exc:
@@ -159,6 +161,32 @@ Run it:
   web page: {where}/{name}"""
         + ("" if url else "\n  (the local hub: start it with `cocina serve`)")
     )
+
+
+def _push_named_index(client: Any, ref: str, data_dir: Path | None, say: Any) -> None:
+    """The index a project's `rag:` names goes with it: pushed from this machine's data directory first when
+    the server lacks it (`NAME`: made current there; `NAME@VERSION`: that version, pinned)."""
+    from cocina.hubctl.client import HubClientError, PushProgress
+    from cocina.rag import RagError, index_store
+    from cocina.rag.prompt import split_index_ref
+
+    try:
+        client.request("GET", f"/v1/indexes/{ref}")
+        return  # the server has it
+    except HubClientError as exc:
+        if exc.status != 404:
+            raise
+    name, version = split_index_ref(ref)
+    try:
+        index = index_store(data_dir).open(name, version)
+    except RagError as exc:
+        raise HubClientError(
+            f"the project's rag: names {ref}, which neither the server nor this machine has ({exc})"
+        ) from None
+    short = f"{name}@{index.version[:12]}"
+    say(f"  pushing index {short} (the project's rag:)", highlight=False)
+    answer, sent = client.push_index(index.directory, name, index.version, PushProgress(), current=version is None)
+    say(f"  index {short}: {answer['num_chunks']} chunks, {sent / 2**20:.1f} MiB sent", highlight=False)
 
 
 # ---- models and versions --------------------------------------------------------------------------------------

@@ -345,8 +345,9 @@ class IndexStore:
         """Add a built version of `name` from elsewhere (a push): `fill(directory)` puts its files in a temporary
         directory, which is checked (exactly `VERSION_FILES`, readable, its manifest's version is `version`, as
         many vectors as chunks) and renamed into place; the version is kept until the index is deleted and, with
-        `make_current`, becomes current. Returns the version and whether it was new here. A version already
-        here is not replaced (the id is the content). Raises `IndexCorrupt` for files that are not a version."""
+        `make_current` (or when the index had none), becomes current. Returns the version and whether it was new
+        here. A version already here is not replaced (the id is the content). Raises `IndexCorrupt` for files
+        that are not a version."""
         if not re.fullmatch(r"[0-9a-f]{64}", version):
             raise IndexCorrupt(f"{version!r} is not an index version id (64 lowercase hex digits)")
         directory = self._dir(name)
@@ -378,7 +379,7 @@ class IndexStore:
         kept = self.kept(name)
         if version not in kept:
             _write_file_atomic(directory / "KEEP", "".join(f"{v}\n" for v in sorted(kept | {version})).encode())
-        if make_current:
+        if make_current or not (directory / "CURRENT").is_file():  # the first version is current anyway
             self._switch(directory, version)
         return IndexVersion(name, final), created
 

@@ -279,3 +279,28 @@ def test_deployments_cli_sets_and_drops_rag(hub: tuple[LiveServer, dict[str, Any
     ):
         bad = cocina("deployments", "update", "acme/clirag", *args, "--url", srv.url)
         assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr)
+
+
+def test_cocina_push_takes_the_index_its_project_names(
+    hub: tuple[LiveServer, dict[str, Any]], cocina: Any, tmp_path: Path
+) -> None:
+    """A project whose cocina.yaml names NAME@VERSION is pushed with that index when the server lacks it, so every
+    replica behind the server answers from the same one."""
+    srv, ids = hub
+    assert cocina("index", "create", "recipes", str(ids["docs"])).returncode == 0
+    version = json.loads(cocina("index", "show", "recipes", "--json").stdout)["version"]
+    project = _lm(tmp_path / "withindex", ids["model"], f"rag:\n  index: recipes@{version[:12]}\n  top_k: 1\n")
+    pushed = cocina("push", f"{srv.url}/acme/withindex", "--dir", str(project))
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"pushing index recipes@{version[:12]}" in pushed.stderr
+    assert srv.client.get("/v1/indexes/recipes").json()["version"] == version  # its first version: current
+    client = replicate.Client(api_token="x", base_url=srv.url)
+    pred = client.models.predictions.create("acme/withindex", input={"prompt": QUESTION, "max_new_tokens": 1})
+    pred.wait()
+    body = srv.client.get(f"/v1/predictions/{pred.id}").json()
+    assert [(s["document"], s["version"]) for s in body["sources"]] == [("docs/garden.md", version)]
+    again = cocina("push", f"{srv.url}/acme/withindex", "--dir", str(project))
+    assert again.returncode == 0 and "pushing index" not in again.stderr  # the server has it now
+    ghost = _lm(tmp_path / "ghost", ids["model"], "rag: ghost\n")
+    refused = cocina("push", f"{srv.url}/acme/ghost", "--dir", str(ghost))
+    assert refused.returncode == 1 and "names ghost, which neither the server nor this machine has" in refused.stderr
