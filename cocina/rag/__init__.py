@@ -53,7 +53,7 @@ def create_index(
     progress: Progress | None = None,
 ) -> BuildReport:
     """Index the documents under `paths` as `name` with the embedding model `embedder` (default: the packaged
-    all-MiniLM-L6-v2, or a local sentence-transformers directory)."""
+    multilingual-e5-small; also all-MiniLM-L6-v2 or a local sentence-transformers directory)."""
     return index_store(data_dir).create(
         name, [Path(p) for p in paths], load_embedder(embedder), ChunkingConfig(chunk_tokens, overlap_tokens), progress
     )
@@ -75,7 +75,7 @@ def update_index(
 
 
 def open_index(name: str, *, data_dir: Path | str | None = None, version: str | None = None) -> IndexVersion:
-    """The current (or given) version of an index, ready to search."""
+    """The current (or given: an id or a unique prefix) version of an index, ready to search."""
     return index_store(data_dir).open(name, version)
 
 
