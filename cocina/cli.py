@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "cocina.bench.cli",  # bench
     "cocina.cost.cli",  # cost
     "cocina.engine.cli",  # kernels build, kernels info
+    "cocina.rag.cli",  # index
 )
 
 

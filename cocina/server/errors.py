@@ -28,7 +28,7 @@ class Surface(enum.Enum):
     OPENAI = "openai"
 
 
-_OPENAI_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/models")
+_OPENAI_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/embeddings")
 
 
 def surface_for_path(path: str) -> Surface:
@@ -104,6 +104,7 @@ class _Status:
 _SERVING: tuple[tuple[type[serving.ServingError], _Status], ...] = (
     (serving.ModelNotFound, _Status(404, "Not found", openai_code="model_not_found")),
     (serving.PredictionNotFound, _Status(404, "Not found")),
+    (serving.IndexNotFound, _Status(404, "Not found", openai_code="index_not_found")),
     (serving.ContextLengthExceeded, _Status(400, "Bad request", openai_code="context_length_exceeded")),
     (serving.InvalidRequest, _Status(400, "Bad request")),
     (serving.Conflict, _Status(409, "Conflict")),

@@ -16,10 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cocina.rag import Passage, RagConfig, augment_question
 from cocina.serving.errors import InvalidRequest, StoreUnavailable, StreamingUnsupported
 from cocina.serving.files import new_id
 from cocina.serving.jobs import GenerationJob, Job, PredictJob
 from cocina.serving.model import ModelState, ServedModel
+from cocina.serving.retrieval import Retrieval, question_of, sources_of
 from cocina.serving.runtime import ActivePrediction
 from cocina.store import PredictionRecord, StoreError
 
@@ -54,6 +56,14 @@ class AdmissionRequest:
     kind: str = "prediction"  # "training": the version's `train:` entry point runs
     destination: str | None = None  # a training's destination model (`owner/name`)
     require_streaming: bool = False  # Cog's SSE: only for a predictor marked @streaming
+    rag: RagConfig | None = None  # this request's retrieval options (OpenAI's `rag`), over the model's
+    question: str | None = None  # what a generation request asks (the last user message): what RAG searches for
+    retrieval: Retrieval | None = None  # filled by admission (with RAG) before `generation` runs
+
+    @property
+    def passages(self) -> list[Passage]:
+        """The screened passages retrieval found for this request (none without RAG)."""
+        return self.retrieval.passages if self.retrieval is not None else []
 
 
 @dataclass
@@ -77,9 +87,9 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
             return Admitted(existing, False)
     serving.check_accepting()
     models = serving.models
-    release = None
+    route = None
     if req.deployment is not None:
-        runtime, release = models.resolve_deployment(req.deployment, req.sticky_key)
+        runtime, route = models.resolve_deployment(req.deployment, req.sticky_key)
     elif req.generation is not None:
         runtime = models.resolve_language_model(req.model or "")
     elif req.model is None:
@@ -95,9 +105,15 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
     if model.state in (ModelState.FAILED, ModelState.STOPPED):
         raise model.unavailable()
     timeout = serving.config.load_timeout_s
+    # The request's retrieval options win over the deployment release's, which win over the model's.
+    rag = req.rag or (route.rag if route is not None else None) or model.spec.rag
+    if req.rag is not None and not model.is_language_model:
+        raise InvalidRequest(f"{model.name} is not a language model: rag applies to language models", param="rag")
     job: Job
     if req.generation is not None:
         await model.wait_loaded(timeout)
+        if rag is not None and req.question:
+            req.retrieval = await serving.retrieve(rag, req.question, model)
         job = await req.generation(model)
         run_input = None  # an OpenAI request is answered once, to the client that asked: never re-run
     else:
@@ -105,6 +121,10 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         if req.require_streaming:
             _check_streaming(model)
         run_input = model.validate(req.input)
+        key, question = question_of(run_input)
+        if rag is not None and model.is_language_model and key is not None and question is not None:
+            req.retrieval = await serving.retrieve(rag, question, model)
+            run_input = {**run_input, key: augment_question(question, req.passages)}
         job = PredictJob(run_input, dict(req.context))
     runtime.check_room()
     rec = PredictionRecord(
@@ -112,7 +132,9 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         model=model.name,
         version=model.version,
         deployment=req.deployment,
-        release=release,
+        release=route.release if route is not None else None,
+        sources=sources_of(req.passages) if req.retrieval is not None else None,
+        retrieval=req.retrieval.record() if req.retrieval is not None else None,
         principal=req.principal,
         source=req.source,
         surface=req.surface,

@@ -4,7 +4,8 @@ built once by the CLI. Nothing reads the environment; tests build it directly.""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -32,6 +33,8 @@ class ServingConfig:
         output_inline_max_bytes: file outputs up to this size become data URLs; larger ones are served.
         upload_url: when set, file outputs are PUT under this URL instead (Cog's `--upload-url`) and the
             output is where they went (see `cocina.serving.files`).
+        embedding_models: names `/v1/embeddings` answers to -> a built-in embedding model or a directory (the
+            default embedding model is always there under its own name); indexes live in `data_dir/indexes`.
     """
 
     data_dir: Path = Path(".cocina")
@@ -51,6 +54,7 @@ class ServingConfig:
     webhook_retries: int = 4
     output_inline_max_bytes: int = 2**20
     upload_url: str | None = None
+    embedding_models: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:

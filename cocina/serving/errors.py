@@ -25,6 +25,10 @@ class ModelNotFound(ServingError):
     """No model, version or deployment of that name is served here."""
 
 
+class IndexNotFound(ServingError):
+    """No index of that name in the server's data directory (retrieval-augmented generation)."""
+
+
 class InvalidModelName(ServingError):
     """A model or version reference that cannot be a name at all (malformed)."""
 

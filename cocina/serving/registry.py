@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from cocina.rag.prompt import RagConfig
 from cocina.serving.config import ServingConfig
 from cocina.serving.errors import InvalidModelName, InvalidRequest, ModelNotFound, ModelUnavailable
 from cocina.serving.model import ModelState, ServedModel, process_rss_bytes
@@ -49,11 +50,13 @@ def parse_reference(ref: str, field: str) -> tuple[str | None, str | None]:
 
 @dataclass(frozen=True)
 class Route:
-    """Where a deployment sends one request: a version of its model, and the release that decided it."""
+    """Where a deployment sends one request: a version of its model, the release that decided it, and the
+    release's retrieval options (`rag`, over the model's own)."""
 
     model: str
     version: str
     release: int
+    rag: RagConfig | None = None
 
 
 class Catalog(Protocol):
@@ -221,12 +224,12 @@ class ModelSet:
         self.trainers[key] = trainer
         return trainer
 
-    def resolve_deployment(self, name: str, sticky_key: str | None) -> tuple[ModelRuntime, int | None]:
-        """Where a deployment sends this request, and the release that decided (None: a deployment named
-        like a model, which routes to that model's default version)."""
+    def resolve_deployment(self, name: str, sticky_key: str | None) -> tuple[ModelRuntime, Route | None]:
+        """Where a deployment sends this request, and the route its current release chose (None: a deployment
+        named like a model, which routes to that model's default version)."""
         route = self.catalog.route(name, sticky_key) if self.catalog is not None else None
         if route is not None:
-            return self.version(route.model, route.version), route.release
+            return self.version(route.model, route.version), route
         if name in self.by_name:
             return self.by_name[name], None
         raise ModelNotFound(f"Deployment {name} not found.", param="deployment")

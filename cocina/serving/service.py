@@ -18,15 +18,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cocina.rag import RagConfig
+from cocina.rag.prompt import REWRITE_PROMPT, first_line
+from cocina.rag.service import RagService
 from cocina.serving.admission import AdmissionRequest, Admitted, admit
 from cocina.serving.config import ServingConfig
 from cocina.serving.errors import InvalidRequest, ServingError, ShuttingDown
 from cocina.serving.events import Completed, PredictionEvent, ReplayTruncated
-from cocina.serving.files import FILE_MARKER, FileStore
+from cocina.serving.files import FILE_MARKER, FileStore, new_id
+from cocina.serving.jobs import GenerationOptions
 from cocina.serving.model import DEFAULT_STREAM_HISTORY_CAPACITY, ModelState, ServedModel
 from cocina.serving.recovery import LeaseKeeper, new_owner_id
 from cocina.serving.registry import Catalog, ModelSet
 from cocina.serving.replay import replay
+from cocina.serving.retrieval import Retrieval, retrieve
 from cocina.serving.runtime import (
     CancelReason,
     ModelRuntime,
@@ -77,6 +82,8 @@ class Serving:
         self.webhooks: WebhookSender
         self.models: ModelSet
         self.leases: LeaseKeeper
+        # Indexes and embedding models (retrieval-augmented generation, /v1/embeddings): nothing loads until used.
+        self.rag = RagService(config.data_dir / "indexes", config.embedding_models)
 
     # ---- lifecycle
 
@@ -244,6 +251,7 @@ class Serving:
         await self.leases.stop()
         await self.webhooks.aclose()
         await self.files.aclose()
+        self.rag.close()
         if self._given_store is None:
             self.store.close()
         self.state = ServerState.STOPPED
@@ -267,6 +275,38 @@ class Serving:
                 "The server is starting." if self.state is ServerState.STARTING else "The server is shutting down.",
                 retry_after_s=1 if self.state is ServerState.STARTING else None,
             )
+
+    # ---- retrieval
+
+    async def retrieve(self, config: RagConfig, question: str, model: ServedModel) -> Retrieval:
+        """The passages for `question` (rewritten into a search query by `model` first when `config.rewrite`),
+        screened (`cocina.serving.retrieval.screen_passages`)."""
+        query = await self._rewrite(model, question) if config.rewrite else question
+        # `rewritten` only when the model's words were searched (it falls back to the question otherwise)
+        return await retrieve(self.rag, config, query, rewritten=config.rewrite and query != question)
+
+    async def _rewrite(self, model: ServedModel, question: str) -> str:
+        """The seed's "a language model writes the query for a vector search": greedy, at most 32 tokens, the
+        first line with words in it (quotes around it dropped); the question itself when the model says nothing
+        usable (under 3 characters)."""
+        from cocina.worker.events import GenerationEnd, Tokens
+
+        await model.wait_loaded(self.config.load_timeout_s)
+        try:
+            ids = await model.encode(messages=[{"role": "user", "content": REWRITE_PROMPT.format(question=question)}])
+        except ValueError:
+            return question
+        params = GenerationOptions(max_tokens=32, temperature=0.0).to_params()
+        text = ""
+        async for ev in model.generate(ids, params, generation_id=new_id()):
+            if isinstance(ev, Tokens):
+                text += ev.text
+                if "\n" in text.lstrip():  # the first line with words is finished: that is the query
+                    break  # (leaving the iteration cancels the rest of the generation)
+            elif isinstance(ev, GenerationEnd):
+                break
+        query = first_line(text)
+        return query if len(query) >= 3 else question
 
     # ---- predictions
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cocina.config import ConfigError, ProjectConfig, load_project
+from cocina.rag.prompt import RagConfig
 from cocina.serving.project import builtin_llm, resolve_project_model
 
 LLM_DEFAULT_MODEL = "cocina/demo"  # `cocina.llm.LLMPredictor.model`; a test checks they agree
@@ -64,6 +65,7 @@ class ModelSpec:
     python: str | None = None  # the interpreter of the model's process (a pushed version's environment)
     pushed: bool = False  # a version of the hub (its model's default version is then its newest one)
     mode: str = "predict"  # "train": the process runs the project's `train:` entry point (trainings)
+    rag: RagConfig | None = None  # retrieval-augmented generation for every request (`--rag`, docs/rag.md)
 
     @property
     def owner(self) -> str:
@@ -215,6 +217,11 @@ def project_spec(
         raise SpecError(f"invalid engine option in {where}: {exc}") from None
     config = _engine_config(layers, f"`cocina: engine:` of {where}" if project.engine else where)
     model = resolve_project_model(project, llm, LLM_DEFAULT_MODEL, env=environ) if llm is not None else None
+    if project.rag is not None and llm is None:
+        raise SpecError(
+            f"{where}: rag: applies to language models (a predictor on cocina's engine, `cocina.llm`); a predictor "
+            "of its own can search an index with `cocina.rag.query`"
+        )
     return ModelSpec(
         name=name,
         version=version or version_id(root),
@@ -223,6 +230,7 @@ def project_spec(
         engine=EngineSpec(model, config),
         language_model=llm is not None,
         warm=warm,
+        rag=project.rag,
     )
 
 

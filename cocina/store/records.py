@@ -48,6 +48,10 @@ class PredictionRecord:
     - `kind` is `prediction` or `training` (the version's `train` entry point ran; `destination` is the model
       its trained version goes to); `context` is the request's context (Cog's `current_scope().context`), kept
       for a re-run.
+    - `sources`: with retrieval-augmented generation, the passages put into the prompt, each
+      `{index, version, document, chunk, score, text, section?, page?}`; None without RAG.
+    - `retrieval`: with RAG, what was searched: `{index, version, query, rewritten, top_k, min_score}` (`query`
+      is the text embedded for the search: the question, or the model's rewriting of it when `rewritten`).
     """
 
     id: str
@@ -78,6 +82,8 @@ class PredictionRecord:
     kind: str = "prediction"  # or "training"
     destination: str | None = None  # a training's destination model
     context: dict[str, str] = field(default_factory=dict)
+    sources: list[dict[str, Any]] | None = None  # retrieved passages the answer was given (RAG; docs/rag.md)
+    retrieval: dict[str, Any] | None = None  # what RAG searched for (the query, rewritten or not) and where
     seq: int = 0  # insertion order: the list cursor
 
 

@@ -45,6 +45,8 @@ _FIXED = (
     "kind",
     "destination",
     "context",
+    "sources",
+    "retrieval",
 )
 # Written by every update.
 _MUTABLE = (
@@ -61,7 +63,9 @@ _MUTABLE = (
     "lease_expires_at",
 )
 _COLUMNS = (*_FIXED, "release", *_MUTABLE)
-_JSON = frozenset({"input", "run_input", "output", "metrics", "webhook_events_filter", "context"})
+_JSON = frozenset(
+    {"input", "run_input", "output", "metrics", "webhook_events_filter", "context", "sources", "retrieval"}
+)
 _SELECT = f"SELECT seq, {', '.join(_COLUMNS)} FROM predictions"
 _UNFINISHED = (PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.value)
 

@@ -22,6 +22,10 @@ def cog_prediction(rec: PredictionRecord) -> dict[str, Any]:
         # What the predictor recorded and `predict_time`, as Cog's; `total_time` is Replicate's (the queue too).
         "metrics": {k: v for k, v in rec.metrics.items() if k != "total_time"},
     }
+    if rec.sources is not None:
+        body["sources"] = rec.sources  # cocina's: the passages of retrieval-augmented generation
+    if rec.retrieval is not None:
+        body["retrieval"] = rec.retrieval
     if rec.webhook:
         body["webhook"] = rec.webhook
         body["webhook_events_filter"] = rec.webhook_events_filter or ["start", "output", "logs", "completed"]

@@ -28,6 +28,8 @@ def replicate_prediction(rec: PredictionRecord, base_url: str) -> dict[str, Any]
         "started_at": rec.started_at,
         "completed_at": rec.completed_at,
         "metrics": dict(rec.metrics),
+        **({"sources": rec.sources} if rec.sources is not None else {}),
+        **({"retrieval": rec.retrieval} if rec.retrieval is not None else {}),
         "urls": {
             "get": f"{base}/v1/predictions/{rec.id}",
             "cancel": f"{base}/v1/predictions/{rec.id}/cancel",
