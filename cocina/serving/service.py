@@ -251,9 +251,10 @@ class Serving:
         active.runtime.cancel(active, reason)
         return active.record
 
-    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
-        """Newest first, each as it stands (an active prediction's freshest state is in memory)."""
-        records = self.store.page(before_seq, limit, model=model)
+    def page(self, before_seq: int | None, limit: int, **filters: str | None) -> list[PredictionRecord]:
+        """Newest first, each as it stands (an active prediction's freshest state is in memory); `filters` are
+        the store's (`model`, `version`, `status`, `source`, `principal`)."""
+        records = self.store.page(before_seq, limit, **filters)
         return [self.get(r.id) or r for r in records]
 
     # ---- state
