@@ -488,9 +488,7 @@ class SQLiteStore:
 
     def revoke_share(self, share_id: str, when: str) -> bool:
         with self._locked() as db:
-            cur = db.execute(
-                "UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (when, share_id)
-            )
+            cur = db.execute("UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (when, share_id))
         return cur.rowcount > 0
 
     _EXAMPLE = "SELECT model, prediction_id, is_default, created_at, created_by FROM examples"

@@ -48,13 +48,13 @@ async def create_prediction(request: Request) -> Response:
     body = await parse_body(request, ReplicatePredictionRequest)
     if body.version is None:
         raise RequestInvalid([{"loc": ["body", "version"], "msg": "Field required", "type": "missing"}])
-    return await _create(request, body, body.version, "version")
+    return await admit_and_answer(request, body, body.version, "version")
 
 
 @router.post("/models/{owner}/{name}/predictions")
 async def create_model_prediction(request: Request, owner: str, name: str) -> Response:
     body = await parse_body(request, ReplicatePredictionRequest)
-    return await _create(request, body, f"{owner}/{name}", "model")
+    return await admit_and_answer(request, body, f"{owner}/{name}", "model")
 
 
 @router.post("/deployments/{owner}/{name}/predictions")
@@ -62,17 +62,19 @@ async def create_deployment_prediction(request: Request, owner: str, name: str) 
     """The deployment's current release picks the version (sticky by the request's key); a deployment named
     like a model that has none routes to that model."""
     body = await parse_body(request, ReplicatePredictionRequest)
-    return await _create(request, body, None, "deployment", deployment=f"{owner}/{name}")
+    return await admit_and_answer(request, body, None, "deployment", deployment=f"{owner}/{name}")
 
 
-async def _create(
+async def admit_and_answer(
     request: Request,
     body: ReplicatePredictionRequest,
     ref: str | None,
     field: str,
     *,
     deployment: str | None = None,
+    source: str = "api",
 ) -> Response:
+    """Admit the prediction and answer it (after `Prefer: wait`); `source` is `web` for the model page's."""
     serving = serving_of(request)
     deadline = None
     cancel_after = request.headers.get("cancel-after")
@@ -100,6 +102,7 @@ async def _create(
             webhook=str(webhook) if webhook else None,
             webhook_events_filter=list(events or []),
             deadline=deadline,
+            source=source,
         )
     )
     rec = admitted.record

@@ -29,6 +29,8 @@ def replicate_prediction(rec: PredictionRecord, base_url: str) -> dict[str, Any]
         "completed_at": rec.completed_at,
         "metrics": dict(rec.metrics),
         "urls": {
+            # "View the prediction in a browser": the model's page with this prediction opened.
+            **({"web": f"{base}/{rec.model}/predictions/{rec.id}"} if rec.model else {}),
             "get": f"{base}/v1/predictions/{rec.id}",
             "cancel": f"{base}/v1/predictions/{rec.id}/cancel",
             "stream": f"{base}/v1/predictions/{rec.id}/stream",
