@@ -121,7 +121,10 @@ async def load(request: Request, owner: str, name: str) -> dict[str, Any]:
         raise BadRequest("version must be a version id.", param="version")
     runtime = serving.models.resolve(f"{full}:{version}" if version else full)
     runtime.model.request_load()
-    return {"model": full, "version": runtime.model.version, **model_state(serving, full)}
+    state = model_state(serving, full)
+    if state["state"] == "cold":
+        state["state"] = "loading"  # asked for: the load starts as soon as the loop turns
+    return {"model": full, "version": runtime.model.version, **state}
 
 
 @router.post("/models/{owner}/{name}/unload")

@@ -247,7 +247,7 @@ async def shared_page(request: Request, token: str) -> Response:
     )
 
 
-@router.get("/p/{token}/files/{file_id}")
+@router.api_route("/p/{token}/files/{file_id}", methods=["GET", "HEAD"])
 async def shared_file(request: Request, token: str, file_id: str) -> Response:
     """A file that a shared prediction's input or output names, and no other."""
     try:

@@ -38,11 +38,13 @@ CONTENT_SECURITY_POLICY = (
 
 
 def page_headers() -> dict[str, str]:
-    """Headers of every HTML page (and static asset). No referrer: a share page's URL is its secret."""
+    """Headers of every HTML page (and static asset). The referrer only to this server: a share page's URL is
+    its secret, and must not leave in a `Referer` to anywhere else (`no-referrer` would also blank the `Origin`
+    of the page's own form posts, which the sign-in checks)."""
     return {
         "Content-Security-Policy": CONTENT_SECURITY_POLICY,
         "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": "same-origin",
         "X-Frame-Options": "DENY",
         "Cross-Origin-Opener-Policy": "same-origin",
     }

@@ -312,21 +312,23 @@ function readField(field, { upload }) {
   return { value: raw };
 }
 
-/** The form's input (or the JSON mode's), files left as {file} to upload when `upload`. */
+/** The input being edited: the JSON view's in JSON mode, else the form's (files as {file} when `upload`). */
 function formInput({ upload = false } = {}) {
+  if (!jsonMode()) return readForm({ upload });
+  const raw = $("#json-input").value;
+  try {
+    const parsed = raw.trim() ? JSON.parse(raw) : {};
+    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
+    return { input: parsed, errors: {} };
+  } catch (error) {
+    return { input: {}, errors: { json: `The input must be a JSON object (${error.message}).` } };
+  }
+}
+
+/** The form's fields as a JSON input; `errors` by field for what cannot be read (bad JSON, not a number). */
+function readForm({ upload = false } = {}) {
   const input = {};
   const errors = {};
-  if (jsonMode()) {
-    const raw = $("#json-input").value;
-    try {
-      const parsed = raw.trim() ? JSON.parse(raw) : {};
-      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
-      return { input: parsed, errors };
-    } catch (error) {
-      errors.json = `The input must be a JSON object (${error.message}).`;
-      return { input, errors };
-    }
-  }
   for (const field of fields()) {
     const read = readField(field, { upload });
     if (read.error) errors[field.dataset.name] = read.error;
@@ -399,9 +401,11 @@ function outputSchema() {
   return DATA.output || {};
 }
 
+/** Tokens of text (a concatenate iterator: a language model's answer), rather than items one by one. */
 function textStream() {
   const schema = outputSchema();
-  return schema.type === "array" && (schema.items || {}).type === "string" && (schema.items || {}).format !== "uri";
+  const items = schema.items || {};
+  return schema["x-cog-array-display"] === "concatenate" && items.type === "string" && items.format !== "uri";
 }
 
 function setStatus(status, label) {
@@ -1006,7 +1010,7 @@ function switchMode(mode) {
   const json = $("#json-input");
   $("#err-json").textContent = "";
   if (mode === "json") {
-    const { input, errors } = formInput({ upload: false });
+    const { input, errors } = readForm({ upload: false });
     if (Object.keys(errors).length) {
       showLocalErrors(errors);
       $('input[name="input-mode"][value="form"]').checked = true;
