@@ -2,15 +2,16 @@
 token of a streamed answer shows, in headless Chromium against a real `cocina serve` on 127.0.0.1.
 
 The server is the real command (`cocina serve` in a subprocess, with an API token, so pages are behind the
-sign-in form): the echo predictor, the kitchen-sink form, a media maker, a tiny random-weight GPT-2 on cocina's
-engine, and a model pushed twice with `cocina push` (two versions to compare). The browser is Debian's chromium
+sign-in form): the echo predictor, the kitchen-sink form, a media maker, the built-in demo language model (a
+small GPT-2 trained on the seed's questions, on cocina's engine), and a model pushed twice with `cocina push`
+(two versions to compare). The browser is Debian's chromium
 driven by Playwright (`executable_path`: nothing downloaded).
 
 1. **Transfer and interactive** per page: a fresh browser context each run (nothing cached, signed in), the
    page's Navigation Timing (`domInteractive`, `domContentLoadedEventEnd`: module scripts have run) and the
    `transferSize` of the document and every resource it loads (gzip where the browser asks). No outputs are on
    the page. Targets: <= 150 KB, < 500 ms.
-2. **First token visible before completion**: the tiny language model answers 64 tokens from the Playground; the
+2. **First token visible before completion**: the demo language model answers 64 tokens from the Playground; the
    page records when the first token was put on the page and when the prediction was done.
 
     .venv/bin/python benchmarks/web.py                       # writes docs/benchmarks.md's section
@@ -43,7 +44,7 @@ DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "cocina-web-bench"
 TOKEN = "bench-token"
 TARGET_TRANSFER_BYTES = 150 * 1024
 TARGET_INTERACTIVE_MS = 500.0
-PAGES = ("/", "/acme/echo", "/acme/kitchen", "/acme/tiny", "/acme/notes")
+PAGES = ("/", "/acme/echo", "/acme/kitchen", "/cocina/demo", "/acme/notes")
 
 NOTES = """
 from cog import BasePredictor, Input
@@ -91,11 +92,11 @@ def measure_page(browser: Any, base_url: str, path: str, storage_state: Any = No
 
 
 def first_token(browser: Any, base_url: str, storage_state: Any, runs: int) -> dict[str, Any]:
-    """The tiny language model answers from the Playground: when its first token is on the page, and when the
+    """The demo language model answers from the Playground: when its first token is on the page, and when the
     prediction is done (ms from the click)."""
     context = browser.new_context(base_url=base_url, storage_state=storage_state)
     page = context.new_page()
-    page.goto("/acme/tiny")
+    page.goto("/cocina/demo")
     firsts, dones, chars_at_first = [], [], []
     for i in range(runs):
         page.fill("#in-prompt", "Dime un producto de limpieza que blanquee la ropa")
@@ -135,6 +136,7 @@ def screenshots(browser: Any, base_url: str, storage_state: Any, out: Path) -> l
     made: list[str] = []
 
     def shot(page: Any, name: str, full: bool = False) -> None:
+        page.evaluate("window.scrollTo(0, 0)")
         path = out / f"web-{name}.png"
         page.screenshot(path=str(path), full_page=full)
         made.append(str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path))
@@ -152,7 +154,7 @@ def screenshots(browser: Any, base_url: str, storage_state: Any, out: Path) -> l
     page = context.new_page()
     page.goto("/")
     shot(page, "index")
-    page.goto("/acme/tiny")
+    page.goto("/cocina/demo")
     page.fill("#in-prompt", "Dime un producto de limpieza que blanquee la ropa")
     page.fill("#in-max_new_tokens", "64")
     page.fill("#in-seed", "7")
@@ -171,7 +173,7 @@ def screenshots(browser: Any, base_url: str, storage_state: Any, out: Path) -> l
     page.click("#tab-history")
     page.wait_for_selector("#history tr")
     shot(page, "history")
-    page.goto("/acme/tiny#examples")
+    page.goto("/cocina/demo#examples")
     page.wait_for_selector("#examples .example")
     shot(page, "examples")
     page.goto("/acme/kitchen")
@@ -218,7 +220,7 @@ def _push_notes(url: str, workdir: Path, env: dict[str, str]) -> list[str]:
         )
         if proc.returncode != 0:
             raise RuntimeError(f"cocina push failed: {proc.stderr[-2000:]}")
-        versions.append(json.loads(proc.stdout)["version"]["id"])
+        versions.append(json.loads(proc.stdout)["id"])
     return versions
 
 
@@ -251,7 +253,8 @@ def render(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"First token of a streamed answer (tiny random-weight GPT-2 on cocina's engine, fp32, {ft['tokens']} tokens, "
+        "First token of a streamed answer (the demo model, a 4-layer GPT-2 on cocina's engine, fp32, "
+        f"max_new_tokens {ft['tokens']}, "
         f"{ft['runs']} runs from the Playground): first token on the page at **{_f(ft['first_token_ms_p50'], 0)} ms**, "
         f"the prediction done at {_f(ft['done_ms_p50'], 0)} ms (p50, from the click; the page then had "
         f"{_f(ft['chars_at_first_token_p50'], 0)} characters of the final {ft['chars_final_last_run']}).",
@@ -280,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     from benchmarks.serving import Server, _code_version, _machine, _uptime, cocina_cmd, free_port, running
-    from cocina.models.tiny import make_tiny_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
@@ -300,9 +302,6 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data"
     shutil.rmtree(data, ignore_errors=True)
-    tiny = workdir / "tiny-gpt2"
-    if not (tiny / "config.json").exists():
-        make_tiny_model(tiny, arch="gpt2")
     projects = {
         "acme/echo": ROOT / "tests" / "server" / "fixtures" / "projects" / "echo",
         "acme/kitchen": ROOT / "tests" / "web" / "fixtures" / "projects" / "kitchen",
@@ -318,17 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     port = free_port()
     env = {**os.environ, "COCINA_API_TOKEN": TOKEN, "COCINA_HOME": str(workdir / "home")}
-    engine = ["--device", "cpu", "--dtype", "float32", "--max-model-len", "256", "--kv-cache", "8M"]
+    engine = ["--device", "cpu", "--dtype", "float32", "--kv-cache", "64M"]
     cmd = [
         *cocina_cmd(),
         "serve",
         *(f"{name}={path}" for name, path in projects.items()),
         "--model",
-        f"acme/tiny={tiny}",
+        "cocina/demo",
         "--warm",
         "acme/echo",
         "--warm",
-        "acme/tiny",
+        "cocina/demo",
         *engine,
         "--data-dir",
         str(data),

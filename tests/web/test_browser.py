@@ -416,12 +416,17 @@ def test_light_and_dark(page: Any) -> None:
 
 def test_page_weight_and_time_to_interactive(browser: Any, web: LiveServer) -> None:
     """Each page's transfer (HTML and everything it loads, without outputs) and Navigation Timing's
-    domInteractive, in a fresh context (nothing cached) on loopback."""
+    domInteractive, in a fresh context (nothing cached) on loopback: after one visit that warms the server
+    (its templates), the median of three (the machine is shared; benchmarks/web.py measures more)."""
+    import statistics
+
     from benchmarks.web import measure_page
 
     for path in ("/", "/acme/kitchen", "/acme/tiny"):
-        figures = measure_page(browser, web.url, path)
-        kib, ms = figures["transfer_bytes"] / 1024, figures["interactive_ms"]
-        print(f"\nweb: {path} transfer {kib:.1f} KiB, interactive {ms:.0f} ms")
-        assert figures["transfer_bytes"] <= 150 * 1024, figures
-        assert figures["interactive_ms"] < 500, figures
+        measure_page(browser, web.url, path)
+        runs = [measure_page(browser, web.url, path) for _ in range(3)]
+        kib = max(r["transfer_bytes"] for r in runs) / 1024
+        ms = statistics.median(r["interactive_ms"] for r in runs)
+        print(f"\nweb: {path} transfer {kib:.1f} KiB, interactive {ms:.0f} ms (median of 3)")
+        assert kib <= 150, runs
+        assert ms < 500, runs

@@ -936,8 +936,12 @@ function setupModel() {
     if (name === "history" && !loaded.has("history")) loadHistory();
     loaded.add(name);
   });
-  const fromHash = $(`#tab-${location.hash.slice(1)}`);
-  if (fromHash && fromHash.getAttribute("role") === "tab") selectTab(fromHash, false);
+  const tabFromHash = () => {
+    const tab = location.hash.length > 1 ? $(`#tab-${CSS.escape(location.hash.slice(1))}`) : null;
+    if (tab && tab.getAttribute("role") === "tab" && tab.getAttribute("aria-selected") !== "true") selectTab(tab, false);
+  };
+  tabFromHash();
+  addEventListener("hashchange", tabFromHash);
 
   const form = $("#run-form");
   form.addEventListener("submit", (event) => {
