@@ -234,6 +234,15 @@ def test_versions_and_their_schema_diff(web: LiveServer, tmp_path: Path) -> None
     _problem(web.client.get(f"/-/api/models/acme/pushed/diff?from=&to={b}"), 400)
 
 
+def test_a_model_without_versions_has_a_page_saying_so(web: LiveServer) -> None:
+    made = web.client.post("/v1/models", json={"owner": "acme", "name": "empty", "description": "nothing yet"})
+    assert made.status_code == 201
+    page = web.client.get("/acme/empty", headers=HTML)
+    assert page.status_code == 404 and "has no version yet" in page.text
+    index = web.client.get("/", headers=HTML).text
+    assert 'href="/acme/empty"' in index and "nothing yet" in index
+
+
 def test_load_and_unload(web: LiveServer) -> None:
     kept = web.client.post("/-/api/models/acme/echo/unload", headers=CSRF)
     assert "kept loaded" in _problem(kept, 409)["detail"]

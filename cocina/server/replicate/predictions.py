@@ -48,13 +48,13 @@ async def create_prediction(request: Request) -> Response:
     body = await parse_body(request, ReplicatePredictionRequest)
     if body.version is None:
         raise RequestInvalid([{"loc": ["body", "version"], "msg": "Field required", "type": "missing"}])
-    return await admit_and_answer(request, body, body.version, "version")
+    return await _create(request, body, body.version, "version")
 
 
 @router.post("/models/{owner}/{name}/predictions")
 async def create_model_prediction(request: Request, owner: str, name: str) -> Response:
     body = await parse_body(request, ReplicatePredictionRequest)
-    return await admit_and_answer(request, body, f"{owner}/{name}", "model")
+    return await _create(request, body, f"{owner}/{name}", "model")
 
 
 @router.post("/deployments/{owner}/{name}/predictions")
@@ -62,10 +62,10 @@ async def create_deployment_prediction(request: Request, owner: str, name: str) 
     """The deployment's current release picks the version (sticky by the request's key); a deployment named
     like a model that has none routes to that model."""
     body = await parse_body(request, ReplicatePredictionRequest)
-    return await admit_and_answer(request, body, None, "deployment", deployment=f"{owner}/{name}")
+    return await _create(request, body, None, "deployment", deployment=f"{owner}/{name}")
 
 
-async def admit_and_answer(
+async def _create(
     request: Request,
     body: ReplicatePredictionRequest,
     ref: str | None,

@@ -28,7 +28,8 @@ from cocina.server.bodies import parse_body
 from cocina.server.errors import BadRequest, Forbidden, NotFound
 from cocina.server.middleware.auth import bearer
 from cocina.server.replicate.models import model_names, version_objects
-from cocina.server.replicate.predictions import ReplicatePredictionRequest, admit_and_answer
+from cocina.server.replicate.predictions import ReplicatePredictionRequest
+from cocina.server.replicate.predictions import _create as admit_and_answer  # the same admission, source=web
 from cocina.server.replicate.render import replicate_prediction
 from cocina.server.state import base_url, history_principal, may_admin, may_see, principal_id, serving_of
 from cocina.server.web import security, shares
@@ -37,6 +38,7 @@ from cocina.serving.errors import Conflict, Unprocessable
 from cocina.store import ExampleRecord, PredictionRecord, PredictionStatus, utc_now
 
 HISTORY_PAGE = 20
+VALIDATE_SCHEMA_WAIT_S = 10.0  # a model never loaded: how long checking an input waits to learn its schema
 _VERSION = re.compile(r"^[0-9a-f]{1,64}$")
 _SOURCE = re.compile(r"^[a-z]{1,16}$")
 
@@ -103,7 +105,7 @@ async def validate(request: Request, owner: str, name: str) -> dict[str, Any]:
         raise BadRequest("version must be a version id.", param="version")
     serving = serving_of(request)
     runtime = serving.models.resolve(f"{full}:{body.version}" if body.version else full)
-    await runtime.model.wait_schema(serving.config.load_timeout_s)
+    await runtime.model.wait_schema(min(VALIDATE_SCHEMA_WAIT_S, serving.config.load_timeout_s))
     return {"valid": True, "input": runtime.model.validate(body.input)}
 
 

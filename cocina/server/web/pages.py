@@ -402,6 +402,8 @@ async def _model_page(
     serving = serving_of(request)
     base = base_url(request)
     versions = await version_objects(request, full, schema_wait_s=PAGE_SCHEMA_WAIT_S)
+    if not versions:
+        raise NotFound(f"Model {full} has no version yet: push one with `cocina push`.")
     obj = await model_object(request, full, serving.run_counts(), schema_wait_s=0)
     if version_id is not None:
         matches = [v for v in versions if v["id"].startswith(version_id)] if version_id else []
