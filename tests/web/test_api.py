@@ -176,6 +176,14 @@ def test_shares_open_one_prediction_until_revoked_or_expired(keyed: LiveServer) 
     anonymous.close()
 
 
+def test_a_shared_prediction_masks_its_secret_inputs(web: LiveServer) -> None:
+    made = _run(web, "acme/kitchen", {"prompt": "p", "api_key": "sk-very-secret"})
+    assert made["status"] == "succeeded" and '"api_key": "set"' in made["output"]
+    share = web.client.post(f"/-/api/predictions/{made['id']}/shares", json={}, headers=CSRF).json()
+    page = httpx.get(share["url"]).text
+    assert "sk-very-secret" not in page and "**********" in page
+
+
 def test_a_shared_prediction_opens_its_files_and_no_others(keyed: LiveServer) -> None:
     made = keyed.client.post("/v1/predictions", json={"version": "acme/media", "input": {"kind": "big_image"}})
     pred = _wait(keyed, made.json())

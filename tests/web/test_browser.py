@@ -173,6 +173,11 @@ def test_switch_between_form_and_json(page: Any) -> None:
     expect(page.locator("#status")).to_have_text("succeeded")
     got = json.loads(page.inner_text("#output"))
     assert got["prompt"] == "desde JSON" and got["size"] == 256 and got["steps"] == 4
+    page.check('input[name="input-mode"][value="form"]')
+    page.fill("#in-api_key", "sk-not-for-snippets")
+    page.click("#tab-api")
+    expect(page.locator("#snippet")).to_contain_text('"api_key": "<your api_key>"')
+    assert "sk-not-for-snippets" not in page.inner_text("#snippet")  # a Secret is never copied into code
 
 
 def test_the_apis_messages_appear_under_the_fields(page: Any) -> None:

@@ -35,7 +35,7 @@ from cocina.server.replicate.models import (
 from cocina.server.replicate.render import replicate_prediction
 from cocina.server.state import base_url, may_admin, may_see, serving_of
 from cocina.server.web import security, shares
-from cocina.server.web.forms import form_fields, output_schema
+from cocina.server.web.forms import form_fields, input_properties, output_schema
 from cocina.server.web.markdown import render_markdown
 from cocina.server.web.static import static_response, static_url
 from cocina.serving import ModelState, Serving
@@ -213,13 +213,21 @@ async def shared_page(request: Request, token: str) -> Response:
     """A shared prediction, read-only, to anyone with the link (no key needed)."""
     share, rec = _shared(request, token)
     shown = replicate_prediction(rec, "")
-    # The reader has no key: only what the prediction holds is shown, its files through the share itself.
+    runtime = serving_of(request).models.runtimes.get((rec.model or "", rec.version or ""))
+    schema = (runtime.model.schema if runtime is not None else None) or {}
+    if not schema and rec.model and rec.version:
+        stored = serving_of(request).store.get_version(rec.model, rec.version)
+        schema = stored.openapi_schema if stored is not None else {}
+    secrets = {name for name, prop, _required in input_properties(schema) if prop.get("format") == "password"}
+    given = {k: ("**********" if k in secrets else v) for k, v in (rec.input or {}).items()}
+    # The reader has no key: only what the prediction holds is shown (its Secret inputs masked, as Cog masks them
+    # in logs), its files through the share itself.
     public = {
         "id": rec.id,
         "model": rec.model,
         "version": rec.version,
         "status": rec.status.value,
-        "input": shares.through_share(rec.input, token),
+        "input": shares.through_share(given, token) if rec.input is not None else None,
         "output": shares.through_share(rec.output, token),
         "error": rec.error,
         "created_at": rec.created_at,
@@ -227,11 +235,6 @@ async def shared_page(request: Request, token: str) -> Response:
         "metrics": shown["metrics"],
         "data_removed": rec.data_removed,
     }
-    runtime = serving_of(request).models.runtimes.get((rec.model or "", rec.version or ""))
-    schema = (runtime.model.schema if runtime is not None else None) or {}
-    if not schema and rec.model and rec.version:
-        stored = serving_of(request).store.get_version(rec.model, rec.version)
-        schema = stored.openapi_schema if stored is not None else {}
     inputs = [
         (k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)) for k, v in (public["input"] or {}).items()
     ]

@@ -656,6 +656,10 @@ function py(value, indent = 0) {
 
 function snippet(lang) {
   const { input } = formInput({ upload: false });
+  // A Secret input's value is not copied into code: the snippet names it instead.
+  for (const field of fields()) {
+    if (field.dataset.kind === "password" && field.dataset.name in input) input[field.dataset.name] = `<your ${field.dataset.name}>`;
+  }
   const origin = location.origin;
   const ref = `${DATA.model}:${DATA.version}`;
   const keyed = DATA.keyed;
