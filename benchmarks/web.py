@@ -224,6 +224,17 @@ def _push_notes(url: str, workdir: Path, env: dict[str, str]) -> list[str]:
     return versions
 
 
+def cpu_flags() -> str:
+    """The CPU's vector flags that matter here (from /proc/cpuinfo)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "n/a"
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+    return " ".join(f for f in wanted if f in flags) or "none of avx2/avx512"
+
+
 def _f(x: Any, digits: int = 1) -> str:
     return "—" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
@@ -234,7 +245,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         SECTION,
         "",
-        f"Run {report['date']} on {m['cpu']} ({m['cores']} cores, AVX512_BF16: {'yes' if m['avx512_bf16'] else 'no'}), "
+        f"Run {report['date']} on {m['cpu']} ({m['cores']} cores; flags: {report.get('cpu_flags', 'n/a')}), "
         f"code {report['code']}; {report['browser']}; load before: "
         f"{report['uptime_before'].rpartition('load average:')[2].strip()}. One `cocina serve` on 127.0.0.1 with an "
         "API token (pages behind the sign-in form), each page visited in a fresh browser context (empty cache, "
@@ -313,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "code": _code_version(),
         "command": "python benchmarks/web.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "uptime_before": _uptime(),
+        "cpu_flags": cpu_flags(),
         "runs": args.runs,
     }
     port = free_port()
