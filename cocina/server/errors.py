@@ -32,10 +32,11 @@ _OPENAI_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/e
 
 
 def surface_for_path(path: str) -> Surface:
-    """Which API a path belongs to (decides the error shape)."""
+    """Which API a path belongs to (decides the error shape). The web page's own API (`/-/api/`) answers as
+    Replicate's does."""
     if path.rstrip("/") in _OPENAI_PATHS:
         return Surface.OPENAI
-    if path.startswith("/v1/"):
+    if path.startswith(("/v1/", "/-/")):
         return Surface.REPLICATE
     return Surface.COG
 
@@ -64,6 +65,13 @@ class Unauthorized(ApiError):
     status = 401
     title = "Unauthenticated"
     openai_code = "invalid_api_key"
+
+
+class Forbidden(ApiError):
+    status = 403
+    title = "Forbidden"
+    openai_type = "permission_error"
+    openai_code = "permission_denied"
 
 
 class NotFound(ApiError):
@@ -166,7 +174,13 @@ def _openai(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
-_HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 400: "Bad request", 401: "Unauthenticated"}
+_HTTP_TITLES = {
+    404: "Not found",
+    405: "Method not allowed",
+    400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+}
 
 
 def _by_status(

@@ -152,6 +152,22 @@ def _replicate_paths(models: list[ModelEntry]) -> dict[str, Any]:
                 "responses": {"200": _ok("VersionPage"), **_problems(401, 404)},
             }
         }
+        paths[f"/v1/models/{m.name}/examples"] = {
+            "get": {
+                "operationId": f"replicate_list_examples_{slug}",
+                "description": "The model's examples (predictions), the default first.",
+                "security": _SECURITY,
+                "responses": {"200": _ok("PredictionPage"), **_problems(401, 404)},
+            }
+        }
+        paths[f"/v1/models/{m.name}/readme"] = {
+            "get": {
+                "operationId": f"replicate_get_readme_{slug}",
+                "description": "The model's README.md (Markdown); 404 when it has none.",
+                "security": _SECURITY,
+                "responses": {"200": _content("text/markdown", {"type": "string"}, "Markdown"), **_problems(401, 404)},
+            }
+        }
         paths[f"/v1/models/{m.name}/versions/{m.version}"] = {
             "get": {
                 "operationId": f"replicate_get_version_{slug}",
@@ -404,7 +420,7 @@ def _schemas(
             "urls": {
                 "type": "object",
                 "required": ["get", "cancel", "stream"],
-                "properties": {k: {"type": "string"} for k in ("get", "cancel", "stream")},
+                "properties": {k: {"type": "string"} for k in ("get", "cancel", "stream", "web")},
             },
         },
     }

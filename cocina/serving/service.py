@@ -382,11 +382,12 @@ class Serving:
         return active.record
 
     def page(
-        self, before_seq: int | None, limit: int, *, model: str | None = None, kind: str | None = "prediction"
+        self, before_seq: int | None, limit: int, *, kind: str | None = "prediction", **filters: str | None
     ) -> list[PredictionRecord]:
         """Newest first, each as it stands (an active prediction's freshest state is in memory); predictions
-        only unless `kind` says otherwise ("training"; None: both)."""
-        records = self.store.page(before_seq, limit, model=model, kind=kind)
+        only unless `kind` says otherwise ("training"; None: both); `filters` are the store's (`model`,
+        `version`, `status`, `source`, `principal`)."""
+        records = self.store.page(before_seq, limit, kind=kind, **filters)
         return [self.get(r.id) or r for r in records]
 
     # ---- state

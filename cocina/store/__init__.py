@@ -9,10 +9,12 @@ from cocina.store.base import Store, StoreError
 from cocina.store.migrate import migrate
 from cocina.store.records import (
     DeploymentRecord,
+    ExampleRecord,
     ModelRecord,
     PredictionRecord,
     PredictionStatus,
     ReleaseRecord,
+    ShareRecord,
     VersionRecord,
     utc_now,
 )
@@ -20,11 +22,13 @@ from cocina.store.sqlite import SQLiteStore
 
 __all__ = [
     "DeploymentRecord",
+    "ExampleRecord",
     "ModelRecord",
     "PredictionRecord",
     "PredictionStatus",
     "ReleaseRecord",
     "SQLiteStore",
+    "ShareRecord",
     "Store",
     "StoreError",
     "VersionRecord",

@@ -1,4 +1,5 @@
-"""The records a store keeps: predictions (with their model, version, principal and lease) and model versions."""
+"""The records a store keeps: predictions (with their model, version, principal and lease), model versions, the
+hub's models and deployments, and the web page's shares and examples."""
 
 from __future__ import annotations
 
@@ -139,3 +140,32 @@ class DeploymentRecord:
     model: str
     created_at: str = field(default_factory=utc_now)
     current_release: ReleaseRecord | None = None
+
+
+@dataclass
+class ShareRecord:
+    """A read-only link to one prediction (`/p/{token}`), never to "the latest output" of anything.
+
+    The token itself is never stored: `digest` is its SHA-256 (hex), so a copy of the store holds no working
+    link. `id` is a short public handle to list and revoke it by. A share past `expires_at` or with `revoked_at`
+    set opens nothing.
+    """
+
+    id: str
+    prediction_id: str
+    digest: str
+    created_at: str = field(default_factory=utc_now)
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    created_by: str | None = None  # the principal that shared it (None without keys)
+
+
+@dataclass
+class ExampleRecord:
+    """A prediction shown as an example of a model; the `is_default` one pre-fills the model page's form."""
+
+    model: str
+    prediction_id: str
+    is_default: bool = False
+    created_at: str = field(default_factory=utc_now)
+    created_by: str | None = None

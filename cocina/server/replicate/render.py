@@ -31,6 +31,8 @@ def replicate_prediction(rec: PredictionRecord, base_url: str) -> dict[str, Any]
         **({"sources": rec.sources} if rec.sources is not None else {}),
         **({"retrieval": rec.retrieval} if rec.retrieval is not None else {}),
         "urls": {
+            # "View the prediction in a browser": the model's page with this prediction opened.
+            **({"web": f"{base}/{rec.model}/predictions/{rec.id}"} if rec.model else {}),
             "get": f"{base}/v1/predictions/{rec.id}",
             "cancel": f"{base}/v1/predictions/{rec.id}/cancel",
             "stream": f"{base}/v1/predictions/{rec.id}/stream",
