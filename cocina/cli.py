@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "cocina.cost.cli",  # cost
     "cocina.engine.cli",  # kernels build, kernels info
     "cocina.deploy.cli",  # build
+    "cocina.rag.cli",  # index
 )
 
 

@@ -526,7 +526,13 @@ async def _run(runner: Runner, inputs: dict[str, Any], err: Console, request: _R
 
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     target = _OutputTarget.of(request)
-    writer = _OutputWriter(runner.output_kind, target, err, stream=not request.json_output and target.file is None)
+    writer = _OutputWriter(
+        runner.output_kind,
+        target,
+        err,
+        stream=not request.json_output and target.file is None,
+        terminal=sys.stdout.isatty(),
+    )
     logs: list[str] = []
     created_at = started_at = datetime.now(UTC)
     done = Done(PredictionStatus.FAILED, "the prediction ended without a result")
@@ -608,13 +614,23 @@ def _write_file(path: Path, data: bytes, err: Console) -> None:
 
 
 class _OutputWriter:
-    """Writes outputs to stdout as they come (or, with a target file, at the end) and file outputs to disk."""
+    """Writes outputs to stdout as they come (or, with a target file, at the end) and file outputs to disk.
 
-    def __init__(self, kind: OutputKind, target: _OutputTarget, err: Console, *, stream: bool) -> None:
+    A concatenate iterator (a language model's tokens) is text to a person at a terminal: shown as it comes. To a
+    program reading stdout (a pipe, a file) it is what `cog predict` prints, the JSON array of its tokens, once the
+    prediction is done (`terminal` False), so that scripts written against `cog predict` read what they expect.
+    """
+
+    def __init__(
+        self, kind: OutputKind, target: _OutputTarget, err: Console, *, stream: bool, terminal: bool = True
+    ) -> None:
+        from cocina.worker.events import OutputKind
+
         self.kind = kind
         self.target = target
         self.err = err
         self.stream = stream
+        self.tokens_as_json = stream and not terminal and kind is OutputKind.CONCATENATE
         self.items: list[Any] = []
         self._ends_with_newline = True
 
@@ -625,7 +641,7 @@ class _OutputWriter:
         name = self.target.name if index is None else f"{self.target.name}.{index}"
         value = self._save_files(value, name, keep_ext=True)
         self.items.append(value)
-        if not self.stream:
+        if not self.stream or self.tokens_as_json:
             return
         if self.kind is OutputKind.CONCATENATE:
             # Tokens of a text: shown as they come, joined (cocina streams an LLM's answer to the terminal).
@@ -656,6 +672,9 @@ class _OutputWriter:
         result = self.result()
         if result is None or result == []:
             self.err.print("No output generated", highlight=False)
+            return
+        if self.tokens_as_json:
+            self._write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
             return
         target = self.target.file
         if target is None or _is_file_output(result):

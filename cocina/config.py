@@ -15,9 +15,12 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from cocina.rag.prompt import RagConfig
 
 __all__ = [
     "CONFIG_FILES",
@@ -44,6 +47,7 @@ _TOP_KEYS = (
     "weights",
     "tests",
     "model",
+    "rag",
 )
 MINIMUM_PYTHON = (3, 10)  # Cog refuses older `build.python_version`s
 _BUILD_KEYS = (
@@ -162,6 +166,7 @@ class ProjectConfig:
     cocina: Mapping[str, Any] = field(default_factory=dict)
     module_file: pathlib.Path | None = None
     warnings: tuple[str, ...] = ()  # deprecated fields, worded as Cog words them (commands print them)
+    rag: RagConfig | None = None  # `rag:` retrieval-augmented generation for a language model (docs/rag.md)
 
     @property
     def predict_module(self) -> str | None:
@@ -415,6 +420,8 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
         reader.mapping(top["cocina"], "cocina", None)
         cocina = _to_python(top["cocina"]) or {}
 
+    rag = _read_rag(reader, top["rag"]) if "rag" in top else None
+
     return ProjectConfig(
         root=root,
         config_file=path,
@@ -427,7 +434,30 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
         train=train,
         cocina=cocina,
         module_file=module_file,
+        rag=rag,
     )
+
+
+def _read_rag(reader: _Reader, node: yaml.Node) -> RagConfig | None:
+    """`rag: INDEX` or `rag: {index, top_k, min_score, rewrite}` (docs/rag.md); errors point to the line."""
+    from cocina.rag.prompt import RagConfig
+
+    if isinstance(node, yaml.MappingNode):
+        nodes = reader.mapping(node, "rag", ("index", "top_k", "min_score", "rewrite"))
+        for key, value_node in nodes.items():
+            if not isinstance(value_node, yaml.ScalarNode):
+                raise reader.error(f"must be a single value, got {_kind(value_node)}", f"rag.{key}", value_node)
+            alone = {"index": "x", key: _to_python(value_node)}  # each key checked alone: the error has its line
+            try:
+                RagConfig.parse(alone)
+            except ValueError as exc:
+                raise reader.error(str(exc).removeprefix("rag."), f"rag.{key}", value_node) from None
+    elif not isinstance(node, yaml.ScalarNode):
+        raise reader.error(f"must be an index name or a mapping, got {_kind(node)}", "rag", node)
+    try:
+        return RagConfig.parse(_to_python(node))
+    except ValueError as exc:
+        raise reader.error(str(exc), None, node, 'e.g. `rag: {index: manuals, top_k: 4}`') from None
 
 
 def cog_deprecations(path: pathlib.Path, document: Mapping[str, Any]) -> tuple[str, ...]:

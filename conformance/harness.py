@@ -291,6 +291,9 @@ class Harness:
         env = {k: script.getenv(k) for k in ("HOME", "PATH", "REPO_ROOT", "COG_NO_UPDATE_CHECK", "TEST_IMAGE")}
         env.update({k: script.getenv(k) for k in PROPAGATED_ENV if script.getenv(k)})
         env["TMPDIR"] = script.getenv("TMPDIR")  # the container's /tmp is its own; here it is the test's
+        # A container starts with no state: each server gets a data directory (store, files, hub) of its own,
+        # never the user's ~/.cocina (a prediction id a test reuses would find an earlier run's prediction).
+        env["COCINA_HOME"] = str(self.private_dir / f"{script.name}-data-{port}")
         env = {k: v for k, v in env.items() if v}
         with out_path.open("wb") as out, err_path.open("wb") as err:
             proc = subprocess.Popen(

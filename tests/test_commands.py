@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -83,10 +85,34 @@ def test_predict_prints_a_value() -> None:
     assert "greeting ana" in result.stderr  # the predictor's logs go to stderr, its output to stdout
 
 
-def test_predict_streams_a_concatenate_iterator_without_separators() -> None:
+def test_predict_streams_a_concatenate_iterator_to_a_terminal() -> None:
+    """On a terminal the tokens are shown as they come, without separators."""
+    main, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cocina.cli", "predict", str(FIXTURES / "concatenate_output"), "-i", "text=uno dos"],
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+        os.close(secondary)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once everything written was read
+            while chunk := os.read(main, 4096):
+                shown += chunk
+    finally:
+        os.close(main)
+    assert proc.returncode == 0, proc.stderr
+    assert shown.decode() == "uno dos\r\n"  # (the terminal turns \n into \r\n)
+
+
+def test_predict_prints_a_concatenate_iterator_to_a_program_as_cog_does() -> None:
+    """Read by a program (a pipe), the output is `cog predict`'s: the JSON array of the tokens, indented."""
     result = cocina("predict", FIXTURES / "concatenate_output", "-i", "text=uno dos tres")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "uno dos tres\n"
+    assert json.loads(result.stdout) == ["uno", " dos", " tres"]
+    assert result.stdout == json.dumps(["uno", " dos", " tres"], indent=2) + "\n"
 
 
 def test_predict_prints_iterator_items_one_per_line() -> None:

@@ -194,3 +194,34 @@ def test_the_train_entry_point_is_checked_like_the_predictor(tmp_path: pathlib.P
 
 def test_cogs_model_key_is_accepted(tmp_path: pathlib.Path) -> None:
     assert load_project(_project(tmp_path, 'run: "predict.py:Predictor"\nmodel: me/model\n'))
+
+
+def test_rag_key_reaches_the_model_spec_and_its_errors_have_lines(tmp_path: pathlib.Path) -> None:
+    """`rag:` (docs/rag.md): an index name or {index, top_k, min_score, rewrite}; a language model's `ModelSpec`
+    gets it (what `cocina serve PROJECT` and a pushed version serve); a predictor of its own may not have it."""
+    from cocina.rag import RagConfig
+    from cocina.serving.spec import SpecError, project_spec
+
+    llm = tmp_path / "llm"
+    llm.mkdir()
+    config = 'predict: "cocina.llm:LLMPredictor"\nrag:\n  index: manuals@0123abcd\n  top_k: 2\n  rewrite: true\n'
+    project = load_project(_project(llm, config, "cocina.yaml"))
+    assert project.rag == RagConfig("manuals@0123abcd", 2, 0.0, True)
+    assert project_spec(llm).rag == project.rag
+    assert load_project(_project(llm, 'predict: "cocina.llm:LLMPredictor"\nrag: manuals\n', "cocina.yaml")).rag == (
+        RagConfig("manuals")
+    )
+    for body, where in (
+        ("rag:\n  index: manuals\n  min_score: 3\n", ":4: rag.min_score: min_score must be a number from -1 to 1"),
+        ("rag:\n  index: manuals\n  topk: 3\n", ":4: rag.topk: unknown key"),
+        ("rag: [manuals]\n", ":2: rag: must be an index name or a mapping"),
+        ("rag:\n  top_k: 3\n", ":3: rag.index must name an index"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load_project(_project(llm, 'predict: "cocina.llm:LLMPredictor"\n' + body, "cocina.yaml"))
+        assert where in str(err.value), str(err.value)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _project(plain, 'predict: "predict.py:Predictor"\nrag: manuals\n', "cocina.yaml")
+    with pytest.raises(SpecError, match="rag: applies to language models"):
+        project_spec(plain)

@@ -1,7 +1,9 @@
 """Deployments: a release is a weighted set of versions of one model; routing is sticky by a key.
 
 A release's configuration is `{"versions": [{"version": id, "weight": w}, ...], "min_instances": n,
-"max_instances": n}` with weights that are whole percentages summing to 100. A request carrying a sticky key
+"max_instances": n, "rag": {...}?}` with weights that are whole percentages summing to 100, and optional
+retrieval options (`rag: {index, top_k, min_score, rewrite}`, docs/rag.md) that every prediction through the
+release gets (over the model's own; a request's win). A request carrying a sticky key
 (its API key, the `Cocina-Sticky` header or the `cocina_sticky` cookie) always lands on the same version of a
 release: the key and the deployment's name hash to a point in 0..99 that falls in one version's share. Without
 a key, the version is drawn by weight.
@@ -15,7 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cocina.rag.prompt import RagConfig
 from cocina.serving.errors import InvalidRequest
+from cocina.serving.retrieval import parse_rag
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,21 @@ def splits_of(configuration: Mapping[str, Any]) -> list[Split]:
     return [Split(str(v["version"]), int(v["weight"])) for v in configuration.get("versions", [])]
 
 
+def rag_of(configuration: Mapping[str, Any]) -> RagConfig | None:
+    """A release's retrieval options (None: the model's own apply)."""
+    return parse_rag(configuration.get("rag"))
+
+
 def check_configuration(
-    model: str, splits: Iterable[Split], min_instances: int, max_instances: int, known: set[str]
+    model: str,
+    splits: Iterable[Split],
+    min_instances: int,
+    max_instances: int,
+    known: set[str],
+    rag: RagConfig | None = None,
 ) -> dict[str, Any]:
     """A release's configuration, checked: known versions of `model`, whole weights of 1..100 that sum to 100,
-    each version once, and 0 <= min_instances <= max_instances."""
+    each version once, and 0 <= min_instances <= max_instances; `rag` as it is (already parsed)."""
     splits = list(splits)
     if not splits:
         raise InvalidRequest("a release needs at least one version", param="versions")
@@ -73,11 +87,14 @@ def check_configuration(
         raise InvalidRequest(
             f"min_instances ({min_instances}) must not exceed max_instances ({max_instances})", param="min_instances"
         )
-    return {
+    configuration: dict[str, Any] = {
         "versions": [{"version": s.version, "weight": s.weight} for s in splits],
         "min_instances": min_instances,
         "max_instances": max_instances,
     }
+    if rag is not None:
+        configuration["rag"] = rag.to_json()
+    return configuration
 
 
 def choose(deployment: str, splits: list[Split], sticky_key: str | None) -> Split:

@@ -8,12 +8,15 @@ then is the version recorded: a push that fails or is cut off leaves no version 
 the manifest's hash, so pushing the same content again is the same version and uploads nothing.
 
 The hub is also serving's catalog (`cocina.serving.registry.Catalog`): it turns a pushed version into a
-`ModelSpec` and a deployment into a route.
+`ModelSpec` and a deployment into a route, and a succeeded training into a version of its destination model
+(the trained version's files, with the weights the training wrote as its `weights`, which `setup(weights)`
+receives).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import shutil
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -23,11 +26,14 @@ from typing import Any
 
 from cocina.config import ConfigError, load_project
 from cocina.hub.blobs import BlobError, BlobStore
-from cocina.hub.deployments import Split, check_configuration, choose, splits_of
+from cocina.hub.deployments import Split, check_configuration, choose, rag_of, splits_of
 from cocina.hub.envs import EnvironmentBuilder, EnvironmentBuildError, environment_spec
-from cocina.hub.manifest import Manifest
+from cocina.hub.manifest import FileEntry, Manifest, build_manifest, sha256_file
+from cocina.rag import EmbedderMismatch, IndexStore, IndexVersion, RagConfig, RagError
+from cocina.rag.index import check_index_name
 from cocina.serving import ModelSpec, Serving
 from cocina.serving.errors import Conflict, InvalidRequest, ModelNotFound, Unprocessable
+from cocina.serving.project import builtin_llm
 from cocina.serving.registry import Route
 from cocina.serving.spec import SpecError, check_name, project_spec
 from cocina.store import DeploymentRecord, ModelRecord, ReleaseRecord, Store, VersionRecord
@@ -35,6 +41,15 @@ from cocina.store import DeploymentRecord, ModelRecord, ReleaseRecord, Store, Ve
 log = logging.getLogger("cocina.hub")
 
 Progress = Callable[[str], None]
+
+
+class Keep(enum.Enum):
+    """`update_deployment(rag=KEEP)`: the current release's retrieval options stay."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 @dataclass(frozen=True)
@@ -173,6 +188,8 @@ class Hub:
             project = load_project(directory)
         except (ConfigError, FileNotFoundError) as exc:
             raise Unprocessable(f"the project is invalid: {str(exc).replace(inside, '')}") from None
+        if project.rag is not None:
+            self._check_project_rag(project.rag, builtin_llm(project) is not None)
         try:
             env_spec = environment_spec(project)
             environment = await asyncio.to_thread(self.builder.ensure, env_spec, say)
@@ -197,6 +214,56 @@ class Hub:
             "notes": list(environment.notes),
         }
         return schema, info
+
+    def _check_project_rag(self, rag: RagConfig, language_model: bool) -> None:
+        """A pushed project's `rag:` must serve a language model and name an index this server has (push the
+        index first: `cocina index push`)."""
+        if not language_model:
+            raise Unprocessable(
+                "the project is invalid: rag: applies to language models (a predictor on cocina's engine)"
+            )
+        if self.serving is not None:
+            try:
+                self.serving.rag.index(rag.index)
+            except RagError as exc:
+                raise Unprocessable(f"the project's rag: {exc.message}") from None
+
+    # ---- indexes (cocina index push)
+
+    async def add_index(
+        self, name: str, version: str, manifest: Manifest, *, make_current: bool = True
+    ) -> tuple[IndexVersion, bool]:
+        """Install a version of index `name` from uploaded blobs (`cocina index push`): its three files, checked
+        (`IndexStore.install`) and, when this server holds embedding models, checked against the model it was
+        built with (it must be loadable here and be the same model). Raises `Conflict` when blobs are missing or
+        the model differs, `Unprocessable` for files that are not that version."""
+        try:
+            check_index_name(name)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="name") from None
+        missing = self.blobs.missing(f.sha256 for f in manifest.files)
+        if missing:
+            raise Conflict(f"{len(missing)} file(s) of this index were not uploaded: {', '.join(missing[:5])}")
+        store = self.serving.rag.store if self.serving is not None else IndexStore(self.root.parent / "indexes")
+
+        def fill(directory: Path) -> None:
+            for entry in manifest.files:
+                self.blobs.materialize(entry.sha256, directory / entry.path)
+
+        def install() -> tuple[IndexVersion, bool]:
+            def checked(directory: Path) -> None:
+                fill(directory)
+                if self.serving is not None:
+                    self.serving.rag.embedder_for(IndexVersion(name, directory))
+
+            return store.install(name, version, checked, make_current=make_current)
+
+        try:
+            return await asyncio.to_thread(install)
+        except EmbedderMismatch as exc:
+            raise Conflict(exc.message) from None
+        except RagError as exc:  # not a version, or an embedding model this server cannot load
+            raise Unprocessable(f"index {name}@{version[:12]}: {exc.message}") from None
 
     # ---- versions
 
@@ -280,7 +347,39 @@ class Hub:
 
             raise ModelUnavailable(f"Deployment {deployment} is disabled (max_instances 0).")
         split = choose(deployment, splits_of(release.configuration), sticky_key)
-        return Route(record.model, split.version, release.number)
+        return Route(record.model, split.version, release.number, rag_of(release.configuration))
+
+    def check_destination(self, name: str) -> None:
+        try:
+            check_name(name, "destination")
+        except SpecError as exc:
+            raise InvalidRequest(str(exc), param="destination") from None
+        if self.store.get_model(name) is None:
+            raise ModelNotFound(
+                f"The destination model {name} does not exist; create it first (POST /v1/models).",
+                param="destination",
+            )
+
+    async def add_trained_version(self, destination: str, source: ModelSpec, weights: Path) -> str:
+        """A version of `destination` made of the files of the version `source` (a pushed version's manifest,
+        or the project directory it was served from) with `weights` as its `weights` file; its id. Checked as
+        a push is (`create_version`)."""
+        self.check_destination(destination)
+        record = self.store.get_version(source.name, source.version)
+        if record is not None and record.manifest is not None:
+            manifest = Manifest.from_json(record.manifest)
+            directory = self.versions_dir / source.version
+            sources = {f.sha256: directory / f.path for f in manifest.files}
+        else:
+            manifest, sources = await asyncio.to_thread(build_manifest, source.project.root)
+        digest = await asyncio.to_thread(sha256_file, weights)
+        files = [f for f in manifest.files if f.path != "weights" and not f.path.startswith("weights/")]
+        files.append(FileEntry("weights", weights.stat().st_size, digest))
+        trained = Manifest(tuple(sorted(files, key=lambda f: f.path)))
+        sources[digest] = weights
+        await asyncio.to_thread(self.store_files, trained, sources)
+        result = await self.create_version(destination, trained)
+        return result.version.id
 
     def warm(self) -> set[tuple[str, str]]:
         wanted: set[tuple[str, str]] = set()
@@ -295,6 +394,24 @@ class Hub:
     def _known(self, model: str) -> set[str]:
         return {v.id for v in self.store.list_versions(model, pushed_only=True)}
 
+    def _check_rag(self, model: str, splits: list[Split], rag: RagConfig | None) -> None:
+        """A release's `rag` must name an index this server has (the version, when pinned), and every version
+        it routes to must be a language model (retrieval feeds a prompt)."""
+        if rag is None:
+            return
+        if self.serving is not None:
+            try:
+                self.serving.rag.index(rag.index)
+            except RagError as exc:
+                raise InvalidRequest(f"rag.index: {exc.message}", param="rag") from None
+        for s in splits:
+            record = self.store.get_version(model, s.version)
+            if record is not None and record.manifest is not None and not self.spec(record).language_model:
+                raise InvalidRequest(
+                    f"version {s.version[:12]} of {model} is not a language model: rag applies to language models",
+                    param="rag",
+                )
+
     def create_deployment(
         self,
         name: str,
@@ -303,11 +420,14 @@ class Hub:
         *,
         min_instances: int = 0,
         max_instances: int = 1,
+        rag: RagConfig | None = None,
         by: str | None = None,
     ) -> DeploymentRecord:
+        """`rag`: retrieval options every prediction through the deployment gets (over the model's own)."""
         _check_model_name(name, "deployment name")
         self.get_model(model)
-        configuration = check_configuration(model, splits, min_instances, max_instances, self._known(model))
+        configuration = check_configuration(model, splits, min_instances, max_instances, self._known(model), rag)
+        self._check_rag(model, splits, rag)
         if not self.store.create_deployment(DeploymentRecord(name, model), configuration, by):
             raise Conflict(f"Deployment {name} already exists.")
         self._routed()
@@ -329,20 +449,27 @@ class Hub:
         splits: list[Split] | None = None,
         min_instances: int | None = None,
         max_instances: int | None = None,
+        rag: RagConfig | Keep | None = KEEP,
         by: str | None = None,
     ) -> DeploymentRecord:
-        """Every change is a new release, built on the current one."""
+        """Every change is a new release, built on the current one (`rag`: KEEP the current release's, None to
+        drop it, or new options)."""
         record = self.get_deployment(name)
         current = record.current_release
         assert current is not None
         config = current.configuration
+        new_splits = splits if splits is not None else splits_of(config)
+        new_rag = rag_of(config) if isinstance(rag, Keep) else rag
         configuration = check_configuration(
             record.model,
-            splits if splits is not None else splits_of(config),
+            new_splits,
             config["min_instances"] if min_instances is None else min_instances,
             config["max_instances"] if max_instances is None else max_instances,
             self._known(record.model),
+            new_rag,
         )
+        if splits is not None or not isinstance(rag, Keep):
+            self._check_rag(record.model, new_splits, new_rag)
         self.store.add_release(name, configuration, by)
         self._routed()
         return self.get_deployment(name)
@@ -364,7 +491,12 @@ class Hub:
         record = self.get_deployment(name)
         config = target.configuration
         configuration = check_configuration(
-            record.model, splits_of(config), config["min_instances"], config["max_instances"], self._known(record.model)
+            record.model,
+            splits_of(config),
+            config["min_instances"],
+            config["max_instances"],
+            self._known(record.model),
+            rag_of(config),
         )
         self.store.add_release(name, configuration, by)
         self._routed()

@@ -37,6 +37,7 @@ def release_object(release: ReleaseRecord, model: str) -> dict[str, Any]:
             "min_instances": release.configuration["min_instances"],
             "max_instances": release.configuration["max_instances"],
             "versions": release.configuration["versions"],
+            **({"rag": release.configuration["rag"]} if release.configuration.get("rag") else {}),
         },
     }
 

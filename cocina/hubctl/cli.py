@@ -105,7 +105,7 @@ def push_command(
     url, name = _split_target(target)
     root = directory.resolve()
     try:
-        load_project(root)  # a broken cog.yaml says so at once, before anything is hashed or sent
+        project = load_project(root)  # a broken cog.yaml says so at once, before anything is hashed or sent
     except (ConfigError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     console = Console(stderr=True, soft_wrap=True)  # long ids and paths stay whole on one line
@@ -133,6 +133,8 @@ def push_command(
         )
         try:
             with _client(url, data_dir, token_env, find_links=tuple(find_links or ()), no_index=no_index) as client:
+                if url and project.rag is not None:
+                    _push_named_index(client, project.rag.index, data_dir, console.print)
                 pushed = client.push(root, name, progress)
                 where = client.where
         except HubClientError as exc:
@@ -159,6 +161,32 @@ Run it:
   web page: {where}/{name}"""
         + ("" if url else "\n  (the local hub: start it with `cocina serve`)")
     )
+
+
+def _push_named_index(client: Any, ref: str, data_dir: Path | None, say: Any) -> None:
+    """The index a project's `rag:` names goes with it: pushed from this machine's data directory first when
+    the server lacks it (`NAME`: made current there; `NAME@VERSION`: that version, pinned)."""
+    from cocina.hubctl.client import HubClientError, PushProgress
+    from cocina.rag import RagError, index_store
+    from cocina.rag.prompt import split_index_ref
+
+    try:
+        client.request("GET", f"/v1/indexes/{ref}")
+        return  # the server has it
+    except HubClientError as exc:
+        if exc.status != 404:
+            raise
+    name, version = split_index_ref(ref)
+    try:
+        index = index_store(data_dir).open(name, version)
+    except RagError as exc:
+        raise HubClientError(
+            f"the project's rag: names {ref}, which neither the server nor this machine has ({exc})"
+        ) from None
+    short = f"{name}@{index.version[:12]}"
+    say(f"  pushing index {short} (the project's rag:)", highlight=False)
+    answer, sent = client.push_index(index.directory, name, index.version, PushProgress(), current=version is None)
+    say(f"  index {short}: {answer['num_chunks']} chunks, {sent / 2**20:.1f} MiB sent", highlight=False)
 
 
 # ---- models and versions --------------------------------------------------------------------------------------
@@ -322,6 +350,33 @@ def _splits(client: Any, model: str, text: str) -> list[dict[str, Any]]:
         raise _fail(exc.message) from None
 
 
+RagOption = Annotated[
+    str | None,
+    typer.Option(
+        "--rag",
+        help="Answer from an index: INDEX[@VERSION][:top_k=4,min_score=0.3,rewrite=true] (docs/rag.md)",
+    ),
+]
+
+
+def _rag(text: str) -> dict[str, Any]:
+    """`--rag INDEX[@VERSION][:options]` -> the release's `rag` object (checked here, then by the hub)."""
+    from cocina.rag.prompt import RagConfig
+
+    try:
+        return RagConfig.from_option(text, "--rag").to_json()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _rag_text(rag: dict[str, Any] | None) -> str:
+    if not rag:
+        return ""
+    return f"  rag: {rag['index']} (top_k {rag['top_k']}, min_score {rag['min_score']}" + (
+        ", rewrite)" if rag.get("rewrite") else ")"
+    )
+
+
 def _show_deployment(d: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(d, indent=2))
@@ -331,7 +386,7 @@ def _show_deployment(d: dict[str, Any], as_json: bool) -> None:
     split = ", ".join(f"{v['version'][:12]}={v['weight']}%" for v in config.get("versions", []))
     typer.echo(
         f"{d['owner']}/{d['name']} -> {d['model']}  release {release.get('number')}: {split}  "
-        f"(min {config.get('min_instances')}, max {config.get('max_instances')})"
+        f"(min {config.get('min_instances')}, max {config.get('max_instances')})" + _rag_text(config.get("rag"))
     )
 
 
@@ -342,19 +397,24 @@ def deployments_create(
     split: Annotated[str, typer.Option("--versions", help="VERSION, or A=90,B=10 (weights sum to 100)")],
     min_instances: Annotated[int, typer.Option("--min-instances", help="Keep its versions loaded when > 0")] = 0,
     max_instances: Annotated[int, typer.Option("--max-instances", help="0 disables it")] = 1,
+    rag: RagOption = None,
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     token_env: TokenEnvOption = "COCINA_API_TOKEN",
     as_json: JsonOption = False,
 ) -> None:
+    """A deployment of a model: its first release (with --rag, every prediction answers from an index)."""
+    rag_body = _rag(rag) if rag is not None else None
     with _client(url, data_dir, token_env) as client:
-        body = {
+        body: dict[str, Any] = {
             "name": name,
             "model": model,
             "versions": _splits(client, model, split),
             "min_instances": min_instances,
             "max_instances": max_instances,
         }
+        if rag_body is not None:
+            body["rag"] = rag_body
         _show_deployment(_call(client, "POST", "/v1/deployments", body), as_json)
 
 
@@ -364,14 +424,22 @@ def deployments_update(
     split: Annotated[str | None, typer.Option("--versions", help="VERSION, or A=90,B=10")] = None,
     min_instances: Annotated[int | None, typer.Option("--min-instances")] = None,
     max_instances: Annotated[int | None, typer.Option("--max-instances")] = None,
+    rag: RagOption = None,
+    no_rag: Annotated[bool, typer.Option("--no-rag", help="Drop the release's retrieval options")] = False,
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     token_env: TokenEnvOption = "COCINA_API_TOKEN",
     as_json: JsonOption = False,
 ) -> None:
-    """A new release of the deployment."""
+    """A new release of the deployment (what is not given stays as the current release has it)."""
+    if rag is not None and no_rag:
+        raise _fail("give --rag or --no-rag, not both")
     with _client(url, data_dir, token_env) as client:
         body: dict[str, Any] = {}
+        if rag is not None:
+            body["rag"] = _rag(rag)
+        elif no_rag:
+            body["rag"] = None
         if split is not None:
             model = _call(client, "GET", f"/v1/deployments/{name}")["model"]
             body["versions"] = _splits(client, model, split)
@@ -429,7 +497,8 @@ def deployments_get(
     _show_deployment(d, False)
     for r in releases:
         split = ", ".join(f"{v['version'][:12]}={v['weight']}%" for v in r["configuration"]["versions"])
-        typer.echo(f"  release {r['number']}  {r['created_at'][:19]}  {split}")
+        rag = _rag_text(r["configuration"].get("rag"))
+        typer.echo(f"  release {r['number']}  {r['created_at'][:19]}  {split}{rag}")
 
 
 @deployments_app.command("delete")
@@ -586,7 +655,81 @@ def _show_comparison(report: dict[str, Any]) -> None:
             console.print(f"[red]{version[:12]}[/red] {line}", markup=True)
 
 
+# ---- cocina index push ---------------------------------------------------------------------------------------
+
+
+def index_push_command(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION: an index of this machine's data directory")],
+    target: Annotated[str | None, typer.Argument(help="The server (http://host:port)")] = None,
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    token_env: TokenEnvOption = "COCINA_API_TOKEN",
+    current: Annotated[
+        bool, typer.Option("--current/--no-current", help="Make it the index's current version on the server")
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Push an index version to a server (only the files it lacks are sent), so that every replica and every
+    model or deployment naming NAME@VERSION answers from the same one."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from cocina.hubctl.client import HubClientError, PushProgress, RemoteHub
+    from cocina.rag import RagError, index_store
+    from cocina.rag.prompt import split_index_ref
+
+    server = target or url
+    if not server:
+        raise _fail("give the server to push to: cocina index push NAME[@VERSION] http://host:port")
+    server = server if server.startswith(("http://", "https://")) else f"http://{server}"
+    try:
+        name, version = split_index_ref(ref)
+        index = index_store(data_dir).open(name, version)
+    except (RagError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console = Console(stderr=True, soft_wrap=True)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console,
+        transient=True,
+    ) as bars:  # fmt: skip
+        hashing = bars.add_task("hashing files", total=None)
+        uploading: list[Any] = []
+
+        def start_upload(files: int, size: int) -> None:
+            bars.update(hashing, visible=False)
+            uploading.append(bars.add_task(f"uploading {files} file(s)" if files else "nothing to upload", total=size))
+
+        progress = PushProgress(
+            hashing=lambda n: bars.advance(hashing, n),
+            uploading=lambda n: bars.advance(uploading[0], n) if uploading else None,
+            start_upload=start_upload,
+        )
+        client = RemoteHub(server, os.environ.get(token_env) or None)
+        try:
+            answer, sent = client.push_index(index.directory, name, index.version, progress, current=current)
+        except HubClientError as exc:
+            raise _fail(f"pushing {name}@{index.version[:12]} to {server} failed: {exc.message}") from None
+        finally:
+            client.close()
+    if as_json:
+        typer.echo(json.dumps({**answer, "uploaded_bytes": sent}, indent=2))
+        return
+    what = "new there" if answer["created"] else "already there"
+    typer.echo(
+        f"{name}@{index.version} ({what}; {answer['num_chunks']} chunks, {sent / 2**20:.1f} MiB sent)"
+        + (", current there" if current else "")
+    )
+    typer.echo(
+        f"Name it as {name}@{index.version[:12]} in `cocina serve --rag`, a deployment's --rag, or cocina.yaml's "
+        "`rag: {index: ...}`"
+    )
+
+
 def register(app: typer.Typer) -> None:
+    from cocina.rag.cli import index_app
+
+    if not any(c.name == "push" for c in index_app.registered_commands):
+        index_app.command("push")(index_push_command)
     app.command("push")(push_command)
     app.add_typer(models_app, name="models")
     app.add_typer(versions_app, name="versions")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from cocina.hub.manifest import Manifest, ManifestCache, build_manifest
+from cocina.hub.manifest import FileEntry, Manifest, ManifestCache, build_manifest, sha256_file
 
 Say = Callable[[str], None]
 
@@ -124,6 +124,27 @@ class RemoteHub:
             raise HubClientError(f"uploading {path.name} failed: {type(exc).__name__}: {exc}") from None
         if resp.status_code >= 400:
             raise HubClientError(f"uploading {path.name}: {_detail(resp)}", resp.status_code)
+
+    def push_index(
+        self, directory: Path, name: str, version: str, progress: PushProgress, *, current: bool = True
+    ) -> tuple[dict[str, Any], int]:
+        """`cocina index push`: the files of an index version (`directory`) the server lacks uploaded as blobs,
+        then the version installed there as `name`; (the server's answer, bytes sent)."""
+        from cocina.rag.index import VERSION_FILES
+
+        entries = []
+        for file in VERSION_FILES:
+            path = directory / file
+            entries.append(FileEntry(file, path.stat().st_size, sha256_file(path, progress.hashing)))
+        manifest = Manifest(tuple(entries))
+        sources = {e.sha256: directory / e.path for e in entries}
+        missing = self.request("POST", "/v1/hub/blobs/missing", {"digests": [e.sha256 for e in entries]})["missing"]
+        total = sum(sources[d].stat().st_size for d in missing)
+        progress.start_upload(len(missing), total)
+        for digest in missing:
+            self._upload(digest, sources[digest], progress)
+        body = {"name": name, "version": version, "files": manifest.to_json(), "current": current}
+        return self.request("POST", "/v1/indexes", body), total
 
     def _create(self, name: str, manifest: Manifest, uploaded: int, progress: PushProgress) -> Pushed:
         for item in self.stream(f"/v1/models/{name}/versions", {"manifest": manifest.to_json()}):

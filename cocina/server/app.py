@@ -1,4 +1,5 @@
-"""`create_app(serving, config)`: the FastAPI application with the three APIs over one `Serving`.
+"""`create_app(serving, config)`: the FastAPI application with the three APIs and the web pages over one
+`Serving`.
 
 The lifespan starts serving (store, leases, warm models) and drains it on shutdown. Every exception goes through
 `errors.error_response` with the surface of the request's path. Middleware, outermost first: request id and
@@ -26,6 +27,8 @@ from cocina.server.middleware import BodySizeLimitMiddleware, RequestIdMiddlewar
 from cocina.server.openapi_v1 import ModelEntry, full_openapi
 from cocina.server.replicate.blobs import BLOB_PREFIX
 from cocina.server.state import serving_of
+from cocina.server.web import api as web_api
+from cocina.server.web import pages as web_pages
 from cocina.serving import ModelState, Serving
 from cocina.serving.errors import ServingError
 
@@ -51,7 +54,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         serving.renderers["cog"] = cog.cog_prediction
-        serving.renderers["replicate"] = lambda rec: replicate.replicate_prediction(rec, serving.config.public_url)
+        serving.renderers["replicate"] = lambda rec: (
+            replicate.replicate_training if rec.kind == "training" else replicate.replicate_prediction
+        )(rec, serving.config.public_url)
         serving.book.finish_observers.append(
             lambda rec: metrics.observe_prediction(rec.surface, rec.status.value, rec.model, rec.version)
         )
@@ -128,9 +133,12 @@ def create_app(
         ]
         return Response(metrics.render(gauges), media_type=METRICS_CONTENT_TYPE)
 
+    app.include_router(web_pages.router)  # `/` for browsers (API clients still get Cog's), `/p/`, `/-/`
     app.include_router(cog.router)
     app.include_router(replicate.router)
     app.include_router(openai.router)
+    app.include_router(web_api.router)
+    app.include_router(web_pages.model_router)  # `/{owner}/{name}` last: it would match the APIs' paths
     # add_middleware wraps: the last added is the outermost.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes, exempt_prefixes=(BLOB_PREFIX,))
     app.add_middleware(TokenAuthMiddleware, token=config.api_token, public_metrics=config.public_metrics)

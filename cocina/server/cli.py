@@ -27,6 +27,7 @@ from cocina.engine_options import (
 )
 
 if TYPE_CHECKING:
+    from cocina.rag import RagConfig
     from cocina.serving.spec import ModelSpec
 
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?)=(?P<value>.+)$")
@@ -79,6 +80,41 @@ def build_specs(
         chosen = given or (served_model_names[i] if served_model_names else None) or (name if not targets else None)
         specs.append(model_spec(model, name=chosen, engine_options=engine_options, environ=environ))
     return specs
+
+
+def parse_rag_option(value: str) -> tuple[str | None, RagConfig]:
+    """`--rag [MODEL=]INDEX[@VERSION][:key=value,...]` -> (model or None for all, options); raises `SpecError`."""
+    from cocina.rag import RagConfig
+    from cocina.serving.spec import SpecError
+
+    target, spec = _split_named(value)
+    try:
+        return target, RagConfig.from_option(spec, "--rag")
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def apply_rag_options(specs: list[ModelSpec], values: list[str]) -> list[ModelSpec]:
+    """Each spec with the RAG options `--rag` gives it (MODEL=INDEX for one, INDEX for every language model)."""
+    from cocina.serving.spec import SpecError
+
+    names = {s.name for s in specs}
+    out = list(specs)
+    for value in values:
+        target, config = parse_rag_option(value)
+        if target is not None and target not in names:
+            raise SpecError(f"--rag {value}: {target} is not one of the models served ({', '.join(sorted(names))})")
+        out = [s.replace(rag=config) if (s.name == target or (target is None and s.language_model)) else s for s in out]
+    return out
+
+
+def parse_embedding_models(values: list[str]) -> dict[str, str]:
+    """`--embedding-model NAME=DIR` (or a built-in name) -> {name: reference}."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, ref = _split_named(value)
+        out[name or ref] = ref
+    return out
 
 
 def serve_command(
@@ -154,6 +190,29 @@ def serve_command(
     public_metrics: Annotated[
         bool, typer.Option("--public-metrics", help="/metrics answers without the token")
     ] = False,
+    upload_url: Annotated[
+        str | None,
+        typer.Option(
+            "--upload-url",
+            help="PUT file outputs under this URL (as `cog serve --upload-url`); the output is where they went",
+        ),
+    ] = None,
+    rag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rag",
+            help="Answer from an index: INDEX (every language model) or MODEL=INDEX, optionally "
+            "INDEX:top_k=4,min_score=0.3,rewrite=true (docs/rag.md); repeatable",
+        ),
+    ] = None,
+    embedding_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--embedding-model",
+            help="An embedding model for /v1/embeddings: NAME=DIR (a sentence-transformers directory) or a built-in "
+            "name; repeatable (multilingual-e5-small is always there)",
+        ),
+    ] = None,
     dtype: DtypeOption = None,
     quantize: QuantizeOption = None,
     device: DeviceOption = None,
@@ -177,6 +236,8 @@ def serve_command(
             max_model_len=max_model_len,
         )
         budget = parse_bytes(memory_budget) if memory_budget is not None else None
+        if upload_url is not None:
+            _check_upload_url(upload_url)
     except ValueError as exc:
         typer.echo(f"cocina serve: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -249,6 +310,8 @@ def serve_command(
                 assert hub_spec is not None
                 specs.append(hub_spec)
         specs = [s.replace(warm=s.name == chosen_default or s.name in warm_names or "all" in warm_names) for s in specs]
+        specs = apply_rag_options(specs, rag or [])
+        embedding_models = parse_embedding_models(embedding_model or [])
     except (ConfigError, SpecError) as exc:
         store.close()
         typer.echo(f"cocina serve: {exc}", err=True)
@@ -267,6 +330,8 @@ def serve_command(
         load_timeout_s=load_timeout,
         max_loaded=max_loaded,
         memory_budget_bytes=budget,
+        upload_url=upload_url,
+        embedding_models=embedding_models,
     )
     server_config = ServerConfig(
         host=host,
@@ -290,6 +355,15 @@ def serve_command(
         build_server(serving, server_config, hub).run()
     finally:
         store.close()
+
+
+def _check_upload_url(url: str) -> None:
+    """`--upload-url` must be an http(s) URL with a host (ValueError otherwise)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--upload-url {url}: not an http(s) URL (e.g. https://uploads.example.com/outputs/)")
 
 
 def register(app: typer.Typer) -> None:

@@ -29,14 +29,15 @@ class Surface(enum.Enum):
     OPENAI = "openai"
 
 
-_OPENAI_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/models")
+_OPENAI_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/embeddings")
 
 
 def surface_for_path(path: str) -> Surface:
-    """Which API a path belongs to (decides the error shape)."""
+    """Which API a path belongs to (decides the error shape). The web page's own API (`/-/api/`) answers as
+    Replicate's does."""
     if path.rstrip("/") in _OPENAI_PATHS:
         return Surface.OPENAI
-    if path.startswith("/v1/"):
+    if path.startswith(("/v1/", "/-/")):
         return Surface.REPLICATE
     return Surface.COG
 
@@ -65,6 +66,13 @@ class Unauthorized(ApiError):
     status = 401
     title = "Unauthenticated"
     openai_code = "invalid_api_key"
+
+
+class Forbidden(ApiError):
+    status = 403
+    title = "Forbidden"
+    openai_type = "permission_error"
+    openai_code = "permission_denied"
 
 
 class NotFound(ApiError):
@@ -105,10 +113,12 @@ class _Status:
 _SERVING: tuple[tuple[type[serving.ServingError], _Status], ...] = (
     (serving.ModelNotFound, _Status(404, "Not found", openai_code="model_not_found")),
     (serving.PredictionNotFound, _Status(404, "Not found")),
+    (serving.IndexNotFound, _Status(404, "Not found", openai_code="index_not_found")),
     (serving.ContextLengthExceeded, _Status(400, "Bad request", openai_code="context_length_exceeded")),
     (serving.InvalidRequest, _Status(400, "Bad request")),
     (serving.Conflict, _Status(409, "Conflict")),
     (serving.Unprocessable, _Status(422, "Unprocessable entity")),
+    (serving.StreamingUnsupported, _Status(406, "Not acceptable")),
     (serving.QueueFull, _Status(429, "Too many requests", "rate_limit_exceeded", "rate_limit_exceeded")),
     (serving.ModelUnavailable, _Status(503, "Service unavailable", "server_error", "service_unavailable")),
     (serving.StoreUnavailable, _Status(503, "Service unavailable", "server_error", "service_unavailable")),
@@ -165,7 +175,13 @@ def _openai(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
-_HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 400: "Bad request", 401: "Unauthenticated"}
+_HTTP_TITLES = {
+    404: "Not found",
+    405: "Method not allowed",
+    400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+}
 
 
 def _by_status(
@@ -205,6 +221,8 @@ def error_response(surface: Surface, exc: BaseException) -> JSONResponse:
     if isinstance(exc, serving.InvalidModelName):
         item = {"loc": ["body", exc.param or "model"], "msg": exc.message, "type": "value_error"}
         return _field_errors(surface, [item], "Invalid model name")
+    if isinstance(exc, serving.StreamingUnsupported) and surface is Surface.COG:
+        return JSONResponse({"error": exc.message}, status_code=406)  # coglet's body for this refusal
     if isinstance(exc, serving.ServingError):
         headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
         for kind, st in _SERVING:

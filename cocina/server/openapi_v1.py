@@ -152,6 +152,22 @@ def _replicate_paths(models: list[ModelEntry]) -> dict[str, Any]:
                 "responses": {"200": _ok("VersionPage"), **_problems(401, 404)},
             }
         }
+        paths[f"/v1/models/{m.name}/examples"] = {
+            "get": {
+                "operationId": f"replicate_list_examples_{slug}",
+                "description": "The model's examples (predictions), the default first.",
+                "security": _SECURITY,
+                "responses": {"200": _ok("PredictionPage"), **_problems(401, 404)},
+            }
+        }
+        paths[f"/v1/models/{m.name}/readme"] = {
+            "get": {
+                "operationId": f"replicate_get_readme_{slug}",
+                "description": "The model's README.md (Markdown); 404 when it has none.",
+                "security": _SECURITY,
+                "responses": {"200": _content("text/markdown", {"type": "string"}, "Markdown"), **_problems(401, 404)},
+            }
+        }
         paths[f"/v1/models/{m.name}/versions/{m.version}"] = {
             "get": {
                 "operationId": f"replicate_get_version_{slug}",
@@ -159,6 +175,48 @@ def _replicate_paths(models: list[ModelEntry]) -> dict[str, Any]:
                 "responses": {"200": _ok("Version"), **_problems(401, 404)},
             }
         }
+        paths[f"/v1/models/{m.name}/versions/{m.version}/trainings"] = {
+            "post": {
+                "operationId": f"replicate_create_training_{slug}",
+                "description": "Runs the version's `train:` entry point; a succeeded training is a new version "
+                "of `destination` (a model of the hub). 400 when the version has no `train:`.",
+                "security": _SECURITY,
+                "requestBody": body("TrainingCreate"),
+                "responses": {"201": _ok("Training", "Created"), **_problems(400, 401, 404, 413, 422, 429, 503)},
+            }
+        }
+    tid = _path("training_id")
+    paths["/v1/trainings"] = {
+        "get": {
+            "operationId": "replicate_list_trainings",
+            "security": _SECURITY,
+            "parameters": [
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                }
+            ],
+            "responses": {"200": _ok("TrainingPage"), **_problems(400, 401)},
+        }
+    }
+    paths["/v1/trainings/{training_id}"] = {
+        "get": {
+            "operationId": "replicate_get_training",
+            "security": _SECURITY,
+            "parameters": [tid],
+            "responses": {"200": _ok("Training"), **_problems(401, 404)},
+        }
+    }
+    paths["/v1/trainings/{training_id}/cancel"] = {
+        "post": {
+            "operationId": "replicate_cancel_training",
+            "security": _SECURITY,
+            "parameters": [tid],
+            "responses": {"200": _ok("Training"), **_problems(401, 404)},
+        }
+    }
     return paths | {
         "/v1/predictions": {
             "post": {
@@ -362,7 +420,7 @@ def _schemas(
             "urls": {
                 "type": "object",
                 "required": ["get", "cancel", "stream"],
-                "properties": {k: {"type": "string"} for k in ("get", "cancel", "stream")},
+                "properties": {k: {"type": "string"} for k in ("get", "cancel", "stream", "web")},
             },
         },
     }
@@ -516,8 +574,38 @@ def _schemas(
         "properties": {"role": {"type": "string"}, "content": {"type": "string"}},
     }
     chat_completion = answer("chat.completion", "message", answer_message)
+    prediction_properties: dict[str, Any] = prediction["properties"]  # type: ignore[assignment]
+    training = {
+        "type": "object",
+        "required": ["id", "model", "version", "status", "urls", "created_at", "destination"],
+        "properties": {
+            **prediction_properties,
+            "destination": ts,
+            "urls": {
+                "type": "object",
+                "required": ["get", "cancel"],
+                "properties": {k: {"type": "string"} for k in ("get", "cancel")},
+            },
+        },
+    }
     return {
         "Prediction": prediction,
+        "Training": training,
+        "TrainingCreate": {
+            "type": "object",
+            "required": ["destination"],
+            "properties": {
+                "destination": {"type": "string", "minLength": 1, "maxLength": 300, "description": "owner/name"},
+                # The version's training input, checked against its own training schema (422 otherwise).
+                "input": {"type": "object"},
+                **{k: create_props[k] for k in ("webhook", "webhook_completed", "webhook_events_filter")},
+            },
+        },
+        "TrainingPage": {
+            "type": "object",
+            "required": ["next", "results"],
+            "properties": {**page_keys, "results": {"type": "array", "items": {"$ref": _REF + "Training"}}},
+        },
         "PredictionCreate": {
             "type": "object",
             "required": ["input"] if input_required else [],

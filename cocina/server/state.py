@@ -1,5 +1,6 @@
 """What every route reads from the application (the `Serving` it fronts, the hub), and from a request (the URL
-it reached the server at, the key that keeps a user on one version of a deployment)."""
+it reached the server at, the key that keeps a user on one version of a deployment, what its caller may see and
+do)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.requests import Request
 
 from cocina.server.errors import NotFound
 from cocina.serving import Serving
+from cocina.store import PredictionRecord
 
 if TYPE_CHECKING:
     from cocina.hub import Hub
@@ -43,3 +45,27 @@ def sticky_key(request: Request) -> str | None:
         return given
     token = request.headers.get("authorization", "").partition(" ")[2]
     return f"token:{token.strip()}" if token.strip() else None
+
+
+# What a caller may see and do. One API token (or none) lets its holder see and do everything; API keys with
+# scopes and per-key predictions (the guard) narrow these four, and every route asks them rather than deciding.
+
+
+def principal_id(request: Request) -> str | None:
+    """Who is asking, as stored on their predictions and shares (an API key's id; None with a single token)."""
+    return None
+
+
+def may_see(request: Request, rec: PredictionRecord | None) -> bool:
+    """Whether the caller may see this prediction (its inputs, outputs, shares)."""
+    return rec is not None
+
+
+def history_principal(request: Request) -> str | None:
+    """The principal whose predictions a history lists (None: everyone's, which the caller may see)."""
+    return None
+
+
+def may_admin(request: Request) -> bool:
+    """Whether the caller may load and unload models."""
+    return True

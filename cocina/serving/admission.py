@@ -1,10 +1,12 @@
 """The one way in: `admit` is what every API calls to start a prediction.
 
 In order: an existing id answers with its prediction (idempotent PUT); the server must be accepting; the
-reference resolves to a served model (and version); the input is checked against the model's schema (a
-language-model request is planned on the model's tokenizer instead); the model's queue must have room; then the
-prediction's row is written, leased to this server, and only then queued. Nothing runs before its row exists,
-and a store that refuses the row refuses the prediction (`StoreUnavailable`) with nothing started.
+reference resolves to a served model (and version) — for a training, to that version's `train` runtime, and the
+destination must be a model; the input is checked against the model's schema (its training schema for a
+training; a language-model request is planned on the model's tokenizer instead); an event stream asked in Cog's
+way needs a predictor marked `@streaming`; the model's queue must have room; then the prediction's row is
+written, leased to this server, and only then queued. Nothing runs before its row exists, and a store that
+refuses the row refuses the prediction (`StoreUnavailable`) with nothing started.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cocina.serving.errors import StoreUnavailable
+from cocina.rag import Passage, RagConfig, augment_question
+from cocina.serving.errors import InvalidRequest, StoreUnavailable, StreamingUnsupported
 from cocina.serving.files import new_id
 from cocina.serving.jobs import GenerationJob, Job, PredictJob
 from cocina.serving.model import ModelState, ServedModel
+from cocina.serving.retrieval import Retrieval, question_of, sources_of
 from cocina.serving.runtime import ActivePrediction
 from cocina.store import PredictionRecord, StoreError
 
@@ -48,6 +52,18 @@ class AdmissionRequest:
     webhook: str | None = None
     webhook_events_filter: list[str] = field(default_factory=list)
     deadline: float | None = None  # epoch seconds
+    context: dict[str, str] = field(default_factory=dict)  # Cog's request context (`current_scope().context`)
+    kind: str = "prediction"  # "training": the version's `train:` entry point runs
+    destination: str | None = None  # a training's destination model (`owner/name`)
+    require_streaming: bool = False  # Cog's SSE: only for a predictor marked @streaming
+    rag: RagConfig | None = None  # this request's retrieval options (OpenAI's `rag`), over the model's
+    question: str | None = None  # what a generation request asks (the last user message): what RAG searches for
+    retrieval: Retrieval | None = None  # filled by admission (with RAG) before `generation` runs
+
+    @property
+    def passages(self) -> list[Passage]:
+        """The screened passages retrieval found for this request (none without RAG)."""
+        return self.retrieval.passages if self.retrieval is not None else []
 
 
 @dataclass
@@ -61,41 +77,64 @@ class Admitted:
 
 async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
     """Start a prediction (see the module's docstring); raises serving errors, never runs one without its row."""
+    if req.kind not in ("prediction", "training"):
+        raise ValueError(f"unknown kind {req.kind!r}")
     if req.prediction_id is not None:
         existing = serving.get(req.prediction_id)
         if existing is not None:
+            if req.require_streaming:
+                _check_streaming(serving.model_of(existing))
             return Admitted(existing, False)
     serving.check_accepting()
     models = serving.models
-    release = None
+    route = None
     if req.deployment is not None:
-        runtime, release = models.resolve_deployment(req.deployment, req.sticky_key)
+        runtime, route = models.resolve_deployment(req.deployment, req.sticky_key)
     elif req.generation is not None:
         runtime = models.resolve_language_model(req.model or "")
     elif req.model is None:
         runtime = models.default
     else:
         runtime = models.resolve(req.model, req.model_field)
+    if req.kind == "training":
+        runtime = models.trainer(runtime, req.model_field)
+        if req.destination is None:
+            raise InvalidRequest("A training needs a destination model (owner/name).", param="destination")
+        serving.check_destination(req.destination)
     model = runtime.model
     if model.state in (ModelState.FAILED, ModelState.STOPPED):
         raise model.unavailable()
     timeout = serving.config.load_timeout_s
+    # The request's retrieval options win over the deployment release's, which win over the model's.
+    rag = req.rag or (route.rag if route is not None else None) or model.spec.rag
+    if req.rag is not None and not model.is_language_model:
+        raise InvalidRequest(f"{model.name} is not a language model: rag applies to language models", param="rag")
     job: Job
     if req.generation is not None:
         await model.wait_loaded(timeout)
+        if rag is not None and req.question:
+            req.retrieval = await serving.retrieve(rag, req.question, model)
         job = await req.generation(model)
         run_input = None  # an OpenAI request is answered once, to the client that asked: never re-run
     else:
         await model.wait_schema(timeout)
+        if req.require_streaming:
+            _check_streaming(model)
         run_input = model.validate(req.input)
-        job = PredictJob(run_input)
+        key, question = question_of(run_input)
+        if rag is not None and model.is_language_model and key is not None and question is not None:
+            req.retrieval = await serving.retrieve(rag, question, model)
+            run_input = {**run_input, key: augment_question(question, req.passages)}
+        job = PredictJob(run_input, dict(req.context))
     runtime.check_room()
     rec = PredictionRecord(
         id=req.prediction_id or new_id(),
         model=model.name,
         version=model.version,
         deployment=req.deployment,
-        release=release,
+        release=route.release if route is not None else None,
+        sources=sources_of(req.passages) if req.retrieval is not None else None,
+        retrieval=req.retrieval.record() if req.retrieval is not None else None,
         principal=req.principal,
         source=req.source,
         surface=req.surface,
@@ -104,6 +143,9 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         webhook=req.webhook,
         webhook_events_filter=list(req.webhook_events_filter),
         deadline=req.deadline,
+        kind=req.kind,
+        destination=req.destination,
+        context=dict(req.context),
         lease_owner=serving.owner,
         lease_expires_at=time.time() + serving.config.lease_s,
     )
@@ -118,3 +160,11 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         assert existing is not None
         return Admitted(existing, False)
     return Admitted(rec, True, runtime.enqueue(rec, job))
+
+
+def _check_streaming(model: ServedModel | None) -> None:
+    """Cog streams events only from a predictor that opted in (`@streaming` on predict)."""
+    if model is not None and model.streaming is False:
+        raise StreamingUnsupported(
+            "This model does not support streaming responses. Add @cog.streaming to predict() to enable SSE."
+        )

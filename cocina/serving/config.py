@@ -4,7 +4,8 @@ built once by the CLI. Nothing reads the environment; tests build it directly.""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -37,6 +38,10 @@ class ServingConfig:
             0 makes them on the event loop; None (default): 4 for a store that serves concurrent calls
             (PostgreSQL: each thread holds its own connection), 0 for SQLite (one file, one lock: a pool would
             only add thread hops).
+        upload_url: when set, file outputs are PUT under this URL instead (Cog's `--upload-url`) and the
+            output is where they went (see `cocina.serving.files`).
+        embedding_models: names `/v1/embeddings` answers to -> a built-in embedding model or a directory (the
+            default embedding model is always there under its own name); indexes live in `data_dir/indexes`.
     """
 
     data_dir: Path = Path(".cocina")
@@ -57,6 +62,8 @@ class ServingConfig:
     webhook_retries: int = 4
     output_inline_max_bytes: int = 2**20
     store_threads: int | None = None
+    upload_url: str | None = None
+    embedding_models: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:

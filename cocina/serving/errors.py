@@ -25,6 +25,10 @@ class ModelNotFound(ServingError):
     """No model, version or deployment of that name is served here."""
 
 
+class IndexNotFound(ServingError):
+    """No index of that name in the server's data directory (retrieval-augmented generation)."""
+
+
 class InvalidModelName(ServingError):
     """A model or version reference that cannot be a name at all (malformed)."""
 
@@ -39,6 +43,10 @@ class InvalidRequest(ServingError):
 
 class ContextLengthExceeded(InvalidRequest):
     """The prompt (plus the tokens asked for) does not fit the model's context."""
+
+
+class StreamingUnsupported(ServingError):
+    """An event stream was asked of a predictor that has not opted in to streaming (Cog's `@streaming`)."""
 
 
 class InvalidInput(ServingError):

@@ -1,8 +1,9 @@
 """A prediction's events, typed: every API renders the same stream in its own wire format.
 
 Cog SSE and webhooks, Replicate's stream and OpenAI's chunks (and later the web page) all read a prediction as
-`Started`, then `LogChunk` / `OutputChunk` (a predictor) or `TokenChunk` / `ChoiceFinished` (a language-model
-generation), then one `Completed`.
+`Started`, then `LogChunk` / `OutputChunk` / `MetricChunk` (a predictor) or `TokenChunk` / `ChoiceFinished` (a
+language-model generation), then one `Completed`. A late subscriber whose history was cut short gets one
+`ReplayTruncated` instead (see `Serving.events`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ class OutputChunk:
 
     value: Any
     index: int = 0
+
+
+@dataclass(frozen=True)
+class MetricChunk:
+    """A metric the predictor recorded (`current_scope().record_metric`): `mode` is `replace`, `increment` or
+    `append`; the prediction's `metrics` hold the result of all of them once it ends."""
+
+    name: str
+    value: Any
+    mode: str = "replace"
 
 
 @dataclass(frozen=True)
@@ -69,4 +80,13 @@ class Completed:
     status: PredictionStatus
 
 
-PredictionEvent = Started | LogChunk | OutputChunk | TokenChunk | ChoiceFinished | Completed
+@dataclass(frozen=True)
+class ReplayTruncated:
+    """A subscriber came late and `skipped` earlier events are no longer kept: the stream ends here."""
+
+    skipped: int
+
+
+PredictionEvent = (
+    Started | LogChunk | OutputChunk | MetricChunk | TokenChunk | ChoiceFinished | Completed | ReplayTruncated
+)

@@ -1,12 +1,22 @@
 """Files: uploads for file inputs (`POST /v1/files`) and file outputs made into URLs.
 
 An uploaded file's `urls.get` is `{base}/v1/files/{id}`; when a prediction input holds such a URL of this server,
-the runtime hands the backend the local path instead of making the worker download it from ourselves. A predictor's
-file output (`{"__cocina_file__": path}` from the worker) becomes a data URL when small, or an uploaded file's URL.
+the runtime hands the backend the local path instead of making the worker download it from ourselves.
+
+`FileStore.publish_outputs` is the one place that decides what a predictor's file output (`{"__cocina_file__":
+path}` from the worker) becomes:
+
+- with an upload URL (`cocina serve --upload-url`, Cog's option), the file is PUT to `{upload_url}/{basename}`
+  with its MIME type (25 s at most, as Cog's coglet), and the output is the answer's `Location` header (else the
+  URL the PUT ended at) without its query string; an upload that fails fails the prediction (`OutputUploadError`);
+- without one, a data URL when small, else the URL of a copy this server keeps.
+
+The shape of the output is kept: a list of files stays a list (one element or many), a single file is a string.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -14,14 +24,24 @@ import mimetypes
 import re
 import secrets
 import shutil
+import urllib.parse
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from cocina.store import utc_now
 
 _FILE_ID = re.compile(r"^[a-z0-9]{20,40}$")
 _OWN_URL = re.compile(r"^https?://[^/]+/v1/files/([a-z0-9]{20,40})(?:/download)?$")
 FILE_MARKER = "__cocina_file__"
+UPLOAD_TIMEOUT_S = 25.0  # Cog's coglet gives an output upload 25 s
+_UPLOAD_CHUNK = 2**20
+
+
+class OutputUploadError(Exception):
+    """A file output could not be uploaded to the upload URL; the message says which file, where and why."""
 
 
 def new_id() -> str:
@@ -32,9 +52,15 @@ def new_id() -> str:
 class FileStore:
     """Files under `root`: `<id>` (content) and `<id>.json` (metadata)."""
 
-    def __init__(self, root: Path, base_url: str) -> None:
+    def __init__(
+        self, root: Path, base_url: str, *, upload_url: str | None = None, upload_timeout_s: float = UPLOAD_TIMEOUT_S
+    ) -> None:
         self.root = root
         self.base_url = base_url.rstrip("/")
+        # Outputs are PUT under this prefix (with a trailing slash, as Cog joins it) when it is set.
+        self.upload_url = None if upload_url is None else upload_url.rstrip("/") + "/"
+        self.upload_timeout_s = upload_timeout_s
+        self._client: httpx.AsyncClient | None = None
         root.mkdir(parents=True, exist_ok=True)
 
     def _urls(self, file_id: str, base_url: str | None) -> dict[str, str]:
@@ -100,15 +126,54 @@ class FileStore:
             return {k: self.localize_inputs(v) for k, v in value.items()}
         return value
 
-    def publish_outputs(self, value: Any, inline_max_bytes: int) -> Any:
-        """Turn file markers from the worker into data URLs (small) or URLs of files stored here."""
+    async def publish_outputs(self, value: Any, inline_max_bytes: int) -> Any:
+        """Turn file markers from the worker into URLs (see the module's docstring), keeping the value's shape.
+        Raises `OutputUploadError` when an upload fails."""
         if isinstance(value, dict):
             if set(value) == {FILE_MARKER}:
-                return self._publish(Path(str(value[FILE_MARKER])), inline_max_bytes)
-            return {k: self.publish_outputs(v, inline_max_bytes) for k, v in value.items()}
+                path = Path(str(value[FILE_MARKER]))
+                if self.upload_url is not None:
+                    return await self._upload(path)
+                return await asyncio.to_thread(self._publish, path, inline_max_bytes)
+            return {k: await self.publish_outputs(v, inline_max_bytes) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.publish_outputs(v, inline_max_bytes) for v in value]
+            return [await self.publish_outputs(v, inline_max_bytes) for v in value]
         return value
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _upload(self, path: Path) -> str:
+        assert self.upload_url is not None
+        url = self.upload_url + urllib.parse.quote(path.name)
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise OutputUploadError(f"The output file {path.name} could not be read: {exc.strerror}.") from None
+        if self._client is None:
+            self._client = httpx.AsyncClient(follow_redirects=True, timeout=self.upload_timeout_s)
+        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        try:
+            async with asyncio.timeout(self.upload_timeout_s):
+                resp = await self._client.put(url, content=_read_chunks(path), headers=headers)
+        except TimeoutError:
+            raise OutputUploadError(
+                f"Uploading the output file {path.name} to {url} took longer than {self.upload_timeout_s:g} s."
+            ) from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise OutputUploadError(
+                f"Uploading the output file {path.name} to {url} failed: {type(exc).__name__}: {exc}"
+            ) from None
+        if not resp.is_success:
+            raise OutputUploadError(
+                f"Uploading the output file {path.name} to {url} failed: the server answered {resp.status_code}."
+            )
+        final = resp.headers.get("location") or str(resp.url)
+        parts = urllib.parse.urlsplit(final)
+        return urllib.parse.urlunsplit(parts._replace(query=""))
 
     def _publish(self, path: Path, inline_max_bytes: int) -> str:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -133,3 +198,10 @@ class FileStore:
         }
         (self.root / f"{file_id}.json").write_text(json.dumps(meta))
         return self._urls(file_id, None)["download"]
+
+
+async def _read_chunks(path: Path) -> AsyncIterator[bytes]:
+    """The file's bytes a chunk at a time (read off the event loop): a 50 MiB output is never held whole."""
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, _UPLOAD_CHUNK):
+            yield chunk

@@ -16,9 +16,11 @@ from cocina.serving.events import TokenLogprob
 
 @dataclass
 class PredictJob:
-    """A Cog prediction on validated, normalized inputs."""
+    """A Cog prediction (or training) on validated, normalized inputs, with the request's context (Cog's
+    `current_scope().context`)."""
 
     inputs: dict[str, Any]
+    context: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

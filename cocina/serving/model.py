@@ -7,6 +7,9 @@ the model becomes `UNLOADED`, and it is loaded again when next needed.
 
 Lifecycle (`ModelState`): UNLOADED -> LOADING -> READY | FAILED; READY -> UNLOADED (process died or unloaded to
 make room); any -> STOPPED at shutdown.
+
+A spec in `train` mode runs the project's `train:` entry point instead (trainings), in a scratch copy of the
+project: what a training writes next to its code never changes the version's own files.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ import contextlib
 import enum
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cocina.config import ConfigError, load_project
 from cocina.serving.errors import InvalidInput, ModelUnavailable
-from cocina.serving.spec import ModelSpec
+from cocina.serving.spec import SKIP_DIRS, ModelSpec
 from cocina.store import utc_now
 
 if TYPE_CHECKING:
@@ -31,6 +38,9 @@ if TYPE_CHECKING:
     from cocina.worker.runner import Runner
 
 log = logging.getLogger("cocina.serving")
+
+STREAM_HISTORY_CAPACITY_ENV = "COG_STREAM_HISTORY_CAPACITY"
+DEFAULT_STREAM_HISTORY_CAPACITY = 1024  # Cog's default
 
 
 class ModelState(enum.StrEnum):
@@ -78,6 +88,7 @@ class ServedModel:
         *,
         schema: dict[str, Any] | None = None,
         language_model: dict[str, Any] | None = None,
+        streaming: bool | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
@@ -86,6 +97,8 @@ class ServedModel:
         self.runner: Runner | None = None
         self.schema = schema  # the predictor's Cog OpenAPI document (cached from an earlier load, or None)
         self.language_model_info = language_model  # {"max_model_len": N, ...} once loaded
+        self.streaming = streaming  # predict() is marked @streaming (None: not known before a load)
+        self._scratch: Path | None = None  # a training's copy of the project
         self.setup: SetupInfo | None = None
         self.version_created_at = utc_now()  # when this version was first served (from the store)
         self.last_used = time.monotonic()
@@ -143,6 +156,36 @@ class ServedModel:
     def pid(self) -> int | None:
         return self.runner.pid if self.runner is not None else None
 
+    @property
+    def trains(self) -> bool:
+        """This model runs trainings (the project's `train:` entry point)."""
+        return self.spec.mode == "train"
+
+    @property
+    def stream_history_capacity(self) -> int:
+        """How many past events a late subscriber to one of its predictions is replayed: Cog's
+        `COG_STREAM_HISTORY_CAPACITY` as the model's process sees it (the server's `env`, then the project's
+        `environment:`, then this process's environment), default 1024; 0 keeps none."""
+        for source in (self.spec.env, self.spec.project.environment, os.environ):
+            value = source.get(STREAM_HISTORY_CAPACITY_ENV)
+            if value is None:
+                continue
+            try:
+                capacity = int(value)
+                if capacity < 0:
+                    raise ValueError(value)
+            except ValueError:
+                log.warning(
+                    "%s: %s=%r is not a number of events; using %d",
+                    self.name,
+                    STREAM_HISTORY_CAPACITY_ENV,
+                    value,
+                    DEFAULT_STREAM_HISTORY_CAPACITY,
+                )
+                return DEFAULT_STREAM_HISTORY_CAPACITY
+            return capacity
+        return DEFAULT_STREAM_HISTORY_CAPACITY
+
     def validate(self, raw_input: Mapping[str, Any]) -> dict[str, Any]:
         """The normalized input (defaults filled, unknown fields dropped), or `InvalidInput`."""
         from cocina.sdk.schema import InputValidationError, InputValidator
@@ -187,14 +230,23 @@ class ServedModel:
         self.state = ModelState.LOADING
         self.on_change()
         started = utc_now()
+        project = self.spec.project
+        if self.trains:
+            try:
+                project = await asyncio.to_thread(self._scratch_project)
+            except (OSError, ConfigError) as exc:
+                info = SetupInfo("failed", "", started, utc_now(), f"the project could not be copied to train: {exc}")
+                self._failed(info)
+                return info
         runner = Runner(
-            self.spec.project,
+            project,
             engine=self.spec.engine.to_child() if self.spec.engine is not None else None,
             env_overrides=dict(self.spec.env),
             restart_on_exit=False,
             on_exit=self._exited,
             max_queue=1_000_000,  # serving bounds the queue; the runner only holds what serving sent it
             python=self.spec.python,
+            mode="train" if self.trains else "predict",
         )
         self.runner = runner
         self.load_count += 1
@@ -218,6 +270,7 @@ class ServedModel:
                 self.schema = runner.openapi_schema
                 self._validator = None
                 self._schema_event.set()
+            self.streaming = runner.streaming
         info = SetupInfo(
             str(result.status.value),
             result.logs,
@@ -242,6 +295,25 @@ class ServedModel:
         self.on_change()
         return info
 
+    def _scratch_project(self) -> Any:
+        """A fresh copy of the project to train in (its code, data and weights; not caches or environments)."""
+        self._remove_scratch()
+        source = self.spec.project.root
+        scratch = Path(tempfile.mkdtemp(prefix="cocina-train-"))
+        self._scratch = scratch
+        shutil.copytree(
+            source,
+            scratch / "project",
+            symlinks=True,
+            ignore=lambda _dir, names: [n for n in names if n in SKIP_DIRS],
+        )
+        return load_project(scratch / "project")
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
     def _schema_arrived(self, task: asyncio.Task[dict[str, Any] | None]) -> None:
         if task.cancelled() or task.exception() is not None:
             return
@@ -249,10 +321,13 @@ class ServedModel:
         if schema is not None:
             self.schema = schema
             self._validator = None
+            if self.runner is not None:
+                self.streaming = self.runner.streaming
             self._schema_event.set()
 
     def _failed(self, info: SetupInfo) -> None:
         self.setup = info
+        self._remove_scratch()
         if self.state is not ModelState.STOPPED:
             self.state = ModelState.FAILED
         log.error("model %s failed to load: %s", self.name, info.error)
@@ -323,6 +398,7 @@ class ServedModel:
                 await runner.shutdown(grace_s=grace_s)
         self.runner = None
         self.loaded_at = None
+        self._remove_scratch()
         self.on_change()
 
     # ---- running (the model must be READY)
@@ -333,10 +409,19 @@ class ServedModel:
             raise self.unavailable()
         return runner
 
-    def predict(self, inputs: dict[str, Any], prediction_id: str) -> AsyncIterator[Any]:
-        """The worker's events (`Log`, `Output`, then one `Done`)."""
+    def predict(
+        self, inputs: dict[str, Any], prediction_id: str, context: Mapping[str, str] | None = None
+    ) -> AsyncIterator[Any]:
+        """The worker's events (`Log`, `Output`, `Metric`, then one `Done`); `context` is the request's
+        (`current_scope().context` in the predictor)."""
         self.last_used = time.monotonic()
-        return self._runner().predict(inputs, prediction_id=prediction_id)
+        return self._runner().predict(inputs, prediction_id=prediction_id, context=context)
+
+    async def healthcheck(self) -> str | None:
+        """Run the predictor's own `healthcheck()` now (it must be READY): None when healthy, else why not, in
+        Cog's words (`user-defined healthcheck returned False`, `... timed out after 5.0 seconds`, ...)."""
+        result = await self._runner().healthcheck()
+        return None if result.healthy else (result.error or "Healthcheck failed")
 
     def generate(self, prompt_ids: list[int], params: Mapping[str, Any], generation_id: str) -> AsyncIterator[Any]:
         """The engine's events (`Tokens`, then one `GenerationEnd`)."""

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from cocina.rag.prompt import RagConfig
 from cocina.serving.config import ServingConfig
-from cocina.serving.errors import InvalidModelName, ModelNotFound, ModelUnavailable
+from cocina.serving.errors import InvalidModelName, InvalidRequest, ModelNotFound, ModelUnavailable
 from cocina.serving.model import ModelState, ServedModel, process_rss_bytes
 from cocina.serving.runtime import ModelRuntime
 from cocina.serving.spec import ModelSpec
@@ -49,11 +50,13 @@ def parse_reference(ref: str, field: str) -> tuple[str | None, str | None]:
 
 @dataclass(frozen=True)
 class Route:
-    """Where a deployment sends one request: a version of its model, and the release that decided it."""
+    """Where a deployment sends one request: a version of its model, the release that decided it, and the
+    release's retrieval options (`rag`, over the model's own)."""
 
     model: str
     version: str
     release: int
+    rag: RagConfig | None = None
 
 
 class Catalog(Protocol):
@@ -76,6 +79,15 @@ class Catalog(Protocol):
         """The (model, version) pairs deployments keep loaded (their `min_instances` > 0)."""
         ...
 
+    def check_destination(self, name: str) -> None:
+        """A training may make versions of `name`: it must be a model (`ModelNotFound`, `InvalidModelName`)."""
+        ...
+
+    async def add_trained_version(self, destination: str, source: ModelSpec, weights: Path) -> str:
+        """A new version of `destination`: the files of the version `source` trained, with `weights` as its
+        `weights`; its id. Raises serving errors when the version cannot be made."""
+        ...
+
 
 class ModelSet:
     """The runtimes of a server's models, one per (name, version). Each name has a default version (the one it
@@ -95,6 +107,7 @@ class ModelSet:
         self.catalog = catalog
         self._make = make
         self.runtimes: dict[tuple[str, str], ModelRuntime] = {}
+        self.trainers: dict[tuple[str, str], ModelRuntime] = {}  # each version's `train` runtime, once asked for
         self.by_name: dict[str, ModelRuntime] = {}  # each name's default version
         self._checked: dict[str, float] = {}  # when each hub model's newest version was last looked up
         self.aliases: dict[str, str] = {}
@@ -191,12 +204,32 @@ class ModelSet:
             return self.get(name, field)
         return self.version(name, version, field)
 
-    def resolve_deployment(self, name: str, sticky_key: str | None) -> tuple[ModelRuntime, int | None]:
-        """Where a deployment sends this request, and the release that decided (None: a deployment named
-        like a model, which routes to that model's default version)."""
+    def trainer(self, runtime: ModelRuntime, field: str = "version") -> ModelRuntime:
+        """The runtime that runs trainings of `runtime`'s version (its project's `train:` entry point, in a
+        process of its own), made on first use; `InvalidRequest` when the project has no `train:`."""
+        model = runtime.model
+        key = (model.name, model.version)
+        found = self.trainers.get(key)
+        if found is not None:
+            return found
+        if not model.spec.project.train:
+            raise InvalidRequest(
+                f"Version {model.version} of {model.name} cannot be trained: its project has no `train:` entry "
+                "point (e.g. train: \"train.py:train\" in cog.yaml).",
+                param=field,
+            )
+        if self._make is None:
+            raise ModelNotFound(f"Model {model.name} not found.", param=field)
+        trainer = self._make(model.spec.replace(mode="train", warm=False))
+        self.trainers[key] = trainer
+        return trainer
+
+    def resolve_deployment(self, name: str, sticky_key: str | None) -> tuple[ModelRuntime, Route | None]:
+        """Where a deployment sends this request, and the route its current release chose (None: a deployment
+        named like a model, which routes to that model's default version)."""
         route = self.catalog.route(name, sticky_key) if self.catalog is not None else None
         if route is not None:
-            return self.version(route.model, route.version), route.release
+            return self.version(route.model, route.version), route
         if name in self.by_name:
             return self.by_name[name], None
         raise ModelNotFound(f"Deployment {name} not found.", param="deployment")
@@ -230,9 +263,10 @@ class ModelSet:
         await model.start_loading()
 
     def _loaded(self, besides: ServedModel) -> list[ModelRuntime]:
+        # Training processes count too: an idle one is unloaded like any model to make room.
         return [
             rt
-            for rt in self.by_name.values()
+            for rt in (*self.by_name.values(), *self.trainers.values())
             if rt.model is not besides and rt.model.state in (ModelState.READY, ModelState.LOADING)
         ]
 

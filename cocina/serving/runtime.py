@@ -7,6 +7,10 @@ are applied to its record, appended to its event list (read by streams and `wait
 and written to the store (state changes at once, output and logs at most every `flush_interval_s`), always
 fenced by this server's lease on the row.
 
+A training (a record of kind `training`, run by the model's `train` runtime) that succeeds becomes a new
+version of its destination model before it is called succeeded (`RuntimeContext.publish_training`); its output
+is then `{"version", "weights"}`, as on Replicate.
+
 `PredictionBook` holds the predictions of every model that are active (queued or running) or recently
 finished, so that any API can find, follow or cancel a prediction by id.
 """
@@ -22,7 +26,7 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,18 +38,20 @@ from cocina.serving.events import (
     ChoiceFinished,
     Completed,
     LogChunk,
+    MetricChunk,
     OutputChunk,
     PredictionEvent,
     Started,
     TokenChunk,
     TokenLogprob,
 )
-from cocina.serving.files import FileStore
+from cocina.serving.files import FileStore, OutputUploadError
 from cocina.serving.jobs import GenerationJob, Job, PredictJob
 from cocina.serving.model import ModelState, ServedModel
+from cocina.serving.spec import ModelSpec
 from cocina.serving.webhooks import WebhookChannel, WebhookSender
 from cocina.store import PredictionRecord, PredictionStatus, Store, StoreError, utc_now
-from cocina.worker.events import Done, GenerationEnd, Log, Output, Tokens
+from cocina.worker.events import Done, GenerationEnd, Log, Metric, Output, Tokens
 
 log = logging.getLogger("cocina.serving.runtime")
 
@@ -62,6 +68,13 @@ class CancelReason(enum.Enum):
 
 
 Renderer = Callable[[PredictionRecord], dict[str, Any]]
+# A succeeded training's output (the worker's, file markers kept) -> its published output ({"version", "weights"});
+# raises `TrainingFailed` when no version could be made of it.
+TrainingPublisher = Callable[[PredictionRecord, ModelSpec, Any], Awaitable[Any]]
+
+
+class TrainingFailed(Exception):
+    """A training ran, but no version could be made of what it returned; the message says why."""
 
 
 @dataclass
@@ -80,6 +93,7 @@ class ActivePrediction:
     consume: asyncio.Task[Any] | None = None  # the part that talks to the model's process
     last_flush: float = 0.0
     num_outputs: int = 0
+    raw_output: Any = None  # a training's output as the worker gave it (its weights still a local file)
 
 
 class PredictionBook:
@@ -118,6 +132,7 @@ class RuntimeContext:
     book: PredictionBook
     owner: str  # this server instance's lease owner id
     renderers: dict[str, Renderer] = field(default_factory=dict)  # webhook bodies, by surface
+    publish_training: TrainingPublisher | None = None  # None: this server keeps no trained versions
     # Records whose last write the store refused (PostgreSQL restarting): written again until it takes them, so a
     # prediction that finished during an outage does not stay `processing` for ever.
     unwritten: dict[str, PredictionRecord] = field(default_factory=dict)
@@ -223,7 +238,7 @@ class ModelRuntime:
         rec.started_at = None
         rec.attempts += 1
         if self._write(rec):
-            self.enqueue(rec, PredictJob(rec.run_input))
+            self.enqueue(rec, PredictJob(rec.run_input, dict(rec.context)))
 
     def _attach_webhook(self, active: ActivePrediction) -> None:
         rec = active.record
@@ -315,7 +330,7 @@ class ModelRuntime:
             work = self._generate(active, job)
         else:
             assert isinstance(job, PredictJob)
-            work = self._predict(active, self.ctx.files.localize_inputs(job.inputs))
+            work = self._predict(active, self.ctx.files.localize_inputs(job.inputs), job.context)
         consume = asyncio.get_running_loop().create_task(work)
         active.consume = consume
         deadline_s, reason = self._deadline_s(rec)
@@ -357,6 +372,8 @@ class ModelRuntime:
             # An iterator that yielded nothing produced an empty list, as in Cog: `null` would make clients
             # that iterate the output fail.
             rec.output = []
+        if rec.kind == "training" and status is PredictionStatus.SUCCEEDED:
+            status, error = await self._publish_training(active)
         predict_time = predict_time or time.monotonic() - started
         self._predict_times.append(predict_time)
         self._settle(active, status, error, predict_time)
@@ -365,6 +382,20 @@ class ModelRuntime:
         finally:
             self._announce_finished(active)  # even if this run is being stopped meanwhile: nobody waits for ever
 
+    async def _publish_training(self, active: ActivePrediction) -> tuple[PredictionStatus, str | None]:
+        """Make the trained version (the training succeeds only once it exists)."""
+        rec = active.record
+        publish = self.ctx.publish_training
+        if publish is None:
+            return PredictionStatus.FAILED, "This server keeps no trained versions (it has no hub)."
+        try:
+            rec.output = await publish(rec, self.model.spec, active.raw_output)
+        except TrainingFailed as exc:
+            return PredictionStatus.FAILED, str(exc)
+        except OutputUploadError as exc:
+            return PredictionStatus.FAILED, str(exc)
+        return PredictionStatus.SUCCEEDED, None
+
     @property
     def _iterator_output(self) -> bool:
         schema = self.model.schema or {}
@@ -372,18 +403,27 @@ class ModelRuntime:
         return bool(output.get("x-cog-array-type") == "iterator")
 
     async def _predict(
-        self, active: ActivePrediction, inputs: dict[str, Any]
+        self, active: ActivePrediction, inputs: dict[str, Any], context: dict[str, str]
     ) -> tuple[PredictionStatus, str | None, float]:
         rec = active.record
         iterator = self._iterator_output
-        stream = self.model.predict(inputs, rec.id)
+        stream = self.model.predict(inputs, rec.id, context)
         try:
             async for ev in stream:
                 if isinstance(ev, Log):
                     rec.logs += ev.data
                     self._emit(active, LogChunk(ev.data, ev.source))
+                elif isinstance(ev, Metric):
+                    self._emit(active, MetricChunk(ev.name, ev.value, ev.mode))
                 elif isinstance(ev, Output):
-                    value = self.ctx.files.publish_outputs(ev.value, self.ctx.config.output_inline_max_bytes)
+                    if rec.kind == "training":
+                        # Published once the trained version exists (`_publish_training`).
+                        active.raw_output = ev.value
+                        continue
+                    try:
+                        value = await self.ctx.files.publish_outputs(ev.value, self.ctx.config.output_inline_max_bytes)
+                    except OutputUploadError as exc:
+                        return PredictionStatus.FAILED, str(exc), 0.0
                     if iterator:
                         rec.output = [*(rec.output or []), value]
                         self._emit(active, OutputChunk(value, active.num_outputs))
@@ -628,9 +668,10 @@ class ModelRuntime:
     # ---- following a prediction
 
     @staticmethod
-    async def follow(active: ActivePrediction) -> AsyncIterator[PredictionEvent]:
-        """Every event of the prediction from its start, live, ending with `Completed`."""
-        i = 0
+    async def follow(active: ActivePrediction, start: int = 0) -> AsyncIterator[PredictionEvent]:
+        """Every event of the prediction from its `start`th (default: its start), live, ending with
+        `Completed`."""
+        i = start
         while True:
             changed = active.changed
             while i < len(active.events):

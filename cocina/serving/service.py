@@ -16,23 +16,30 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from cocina.rag import RagConfig
+from cocina.rag.prompt import REWRITE_PROMPT, first_line
+from cocina.rag.service import RagService
 from cocina.serving.admission import AdmissionRequest, Admitted, admit
 from cocina.serving.config import ServingConfig
-from cocina.serving.errors import ShuttingDown
-from cocina.serving.events import Completed, LogChunk, OutputChunk, PredictionEvent, Started
-from cocina.serving.files import FileStore
-from cocina.serving.model import ModelState, ServedModel
+from cocina.serving.errors import InvalidRequest, ServingError, ShuttingDown
+from cocina.serving.events import Completed, LogChunk, OutputChunk, PredictionEvent, ReplayTruncated, Started
+from cocina.serving.files import FILE_MARKER, FileStore, new_id
+from cocina.serving.jobs import GenerationOptions
+from cocina.serving.model import DEFAULT_STREAM_HISTORY_CAPACITY, ModelState, ServedModel
 from cocina.serving.recovery import LeaseKeeper, new_owner_id
 from cocina.serving.registry import Catalog, ModelSet
 from cocina.serving.replay import replay
+from cocina.serving.retrieval import Retrieval, retrieve
 from cocina.serving.runtime import (
     CancelReason,
     ModelRuntime,
     PredictionBook,
     Renderer,
     RuntimeContext,
+    TrainingFailed,
 )
 from cocina.serving.spec import ModelSpec
 from cocina.serving.webhooks import WebhookSender
@@ -87,6 +94,8 @@ class Serving:
         self.models: ModelSet
         self.leases: LeaseKeeper
         self._ctx: RuntimeContext
+        # Indexes and embedding models (retrieval-augmented generation, /v1/embeddings): nothing loads until used.
+        self.rag = RagService(config.data_dir / "indexes", config.embedding_models)
 
     # ---- lifecycle
 
@@ -99,9 +108,18 @@ class Serving:
             self.store = open_store(config.store_url)
         else:
             self.store = SQLiteStore(config.db_path)
-        self.files = FileStore(config.files_dir, config.public_url)
+        self.files = FileStore(config.files_dir, config.public_url, upload_url=config.upload_url)
         self.webhooks = WebhookSender(min_interval_s=config.webhook_min_interval_s, retries=config.webhook_retries)
-        ctx = RuntimeContext(config, self.store, self.files, self.webhooks, self.book, self.owner, self.renderers)
+        ctx = RuntimeContext(
+            config,
+            self.store,
+            self.files,
+            self.webhooks,
+            self.book,
+            self.owner,
+            self.renderers,
+            publish_training=self._publish_training if self.catalog is not None else None,
+        )
         threads = config.store_threads
         if threads is None:
             threads = 4 if getattr(self.store, "concurrent_calls", False) else 0
@@ -129,23 +147,31 @@ class Serving:
         self.state = ServerState.READY
 
     def _runtime(self, spec: ModelSpec) -> ModelRuntime:
-        """A runtime for `spec` (not started), what the store remembers of its version applied."""
+        """A runtime for `spec` (not started), what the store remembers of its version applied (a version's
+        record holds its predictor's schema: a `train` runtime learns its own at its first load)."""
         cached = self.store.get_version(spec.name, spec.version)
         if cached is None:
             cached = VersionRecord(spec.name, spec.version)
             self.store.put_version(cached)  # first served now: its creation time stays across restarts
-        model = ServedModel(
-            spec, schema=cached.openapi_schema or None, language_model=cached.info.get("language_model")
-        )
+        if spec.mode == "train":
+            model = ServedModel(spec)
+        else:
+            model = ServedModel(
+                spec,
+                schema=cached.openapi_schema or None,
+                language_model=cached.info.get("language_model"),
+                streaming=cached.info.get("streaming"),
+            )
         model.version_created_at = cached.created_at
         model.loader = self._load
         return ModelRuntime(model, self._ctx)
 
     def _make_runtime(self, spec: ModelSpec) -> ModelRuntime:
-        """A version found later (pushed, or named by a deployment): its runtime, started."""
+        """A version found later (pushed, or named by a deployment), or a version's `train` runtime: started."""
         runtime = self._runtime(spec)
         runtime.start()
-        log.info("serving %s version %s (%s)", spec.name, spec.version[:12], spec.source)
+        what = "trainings of" if spec.mode == "train" else "serving"
+        log.info("%s %s version %s (%s)", what, spec.name, spec.version[:12], spec.source)
         return runtime
 
     def refresh_warm(self) -> None:
@@ -172,6 +198,9 @@ class Serving:
         runtime = self.models.remove(name, version)
         if runtime is not None:
             await runtime.drain(1.0)
+        trainer = self.models.trainers.pop((name, version), None)
+        if trainer is not None:
+            await trainer.drain(1.0)
 
     async def _warm(self, model: ServedModel) -> None:
         with contextlib.suppress(Exception):
@@ -180,10 +209,12 @@ class Serving:
     async def _load(self, model: ServedModel) -> None:
         """Load a model (making room first) and remember its schema for the next cold start."""
         await self.models.load(model)
-        if model.state is ModelState.READY and model.schema:
+        if model.state is ModelState.READY and model.schema and not model.trains:
             info: dict[str, Any] = {}
             if model.language_model_info is not None:
                 info["language_model"] = model.language_model_info
+            if model.streaming is not None:
+                info["streaming"] = model.streaming
             try:
                 self.store.put_version(
                     VersionRecord(
@@ -216,8 +247,35 @@ class Serving:
 
     def _resume(self, rec: PredictionRecord) -> None:
         runtime = self.models.by_name.get(rec.model or "")
+        if runtime is not None and rec.kind == "training":
+            runtime = self.models.runtimes.get((runtime.model.name, rec.version or "")) or runtime
+            try:
+                runtime = self.models.trainer(runtime)
+            except ServingError as exc:
+                log.error("training %s cannot be resumed: %s", rec.id, exc.message)
+                return
         if runtime is not None:
             runtime.resume(rec)
+
+    async def _publish_training(self, rec: PredictionRecord, source: ModelSpec, output: Any) -> dict[str, Any]:
+        """A succeeded training's new version of its destination model: the trained version's files, with the
+        weights the training returned (a `Path`, or an object's `weights` field) as its `weights`."""
+        assert self.catalog is not None
+        weights = _weights_file(output)
+        if weights is None:
+            raise TrainingFailed(
+                "The training returned no weights: train() must return a Path, or an object with a `weights` Path."
+            )
+        if not weights.is_file():
+            raise TrainingFailed(f"The training's weights {weights.name} are not a file.")
+        if rec.destination is None:
+            raise TrainingFailed("The training has no destination model.")
+        try:
+            version = await self.catalog.add_trained_version(rec.destination, source, weights)
+        except ServingError as exc:
+            raise TrainingFailed(f"The trained version of {rec.destination} could not be made: {exc.message}") from None
+        url = await self.files.publish_outputs({FILE_MARKER: str(weights)}, self.config.output_inline_max_bytes)
+        return {"version": f"{rec.destination}:{version}", "weights": url}  # as Replicate's training output
 
     async def drain(self, grace_s: float | None = None) -> None:
         """Stop accepting; queued predictions are canceled, running ones get `grace_s` (default: the config's)
@@ -230,7 +288,8 @@ class Serving:
         if not was_started:
             self.state = ServerState.STOPPED
             return
-        await asyncio.gather(*(rt.drain(grace) for rt in self.models), return_exceptions=True)
+        runtimes = [*self.models, *self.models.trainers.values()]
+        await asyncio.gather(*(rt.drain(grace) for rt in runtimes), return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -239,6 +298,8 @@ class Serving:
         if self._ctx.store_pool is not None:
             self._ctx.store_pool.shutdown(wait=True)
         await self.webhooks.aclose()
+        await self.files.aclose()
+        self.rag.close()
         if self._given_store is None:
             self.store.close()
         self.state = ServerState.STOPPED
@@ -248,12 +309,57 @@ class Serving:
         """What every model's runtime shares (the store and its pool among it)."""
         return self._ctx
 
+    def check_destination(self, name: str) -> None:
+        """A training's destination must be a model of the hub (`ModelNotFound`, `InvalidModelName`);
+        `InvalidRequest` when this server has no hub to keep trained versions in."""
+        if self.catalog is None:
+            raise InvalidRequest("This server keeps no trained versions (it has no hub).", param="destination")
+        self.catalog.check_destination(name)
+
+    def model_of(self, rec: PredictionRecord) -> ServedModel | None:
+        """The model (the version) that ran a prediction, if this server serves it."""
+        runtimes = self.models.trainers if rec.kind == "training" else self.models.runtimes
+        runtime = runtimes.get((rec.model or "", rec.version or ""))
+        return runtime.model if runtime is not None else None
+
     def check_accepting(self) -> None:
         if self.state is not ServerState.READY:
             raise ShuttingDown(
                 "The server is starting." if self.state is ServerState.STARTING else "The server is shutting down.",
                 retry_after_s=1 if self.state is ServerState.STARTING else None,
             )
+
+    # ---- retrieval
+
+    async def retrieve(self, config: RagConfig, question: str, model: ServedModel) -> Retrieval:
+        """The passages for `question` (rewritten into a search query by `model` first when `config.rewrite`),
+        screened (`cocina.serving.retrieval.screen_passages`)."""
+        query = await self._rewrite(model, question) if config.rewrite else question
+        # `rewritten` only when the model's words were searched (it falls back to the question otherwise)
+        return await retrieve(self.rag, config, query, rewritten=config.rewrite and query != question)
+
+    async def _rewrite(self, model: ServedModel, question: str) -> str:
+        """The seed's "a language model writes the query for a vector search": greedy, at most 32 tokens, the
+        first line with words in it (quotes around it dropped); the question itself when the model says nothing
+        usable (under 3 characters)."""
+        from cocina.worker.events import GenerationEnd, Tokens
+
+        await model.wait_loaded(self.config.load_timeout_s)
+        try:
+            ids = await model.encode(messages=[{"role": "user", "content": REWRITE_PROMPT.format(question=question)}])
+        except ValueError:
+            return question
+        params = GenerationOptions(max_tokens=32, temperature=0.0).to_params()
+        text = ""
+        async for ev in model.generate(ids, params, generation_id=new_id()):
+            if isinstance(ev, Tokens):
+                text += ev.text
+                if "\n" in text.lstrip():  # the first line with words is finished: that is the query
+                    break  # (leaving the iteration cancels the rest of the generation)
+            elif isinstance(ev, GenerationEnd):
+                break
+        query = first_line(text)
+        return query if len(query) >= 3 else question
 
     # ---- predictions
 
@@ -287,24 +393,49 @@ class Serving:
                         break
         return rec
 
-    async def events(self, prediction_id: str) -> AsyncIterator[PredictionEvent]:
+    async def events(self, prediction_id: str, *, late: bool = False) -> AsyncIterator[PredictionEvent]:
         """Every event of the prediction from its start, live, ending with `Completed` (replayed from the
         store when it is no longer in memory, and followed through the store when another server sharing it
-        runs the prediction: a client re-attaches to its stream by id at any replica)."""
+        runs the prediction: a client re-attaches to its stream by id at any replica).
+
+        `late`: a subscriber to a prediction already under way, as Cog replays one: at most the model's
+        `COG_STREAM_HISTORY_CAPACITY` past events. When more have happened, the stream is one
+        `ReplayTruncated` (how many were dropped); with a capacity of 0 nothing past is replayed, only what
+        happens from now on (a prediction that has ended gives its `Completed`)."""
         active = self.book.find(prediction_id)
         if active is not None:
-            async for ev in ModelRuntime.follow(active):
+            rec, past = active.record, active.events
+        else:
+            stored = self.store.get(prediction_id)
+            if stored is None:
+                return
+            rec, past = stored, replay(stored, self._iterator_output(stored))
+        start = 0
+        if late:
+            capacity = self._history_capacity(rec)
+            if capacity and len(past) > capacity:
+                yield ReplayTruncated(len(past) - capacity)
+                return
+            if capacity == 0:
+                start = len(past)
+                if past and isinstance(past[-1], Completed):
+                    start -= 1  # nothing more will happen: the subscriber still learns how it ended
+        if active is not None:
+            async for ev in ModelRuntime.follow(active, start):
                 yield ev
-            return
-        rec = self.store.get(prediction_id)
-        if rec is None:
             return
         if rec.status.is_terminal:
-            for ev in replay(rec, self._iterator_output(rec)):
+            for ev in past[start:]:
                 yield ev
             return
-        async for ev in self._follow_remote(rec):
+        # Another server sharing the store runs it: followed through the store (only what comes next, for a
+        # late subscriber that is replayed nothing).
+        async for ev in self._follow_remote(rec, skip_past=start > 0):
             yield ev
+
+    def _history_capacity(self, rec: PredictionRecord) -> int:
+        model = self.model_of(rec)
+        return model.stream_history_capacity if model is not None else DEFAULT_STREAM_HISTORY_CAPACITY
 
     async def _store_changes(self, prediction_id: str) -> AsyncGenerator[PredictionRecord, None]:
         """The prediction as stored, each time it may have changed: when the store says it was written
@@ -332,13 +463,18 @@ class Serving:
         finally:
             unwatch()
 
-    async def _follow_remote(self, rec: PredictionRecord) -> AsyncIterator[PredictionEvent]:
+    async def _follow_remote(self, rec: PredictionRecord, *, skip_past: bool = False) -> AsyncIterator[PredictionEvent]:
         """Events rebuilt from the stored record as its server writes it (logs and iterator output are flushed
-        every half second there): new log text and new output items, then the final output and `Completed`."""
+        every half second there): new log text and new output items, then the final output and `Completed`.
+        `skip_past`: only what happens after `rec` (a late subscriber replayed nothing)."""
         iterator = self._iterator_output(rec)
         started = False
         logs_sent = 0
         outputs_sent = 0
+        if skip_past:
+            started = rec.status is not PredictionStatus.STARTING
+            logs_sent = len(rec.logs)
+            outputs_sent = len(rec.output) if iterator and isinstance(rec.output, list) else 0
         current: PredictionRecord | None = rec
         changes = self._store_changes(rec.id)
         try:
@@ -382,9 +518,13 @@ class Serving:
         active.runtime.cancel(active, reason)
         return active.record
 
-    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
-        """Newest first, each as it stands (an active prediction's freshest state is in memory)."""
-        records = self.store.page(before_seq, limit, model=model)
+    def page(
+        self, before_seq: int | None, limit: int, *, kind: str | None = "prediction", **filters: str | None
+    ) -> list[PredictionRecord]:
+        """Newest first, each as it stands (an active prediction's freshest state is in memory); predictions
+        only unless `kind` says otherwise ("training"; None: both); `filters` are the store's (`model`,
+        `version`, `status`, `source`, `principal`)."""
+        records = self.store.page(before_seq, limit, kind=kind, **filters)
         return [self.get(r.id) or r for r in records]
 
     # ---- state
@@ -458,3 +598,12 @@ class Serving:
             except Exception:
                 log.exception("retention pass failed")
             await asyncio.sleep(period)
+
+
+def _weights_file(output: Any) -> Path | None:
+    """The file a training returned as its weights: the output itself, or its `weights` field."""
+    if isinstance(output, dict) and set(output) == {FILE_MARKER}:
+        return Path(str(output[FILE_MARKER]))
+    if isinstance(output, dict) and isinstance(output.get("weights"), dict):
+        return _weights_file(output["weights"])
+    return None

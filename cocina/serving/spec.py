@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from cocina.config import ConfigError, ProjectConfig, load_project
+from cocina.rag.prompt import RagConfig
 from cocina.serving.project import builtin_llm, resolve_project_model
 
 LLM_DEFAULT_MODEL = "cocina/demo"  # `cocina.llm.LLMPredictor.model`; a test checks they agree
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SKIP_DIRS = {".git", ".cocina", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".ruff_cache"}
+SKIP_DIRS = {".git", ".cocina", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".ruff_cache"}
 PROJECT_FILES = ("cocina.yaml", "cog.yaml")
 
 
@@ -63,6 +64,8 @@ class ModelSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     python: str | None = None  # the interpreter of the model's process (a pushed version's environment)
     pushed: bool = False  # a version of the hub (its model's default version is then its newest one)
+    mode: str = "predict"  # "train": the process runs the project's `train:` entry point (trainings)
+    rag: RagConfig | None = None  # retrieval-augmented generation for every request (`--rag`, docs/rag.md)
 
     @property
     def owner(self) -> str:
@@ -101,7 +104,7 @@ def version_id(root: Path) -> str:
         h.update(root.read_bytes())
         return h.hexdigest()
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if path.suffix == ".pyc":
@@ -214,6 +217,11 @@ def project_spec(
         raise SpecError(f"invalid engine option in {where}: {exc}") from None
     config = _engine_config(layers, f"`cocina: engine:` of {where}" if project.engine else where)
     model = resolve_project_model(project, llm, LLM_DEFAULT_MODEL, env=environ) if llm is not None else None
+    if project.rag is not None and llm is None:
+        raise SpecError(
+            f"{where}: rag: applies to language models (a predictor on cocina's engine, `cocina.llm`); a predictor "
+            "of its own can search an index with `cocina.rag.query`"
+        )
     return ModelSpec(
         name=name,
         version=version or version_id(root),
@@ -222,6 +230,7 @@ def project_spec(
         engine=EngineSpec(model, config),
         language_model=llm is not None,
         warm=warm,
+        rag=project.rag,
     )
 
 

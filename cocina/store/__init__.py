@@ -10,10 +10,12 @@ from cocina.store.migrate import migrate
 from cocina.store.open import is_store_url, open_store
 from cocina.store.records import (
     DeploymentRecord,
+    ExampleRecord,
     ModelRecord,
     PredictionRecord,
     PredictionStatus,
     ReleaseRecord,
+    ShareRecord,
     VersionRecord,
     utc_now,
 )
@@ -21,11 +23,13 @@ from cocina.store.sqlite import SQLiteStore
 
 __all__ = [
     "DeploymentRecord",
+    "ExampleRecord",
     "ModelRecord",
     "PredictionRecord",
     "PredictionStatus",
     "ReleaseRecord",
     "SQLiteStore",
+    "ShareRecord",
     "Store",
     "StoreError",
     "VersionRecord",

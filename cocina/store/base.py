@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from cocina.store.records import DeploymentRecord, ModelRecord, PredictionRecord, ReleaseRecord, VersionRecord
+from cocina.store.records import (
+    DeploymentRecord,
+    ExampleRecord,
+    ModelRecord,
+    PredictionRecord,
+    ReleaseRecord,
+    ShareRecord,
+    VersionRecord,
+)
 
 
 class StoreError(Exception):
@@ -28,8 +36,21 @@ class Store(Protocol):
 
     def get(self, prediction_id: str) -> PredictionRecord | None: ...
 
-    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
-        """Newest first; `before_seq` is the cursor (the `seq` of the last item of the previous page)."""
+    def page(
+        self,
+        before_seq: int | None,
+        limit: int,
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        status: str | None = None,
+        source: str | None = None,
+        principal: str | None = None,
+        kind: str | None = None,
+    ) -> list[PredictionRecord]:
+        """Newest first; `before_seq` is the cursor (the `seq` of the last item of the previous page). Each
+        other argument given keeps only the predictions with that value (the web page's history filters;
+        `kind`: only predictions or only trainings)."""
         ...
 
     def of_deployment(self, deployment: str, limit: int = 10_000) -> list[PredictionRecord]:
@@ -57,7 +78,8 @@ class Store(Protocol):
         ...
 
     def remove_data_before(self, completed_before: str) -> int:
-        """Retention: drop inputs and outputs of predictions completed before this timestamp; how many."""
+        """Retention: drop inputs and outputs of predictions completed before this timestamp; how many.
+        Predictions that are examples, or shared by a link still open, keep theirs (as on Replicate)."""
         ...
 
     def run_counts(self) -> dict[str, int]:
@@ -115,5 +137,40 @@ class Store(Protocol):
     def list_deployments(self, model: str | None = None) -> list[DeploymentRecord]: ...
 
     def delete_deployment(self, name: str) -> bool: ...
+
+    # ---- the web page: shares and examples
+
+    def put_share(self, share: ShareRecord) -> bool:
+        """Record a new share; False when its id or digest exists (nothing written)."""
+        ...
+
+    def get_share(self, share_id: str) -> ShareRecord | None: ...
+
+    def find_share(self, digest: str) -> ShareRecord | None:
+        """The share whose token has this SHA-256 digest (revoked and expired ones included)."""
+        ...
+
+    def list_shares(self, prediction_id: str) -> list[ShareRecord]:
+        """A prediction's shares, newest first (revoked and expired ones included)."""
+        ...
+
+    def revoke_share(self, share_id: str, when: str) -> bool:
+        """Mark a share revoked at `when`; False when there is no such share or it was revoked already."""
+        ...
+
+    def put_example(self, example: ExampleRecord) -> bool:
+        """Add a prediction to a model's examples (the only default one if `is_default`); False when it is one
+        already (nothing written)."""
+        ...
+
+    def list_examples(self, model: str) -> list[ExampleRecord]:
+        """A model's examples: the default first, then newest first."""
+        ...
+
+    def set_default_example(self, model: str, prediction_id: str) -> bool:
+        """Make this example the model's only default; False when it is not one of its examples."""
+        ...
+
+    def delete_example(self, model: str, prediction_id: str) -> bool: ...
 
     def close(self) -> None: ...

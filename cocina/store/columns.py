@@ -27,6 +27,11 @@ FIXED = (
     "webhook_events_filter",
     "deadline",
     "release",  # the deployment's release that routed it
+    "kind",  # prediction or training
+    "destination",  # a training's destination model
+    "context",  # the request's context
+    "sources",  # what retrieval cited
+    "retrieval",  # how retrieval ran
 )
 # Written by every update.
 MUTABLE = (
@@ -43,7 +48,9 @@ MUTABLE = (
     "lease_expires_at",
 )
 COLUMNS = FIXED + MUTABLE
-JSON_COLUMNS = frozenset({"input", "run_input", "output", "metrics", "webhook_events_filter"})
+JSON_COLUMNS = frozenset(
+    {"input", "run_input", "output", "metrics", "webhook_events_filter", "context", "sources", "retrieval"}
+)
 
 
 def encode(col: str, value: Any) -> Any:
@@ -70,4 +77,6 @@ def decode(row: tuple[Any, ...]) -> PredictionRecord:
     kwargs["metrics"] = kwargs["metrics"] or {}
     kwargs["webhook_events_filter"] = kwargs["webhook_events_filter"] or []
     kwargs["source"] = kwargs["source"] or "api"
+    kwargs["kind"] = kwargs["kind"] or "prediction"
+    kwargs["context"] = kwargs["context"] or {}
     return PredictionRecord(seq=seq, **kwargs)

@@ -1,4 +1,5 @@
-"""The records a store keeps: predictions (with their model, version, principal and lease) and model versions."""
+"""The records a store keeps: predictions (with their model, version, principal and lease), model versions, the
+hub's models and deployments, and the web page's shares and examples."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ class PredictionRecord:
     - `lease_owner` / `lease_expires_at` (epoch seconds): the server instance working on it and until when. The
       owner renews its leases while it lives; a prediction whose lease expired is reclaimed by whichever instance
       serves its model, so several models and several servers can share one store.
+    - `kind` is `prediction` or `training` (the version's `train` entry point ran; `destination` is the model
+      its trained version goes to); `context` is the request's context (Cog's `current_scope().context`), kept
+      for a re-run.
+    - `sources`: with retrieval-augmented generation, the passages put into the prompt, each
+      `{index, version, document, chunk, score, text, section?, page?}`; None without RAG.
+    - `retrieval`: with RAG, what was searched: `{index, version, query, rewritten, top_k, min_score}` (`query`
+      is the text embedded for the search: the question, or the model's rewriting of it when `rewritten`).
     """
 
     id: str
@@ -72,6 +80,11 @@ class PredictionRecord:
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     release: int | None = None  # the deployment's release that routed it
+    kind: str = "prediction"  # or "training"
+    destination: str | None = None  # a training's destination model
+    context: dict[str, str] = field(default_factory=dict)
+    sources: list[dict[str, Any]] | None = None  # retrieved passages the answer was given (RAG; docs/rag.md)
+    retrieval: dict[str, Any] | None = None  # what RAG searched for (the query, rewritten or not) and where
     seq: int = 0  # insertion order: the list cursor
 
 
@@ -127,3 +140,32 @@ class DeploymentRecord:
     model: str
     created_at: str = field(default_factory=utc_now)
     current_release: ReleaseRecord | None = None
+
+
+@dataclass
+class ShareRecord:
+    """A read-only link to one prediction (`/p/{token}`), never to "the latest output" of anything.
+
+    The token itself is never stored: `digest` is its SHA-256 (hex), so a copy of the store holds no working
+    link. `id` is a short public handle to list and revoke it by. A share past `expires_at` or with `revoked_at`
+    set opens nothing.
+    """
+
+    id: str
+    prediction_id: str
+    digest: str
+    created_at: str = field(default_factory=utc_now)
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    created_by: str | None = None  # the principal that shared it (None without keys)
+
+
+@dataclass
+class ExampleRecord:
+    """A prediction shown as an example of a model; the `is_default` one pre-fills the model page's form."""
+
+    model: str
+    prediction_id: str
+    is_default: bool = False
+    created_at: str = field(default_factory=utc_now)
+    created_by: str | None = None

@@ -21,11 +21,14 @@ from cocina.store.columns import COLUMNS, MUTABLE, decode, encode
 from cocina.store.migrate import migrate
 from cocina.store.records import (
     DeploymentRecord,
+    ExampleRecord,
     ModelRecord,
     PredictionRecord,
     PredictionStatus,
     ReleaseRecord,
+    ShareRecord,
     VersionRecord,
+    utc_now,
 )
 
 _SELECT = f"SELECT seq, {', '.join(COLUMNS)} FROM predictions"
@@ -92,15 +95,36 @@ class SQLiteStore:
             row = db.execute(f"{_SELECT} WHERE id = ?", (prediction_id,)).fetchone()
         return None if row is None else decode(row)
 
-    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
+    def page(
+        self,
+        before_seq: int | None,
+        limit: int,
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        status: str | None = None,
+        source: str | None = None,
+        principal: str | None = None,
+        kind: str | None = None,
+    ) -> list[PredictionRecord]:
         clauses: list[str] = []
         params: list[Any] = []
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
         if before_seq is not None:
             clauses.append("seq < ?")
             params.append(before_seq)
-        if model is not None:
-            clauses.append("model = ?")
-            params.append(model)
+        for column, value in (
+            ("model", model),
+            ("version", version),
+            ("status", status),
+            ("source", source),
+            ("principal", principal),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._locked() as db:
             rows = db.execute(f"{_SELECT}{where} ORDER BY seq DESC LIMIT ?", [*params, limit]).fetchall()
@@ -174,11 +198,15 @@ class SQLiteStore:
     # ---- retention and counts
 
     def remove_data_before(self, completed_before: str) -> int:
+        """Examples and predictions shared by a link still open keep their data (as Replicate keeps them)."""
         with self._locked() as db:
             cur = db.execute(
                 "UPDATE predictions SET input = NULL, run_input = NULL, output = NULL, data_removed = 1 "
-                "WHERE completed_at IS NOT NULL AND completed_at < ? AND data_removed = 0",
-                (completed_before,),
+                "WHERE completed_at IS NOT NULL AND completed_at < ? AND data_removed = 0 "
+                "AND id NOT IN (SELECT prediction_id FROM examples) "
+                "AND id NOT IN (SELECT prediction_id FROM shares WHERE revoked_at IS NULL "
+                "AND (expires_at IS NULL OR expires_at > ?))",
+                (completed_before, utc_now()),
             )
         return cur.rowcount
 
@@ -365,4 +393,111 @@ class SQLiteStore:
         with self._locked() as db:
             db.execute("DELETE FROM releases WHERE deployment = ?", (name,))
             cur = db.execute("DELETE FROM deployments WHERE name = ?", (name,))
+        return cur.rowcount > 0
+
+    # ---- the web page: shares and examples
+
+    _SHARE = "SELECT id, prediction_id, digest, created_at, expires_at, revoked_at, created_by FROM shares"
+
+    def put_share(self, share: ShareRecord) -> bool:
+        try:
+            with self._locked() as db:
+                db.execute(
+                    "INSERT INTO shares (id, prediction_id, digest, created_at, expires_at, revoked_at, created_by) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        share.id,
+                        share.prediction_id,
+                        share.digest,
+                        share.created_at,
+                        share.expires_at,
+                        share.revoked_at,
+                        share.created_by,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def get_share(self, share_id: str) -> ShareRecord | None:
+        with self._locked() as db:
+            row = db.execute(f"{self._SHARE} WHERE id = ?", (share_id,)).fetchone()
+        return None if row is None else ShareRecord(*row)
+
+    def find_share(self, digest: str) -> ShareRecord | None:
+        with self._locked() as db:
+            row = db.execute(f"{self._SHARE} WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else ShareRecord(*row)
+
+    def list_shares(self, prediction_id: str) -> list[ShareRecord]:
+        with self._locked() as db:
+            rows = db.execute(
+                f"{self._SHARE} WHERE prediction_id = ? ORDER BY created_at DESC, rowid DESC", (prediction_id,)
+            ).fetchall()
+        return [ShareRecord(*r) for r in rows]
+
+    def revoke_share(self, share_id: str, when: str) -> bool:
+        with self._locked() as db:
+            cur = db.execute("UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (when, share_id))
+        return cur.rowcount > 0
+
+    _EXAMPLE = "SELECT model, prediction_id, is_default, created_at, created_by FROM examples"
+
+    @staticmethod
+    def _example(row: tuple[Any, ...]) -> ExampleRecord:
+        return ExampleRecord(row[0], row[1], bool(row[2]), row[3], row[4])
+
+    def put_example(self, example: ExampleRecord) -> bool:
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if example.is_default:
+                    db.execute("UPDATE examples SET is_default = 0 WHERE model = ?", (example.model,))
+                db.execute(
+                    "INSERT INTO examples (model, prediction_id, is_default, created_at, created_by) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        example.model,
+                        example.prediction_id,
+                        int(example.is_default),
+                        example.created_at,
+                        example.created_by,
+                    ),
+                )
+                db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                db.execute("ROLLBACK")
+                return False
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return True
+
+    def list_examples(self, model: str) -> list[ExampleRecord]:
+        with self._locked() as db:
+            rows = db.execute(
+                f"{self._EXAMPLE} WHERE model = ? ORDER BY is_default DESC, created_at DESC, rowid DESC", (model,)
+            ).fetchall()
+        return [self._example(r) for r in rows]
+
+    def set_default_example(self, model: str, prediction_id: str) -> bool:
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                found = db.execute(
+                    "SELECT 1 FROM examples WHERE model = ? AND prediction_id = ?", (model, prediction_id)
+                ).fetchone()
+                if found is not None:
+                    db.execute(
+                        "UPDATE examples SET is_default = (prediction_id = ?) WHERE model = ?", (prediction_id, model)
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return found is not None
+
+    def delete_example(self, model: str, prediction_id: str) -> bool:
+        with self._locked() as db:
+            cur = db.execute("DELETE FROM examples WHERE model = ? AND prediction_id = ?", (model, prediction_id))
         return cur.rowcount > 0

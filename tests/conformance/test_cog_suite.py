@@ -14,7 +14,7 @@ import pytest
 from conformance.suite import SUITE_ENV, default_suite_dir, format_report, run_suite
 
 # Passing tests of the suite, at least (of 142 applicable). Raise it when more pass; never lower it to make CI pass.
-MIN_PASSED = 107
+MIN_PASSED = 137
 JOBS = int(os.environ.get("COCINA_COG_SUITE_JOBS", "4"))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cocina.hub import Hub
 from cocina.server.config import ServerConfig
 from cocina.server.serve import CocinaServer, build_server
 from cocina.serving import ModelSpec, Serving, ServingConfig
@@ -121,12 +122,13 @@ def start_server(
     public_metrics: bool = False,
     max_body_bytes: int = 16 * 2**20,
     drain_grace_s: float = 2.0,
-    hub: bool = False,
+    hub: bool | Hub = False,
     **serving: Any,
 ) -> LiveServer:
     """A server for `specs` (default: the echo project as `acme/echo`, warm); waits until Cog's health says
-    `wait` (None: does not wait). With `hub`, it has a hub in `data_dir/hub` (environments built offline, from
-    `data_dir/wheels` only) and serves its pushed models."""
+    `wait` (None: does not wait). With `hub=True`, it has a hub in `data_dir/hub` (environments built offline, from
+    `data_dir/wheels` only) and serves its pushed models; a `Hub` given is served as it is (its store must be
+    `store`)."""
     sock = free_socket()
     port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
@@ -134,9 +136,8 @@ def start_server(
         specs = [] if hub else [echo_spec(warm=True)]
     if specs:
         specs = [s.replace(warm=True) if s.name == (default or specs[0].name) else s for s in specs]
-    the_hub = None
-    if hub:
-        from cocina.hub import Hub
+    the_hub = hub if isinstance(hub, Hub) else None
+    if hub is True:
         from cocina.hub.envs import EnvironmentBuilder
         from cocina.store import SQLiteStore
 

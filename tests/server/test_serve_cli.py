@@ -24,6 +24,7 @@ import replicate
 
 from cocina.config import load_project
 from cocina.serving.project import BuiltinLLM, builtin_llm, resolve_project_model
+from tests.server.conftest import ECHO
 from tests.server.test_metrics import value
 
 pytest.importorskip("torch")
@@ -338,6 +339,21 @@ def test_serve_rejects_a_bad_engine_flag_at_once(tiny_model: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "cocina serve: --quantize must be one of none, int8, bnb8, bnb4; got 'int4'"
+
+
+def test_serve_rejects_an_upload_url_that_is_not_http(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cocina.cli", "serve", str(ECHO), "--upload-url", "s3://bucket/outputs/"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COCINA_HOME": str(tmp_path / "home")},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "cocina serve: --upload-url s3://bucket/outputs/: not an http(s) URL (e.g. https://uploads.example.com/outputs/)"
+    )
+    assert not (tmp_path / "home").exists()  # refused before anything was written
 
 
 # ---- several models in one server ---------------------------------------------------------------------------

@@ -72,6 +72,8 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(where: str) -> N
     old = store.get("old")
     assert old is not None and old.input == {"text": "x"} and old.metrics == {"predict_time": 1}
     assert old.model is None and old.source == "api" and old.lease_owner is None
+    assert old.kind == "prediction" and old.destination is None and old.context == {}
+    assert old.sources is None and old.retrieval is None and old.release is None
     assert store.adopt_unowned("acme/echo") == 1
     assert store.get("old").model == "acme/echo"  # type: ignore[union-attr]
     store.insert(_rec("new"))
@@ -103,6 +105,26 @@ def test_page_newest_first_by_model(store: Store) -> None:
     assert [r.id for r in first] == ["p4", "p2"]
     assert [r.id for r in store.page(first[-1].seq, 2, model="acme/b")] == ["p0"]
     assert store.run_counts() == {"acme/a": 2, "acme/b": 3}
+
+
+def test_trainings_and_request_context(store: Store) -> None:
+    store.insert(_rec("p", context={"api_token": "t", "region": "eu"}))
+    store.insert(_rec("t", kind="training", destination="acme/tuned"))
+    got = store.get("p")
+    assert got is not None and got.kind == "prediction" and got.context == {"api_token": "t", "region": "eu"}
+    trained = store.get("t")
+    assert trained is not None and trained.kind == "training" and trained.destination == "acme/tuned"
+    assert [r.id for r in store.page(None, 10, kind="training")] == ["t"]
+    assert [r.id for r in store.page(None, 10, kind="prediction")] == ["p"]
+    assert [r.id for r in store.page(None, 10)] == ["t", "p"]
+
+
+def test_retrieval_sources_are_kept(store: Store) -> None:
+    sources = [{"index": "docs", "version": 2, "document": "a.md", "chunk": 0, "score": 0.8, "text": "ñ"}]
+    retrieval = {"index": "docs", "version": 2, "query": "q", "rewritten": False, "top_k": 4, "min_score": None}
+    store.insert(_rec("r", sources=sources, retrieval=retrieval))
+    got = store.get("r")
+    assert got is not None and got.sources == sources and got.retrieval == retrieval
 
 
 def test_updates_are_fenced_by_the_lease(store: Store) -> None:

@@ -1,4 +1,4 @@
-"""Cog's `PredictionResponse` of a prediction record."""
+"""Cog's `PredictionResponse` of a prediction record (responses, SSE `start`/`completed`, webhooks)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,13 @@ def cog_prediction(rec: PredictionRecord) -> dict[str, Any]:
         "created_at": rec.created_at,
         "started_at": rec.started_at,
         "completed_at": rec.completed_at,
-        "metrics": {k: v for k, v in rec.metrics.items() if k == "predict_time"},
+        # What the predictor recorded and `predict_time`, as Cog's; `total_time` is Replicate's (the queue too).
+        "metrics": {k: v for k, v in rec.metrics.items() if k != "total_time"},
     }
+    if rec.sources is not None:
+        body["sources"] = rec.sources  # cocina's: the passages of retrieval-augmented generation
+    if rec.retrieval is not None:
+        body["retrieval"] = rec.retrieval
     if rec.webhook:
         body["webhook"] = rec.webhook
         body["webhook_events_filter"] = rec.webhook_events_filter or ["start", "output", "logs", "completed"]

@@ -2,8 +2,11 @@
 
 `/`, `/health-check`, `/openapi.json`, `POST /predictions`, idempotent `PUT /predictions/{id}`,
 `POST /predictions/{id}/cancel`, `POST /shutdown`. `Prefer: respond-async` answers 202 at once; `Accept:
-text/event-stream` streams `start`, `log`, `output` and `completed` events; otherwise the request waits for the
-result. Every prediction goes through serving's one admission function.
+text/event-stream` (for a predictor marked `@streaming`, else 406) streams `start`, `log`, `output`, `metric`
+and `completed` events — a `PUT` of a prediction that exists subscribes to it, replaying what it kept of its
+history (`COG_STREAM_HISTORY_CAPACITY`); otherwise the request waits for the result. The request's `context`
+reaches the predictor (`current_scope().context`). Every prediction goes through serving's one admission
+function. `/health-check` runs the predictor's own `healthcheck()` once the model is ready.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from cocina.server.cog.render import cog_prediction
 from cocina.server.errors import NotFound, RequestInvalid
 from cocina.server.state import serving_of
 from cocina.serving import AdmissionRequest, ModelState, ServerState, Serving
-from cocina.serving.events import Completed, LogChunk, OutputChunk, Started
+from cocina.serving.errors import ServingError
+from cocina.serving.events import Completed, LogChunk, MetricChunk, OutputChunk, ReplayTruncated, Started
 
 router = APIRouter()
 
@@ -35,6 +39,7 @@ class CogPredictionRequest(pydantic.BaseModel):
 
     id: str | None = pydantic.Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
     input: dict[str, Any] = pydantic.Field(default_factory=dict)
+    context: dict[pydantic.StrictStr, pydantic.StrictStr] = pydantic.Field(default_factory=dict)
     webhook: pydantic.AnyHttpUrl | None = None
     webhook_events_filter: list[WebhookEvent] | None = None
 
@@ -52,8 +57,10 @@ async def index() -> dict[str, Any]:
     }
 
 
-def cog_health(serving: Serving) -> dict[str, Any]:
-    """Cog's `/health-check` body: the default model's state and its last setup."""
+async def cog_health(serving: Serving) -> dict[str, Any]:
+    """Cog's `/health-check` body: the default model's state and its last setup; when it is ready (busy or
+    not), the predictor's own `healthcheck()` runs (every time: one call may pass and the next fail), and a
+    failing one makes it `UNHEALTHY` with `user_healthcheck_error`."""
     runtime = serving.models.default
     model = runtime.model
     if serving.state is ServerState.STOPPED:
@@ -74,12 +81,21 @@ def cog_health(serving: Serving) -> dict[str, Any]:
             "status": model.setup.status,
             "logs": model.setup.logs,
         }
-    return {"status": status, "setup": setup}
+    body: dict[str, Any] = {"status": status, "setup": setup}
+    if status in ("READY", "BUSY") and serving.state is ServerState.READY:
+        try:
+            error = await model.healthcheck()
+        except ServingError:
+            error = None  # the process went away meanwhile: the next check sees the model loading again
+        if error is not None:
+            body["status"] = "UNHEALTHY"
+            body["user_healthcheck_error"] = error
+    return body
 
 
 @router.get("/health-check")
 async def health_check(request: Request) -> dict[str, Any]:
-    return cog_health(serving_of(request))
+    return await cog_health(serving_of(request))
 
 
 @router.get("/openapi.json", include_in_schema=False)
@@ -135,6 +151,7 @@ def _check_path_id(prediction_id: str) -> None:
 
 async def _predict(request: Request, body: CogPredictionRequest, prediction_id: str | None) -> Response:
     serving = serving_of(request)
+    stream = accepts_event_stream(request)
     admitted = await serving.admit(
         AdmissionRequest(
             surface="cog",
@@ -142,12 +159,16 @@ async def _predict(request: Request, body: CogPredictionRequest, prediction_id: 
             prediction_id=prediction_id,
             webhook=str(body.webhook) if body.webhook else None,
             webhook_events_filter=list(body.webhook_events_filter or []),
+            context=dict(body.context),
+            require_streaming=stream,
         )
     )
     rec = admitted.record
-    if accepts_event_stream(request):
+    if stream:
         return StreamingResponse(
-            _sse(serving, rec.id), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+            _sse(serving, rec.id, late=not admitted.created),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store"},
         )
     if "respond-async" in prefer_tokens(request):
         return JSONResponse(cog_prediction(rec), status_code=202)
@@ -156,8 +177,10 @@ async def _predict(request: Request, body: CogPredictionRequest, prediction_id: 
     return JSONResponse(cog_prediction(final), status_code=200)
 
 
-async def _sse(serving: Serving, prediction_id: str) -> AsyncIterator[bytes]:
-    async for ev in serving.events(prediction_id):
+async def _sse(serving: Serving, prediction_id: str, *, late: bool) -> AsyncIterator[bytes]:
+    """Cog's events; `late`: a subscriber to a prediction that exists already (a history replay that was cut
+    short is one `error` event saying how many events were dropped, as Cog's)."""
+    async for ev in serving.events(prediction_id, late=late):
         if isinstance(ev, Started | Completed):
             rec = serving.get(prediction_id)
             name = "start" if isinstance(ev, Started) else "completed"
@@ -166,3 +189,8 @@ async def _sse(serving: Serving, prediction_id: str) -> AsyncIterator[bytes]:
             yield sse_event("log", dumps({"data": ev.data, "source": ev.source}))
         elif isinstance(ev, OutputChunk):
             yield sse_event("output", dumps({"chunk": ev.value, "index": ev.index}))
+        elif isinstance(ev, MetricChunk):
+            yield sse_event("metric", dumps({"name": ev.name, "value": ev.value, "mode": ev.mode}))
+        elif isinstance(ev, ReplayTruncated):
+            body = {"error": "SSE stream replay truncated; events were dropped", "skipped": ev.skipped}
+            yield sse_event("error", dumps(body))

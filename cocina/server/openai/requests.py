@@ -31,6 +31,9 @@ class Sampling(pydantic.BaseModel):
     frequency_penalty: float | None = pydantic.Field(default=None, ge=-2, le=2)
     user: str | None = None
     ignore_eos: bool = False  # vLLM's extension: generate exactly max_tokens (benchmarks rely on it)
+    # cocina's extension: retrieval-augmented generation for this request, `{"index", "top_k", "min_score",
+    # "rewrite"}` or an index name (docs/rag.md); checked by serving (`parse_rag`)
+    rag: dict[str, Any] | str | None = None
 
     @pydantic.field_validator("stop")
     @classmethod

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from cocina.rag import augment_question
 from cocina.server.bodies import dumps, parse_body
 from cocina.server.errors import BadRequest, GenerationFailed
 from cocina.server.openai.requests import MAX_CHOICES, ChatMessage, ChatRequest, CompletionRequest, Sampling
@@ -29,6 +30,7 @@ from cocina.serving import AdmissionRequest, CancelReason, ServedModel, Serving
 from cocina.serving.errors import ContextLengthExceeded, InvalidRequest, ShuttingDown
 from cocina.serving.events import ChoiceFinished, Completed, TokenChunk, TokenLogprob
 from cocina.serving.jobs import Choice, GenerationJob, GenerationOptions
+from cocina.serving.retrieval import parse_rag
 from cocina.store import PredictionStatus
 
 router = APIRouter(prefix="/v1")
@@ -146,6 +148,15 @@ def _chat_logprobs(lps: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> dict[s
     }
 
 
+def _with_sources(obj: dict[str, Any], req: AdmissionRequest) -> dict[str, Any]:
+    """cocina's `sources` and `retrieval` fields (retrieval-augmented generation): the passages the prompt was
+    given, and what was searched for them."""
+    if req.retrieval is not None:
+        obj["sources"] = [p.source() for p in req.passages]
+        obj["retrieval"] = req.retrieval.record()
+    return obj
+
+
 def _completion_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool) -> dict[str, Any]:
     return {
         **base,
@@ -182,18 +193,23 @@ def _chat_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool) 
 # ---- answering ---------------------------------------------------------------------------------------------
 
 
-async def _admit(request: Request, body: Sampling, rid: str, plan: Callable[[ServedModel], Any]) -> GenerationJob:
-    serving = serving_of(request)
-    admitted = await serving.admit(
-        AdmissionRequest(
-            surface="openai",
-            input={"path": request.url.path, **body.model_dump(mode="json", exclude_unset=True)},
-            model=body.model,
-            model_field="model",
-            generation=plan,
-            prediction_id=rid,
-        )
+def _request(
+    request: Request, body: Sampling, rid: str, plan: Callable[[ServedModel], Any], question: str | None
+) -> AdmissionRequest:
+    return AdmissionRequest(
+        surface="openai",
+        input={"path": request.url.path, **body.model_dump(mode="json", exclude_unset=True)},
+        model=body.model,
+        model_field="model",
+        generation=plan,
+        prediction_id=rid,
+        rag=parse_rag(body.rag) if body.rag is not None else None,
+        question=question,
     )
+
+
+async def _admit(request: Request, req: AdmissionRequest) -> GenerationJob:
+    admitted = await serving_of(request).admit(req)
     assert admitted.active is not None and isinstance(admitted.active.job, GenerationJob)
     return admitted.active.job
 
@@ -275,9 +291,11 @@ async def completions(request: Request) -> Response:
     rid = f"cmpl-{uuid.uuid4().hex}"
     base = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": body.model}
     limit = serving.config.max_tokens_limit
+    question = body.prompt if isinstance(body.prompt, str) else None  # RAG searches for a single text prompt
 
     async def plan(model: ServedModel) -> GenerationJob:
-        prompts = await _completion_prompts(model, body.prompt)
+        prompt = augment_question(body.prompt, req.passages) if isinstance(body.prompt, str) else body.prompt
+        prompts = await _completion_prompts(model, prompt)
         if len(prompts) * body.n > MAX_CHOICES:
             raise InvalidRequest(
                 f"{len(prompts)} prompts x n={body.n} is more than {MAX_CHOICES} completions in one request.",
@@ -288,9 +306,12 @@ async def completions(request: Request) -> Response:
             max_tokens = _max_tokens(model, limit, body.max_tokens, 16, len(ids), "prompt")
             for j in range(body.n):
                 choices.append(Choice(p_i * body.n + j, ids, _options(body, max_tokens, body.logprobs, j)))
-        return GenerationJob(choices, lambda job: _completion_result(base, job, body.logprobs is not None))
+        return GenerationJob(
+            choices, lambda job: _with_sources(_completion_result(base, job, body.logprobs is not None), req)
+        )
 
-    job = await _admit(request, body, rid, plan)
+    req = _request(request, body, rid, plan, question)
+    job = await _admit(request, req)
     if not body.stream:
         return await _answer(request, serving, rid)
     offsets = {c.index: 0 for c in job.choices}
@@ -312,7 +333,8 @@ async def completions(request: Request) -> Response:
         return chunk
 
     usage = {**base, "choices": []} if body.include_usage else None
-    return _stream(serving, rid, job, render, [], usage)
+    head = [_with_sources({**base, "choices": []}, req)] if "sources" in _with_sources({}, req) else []
+    return _stream(serving, rid, job, render, head, usage)
 
 
 # ---- /v1/chat/completions ----------------------------------------------------------------------------------
@@ -338,16 +360,24 @@ async def chat_completions(request: Request) -> Response:
     limit = serving.config.max_tokens_limit
     top = (body.top_logprobs or 0) if body.logprobs else None
 
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    question = messages[users[-1]]["content"] if users else None
+
     async def plan(model: ServedModel) -> GenerationJob:
-        ids = await _encode(model, messages=messages)
+        conversation = messages
+        if req.passages and users:
+            conversation = [dict(m) for m in messages]
+            conversation[users[-1]]["content"] = augment_question(str(question), req.passages)
+        ids = await _encode(model, messages=conversation)
         if not ids:
             raise InvalidRequest("The messages make an empty prompt.", param="messages")
         asked = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         max_tokens = _max_tokens(model, limit, asked, None, len(ids), "messages")
         choices = [Choice(j, ids, _options(body, max_tokens, top, j)) for j in range(body.n)]
-        return GenerationJob(choices, lambda job: _chat_result(base, job, body.logprobs))
+        return GenerationJob(choices, lambda job: _with_sources(_chat_result(base, job, body.logprobs), req))
 
-    job = await _admit(request, body, rid, plan)
+    req = _request(request, body, rid, plan, question)
+    job = await _admit(request, req)
     if not body.stream:
         return await _answer(request, serving, rid)
 
@@ -367,5 +397,6 @@ async def chat_completions(request: Request) -> Response:
 
     role = {"role": "assistant", "content": ""}
     head = [chunk([{"index": c.index, "delta": role, "logprobs": None, "finish_reason": None}]) for c in job.choices]
+    _with_sources(head[0], req)  # the first chunk carries the sources
     usage = {**base, "choices": []} if body.include_usage else None
     return _stream(serving, rid, job, render, head, usage)

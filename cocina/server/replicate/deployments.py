@@ -1,6 +1,8 @@
 """Replicate's deployments (`deployments.get/list/create/update/delete` of the official client), with cocina's
 weighted releases: `versions: [{"version", "weight"}]` splits the traffic (sticky by the caller's key), every
-change is a new numbered release, and `POST .../rollback` makes a release that routes as an earlier one did."""
+change is a new numbered release, and `POST .../rollback` makes a release that routes as an earlier one did.
+A release may carry retrieval options, `rag: {index, top_k, min_score, rewrite}` (or an index name): every
+prediction through it answers from that index (docs/rag.md); `"rag": null` in an update drops them."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from starlette.responses import JSONResponse, Response
 
 from cocina.hub.compare import MAX_EXAMPLES, example_of, run_compare
 from cocina.hub.deployments import Split
+from cocina.hub.hub import KEEP
 from cocina.hub.objects import deployment_object, release_object
 from cocina.server.bodies import parse_body
 from cocina.server.errors import BadRequest, RequestInvalid
 from cocina.server.replicate.ndjson import Emit, ndjson_response, wants_ndjson
 from cocina.server.state import hub_of, serving_of
+from cocina.serving.retrieval import parse_rag
 
 router = APIRouter(prefix="/v1")
 
@@ -36,6 +40,7 @@ class DeploymentCreate(pydantic.BaseModel):
     hardware: str | None = None
     min_instances: int = 0
     max_instances: int = 1
+    rag: Any = None  # cocina's: the release's retrieval options, checked by `parse_rag` (its own messages)
 
 
 class DeploymentUpdate(pydantic.BaseModel):
@@ -46,6 +51,7 @@ class DeploymentUpdate(pydantic.BaseModel):
     hardware: str | None = None
     min_instances: int | None = None
     max_instances: int | None = None
+    rag: Any = None  # absent: kept; null or false: dropped; else checked by `parse_rag`
 
 
 class Rollback(pydantic.BaseModel):
@@ -80,7 +86,12 @@ async def create_deployment(request: Request) -> Response:
     if splits is None:
         raise BadRequest("a deployment needs `version` or `versions`", param="version")
     record = hub_of(request).create_deployment(
-        name, body.model, splits, min_instances=body.min_instances, max_instances=body.max_instances
+        name,
+        body.model,
+        splits,
+        min_instances=body.min_instances,
+        max_instances=body.max_instances,
+        rag=parse_rag(body.rag),
     )
     return JSONResponse(deployment_object(record), status_code=201)
 
@@ -98,6 +109,7 @@ async def update_deployment(request: Request, owner: str, name: str) -> dict[str
         splits=_splits(body.version, body.versions),
         min_instances=body.min_instances,
         max_instances=body.max_instances,
+        rag=parse_rag(body.rag) if "rag" in body.model_fields_set else KEEP,
     )
     return deployment_object(record)
 

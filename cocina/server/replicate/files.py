@@ -59,7 +59,7 @@ async def get_file(request: Request, file_id: str) -> dict[str, Any]:
     return obj
 
 
-@router.get("/files/{file_id}/download")
+@router.api_route("/files/{file_id}/download", methods=["GET", "HEAD"])  # HEAD: a page asks the type
 async def download_file(request: Request, file_id: str) -> Response:
     files = serving_of(request).files
     obj = files.get(file_id)

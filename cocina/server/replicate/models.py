@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
@@ -22,10 +23,12 @@ from cocina.hub.objects import version_object
 from cocina.server.bodies import parse_body
 from cocina.server.errors import NotFound, RequestInvalid
 from cocina.server.replicate.ndjson import Emit, ndjson_response, wants_ndjson
+from cocina.server.replicate.render import replicate_prediction
 from cocina.server.replicate.render import version_object as served_version
 from cocina.server.state import base_url, hub_of, serving_of
 from cocina.serving import ServedModel, Serving
 from cocina.serving.errors import ModelUnavailable
+from cocina.store import PredictionRecord
 
 router = APIRouter(prefix="/v1")
 
@@ -57,17 +60,17 @@ def _served(serving: Serving, name: str) -> ServedModel | None:
     return runtime.model if runtime is not None else None
 
 
-async def _with_schema(serving: Serving, model: ServedModel) -> ServedModel:
+async def _with_schema(serving: Serving, model: ServedModel, wait_s: float = SCHEMA_WAIT_S) -> ServedModel:
     """The model, its schema learnt first if it never loaded (clients read a version's schema to know the
     output's shape)."""
-    if model.schema is None:
+    if model.schema is None and wait_s > 0:
         # Else shown with an empty schema; /health-check and the prediction errors say why.
         with contextlib.suppress(ModelUnavailable):
-            await model.wait_schema(min(SCHEMA_WAIT_S, serving.config.load_timeout_s))
+            await model.wait_schema(min(wait_s, serving.config.load_timeout_s))
     return model
 
 
-def _names(request: Request) -> list[str]:
+def model_names(request: Request) -> list[str]:
     """Every model's name: the served ones, then the hub's."""
     names = list(serving_of(request).models.by_name)
     hub = _hub(request)
@@ -76,7 +79,19 @@ def _names(request: Request) -> list[str]:
     return names
 
 
-async def _model_object(request: Request, name: str, counts: dict[str, int]) -> dict[str, Any]:
+def default_example(request: Request, name: str) -> PredictionRecord | None:
+    """The model's default example (the prediction that pre-fills its page's form), if it has one."""
+    for example in serving_of(request).store.list_examples(name):
+        if example.is_default:
+            return serving_of(request).get(example.prediction_id)
+    return None
+
+
+async def model_object(
+    request: Request, name: str, counts: dict[str, int], *, schema_wait_s: float = SCHEMA_WAIT_S
+) -> dict[str, Any]:
+    """Replicate's model object; `schema_wait_s` 0 leaves a never-loaded served model's schema empty rather
+    than loading it to learn it (the hub's index page)."""
     serving = serving_of(request)
     hub = _hub(request)
     record = hub.store.get_model(name) if hub is not None else None
@@ -88,9 +103,10 @@ async def _model_object(request: Request, name: str, counts: dict[str, int]) -> 
     if pushed:
         latest = version_object(pushed[0])
     elif served is not None:
-        latest = served_version(await _with_schema(serving, served))
+        latest = served_version(await _with_schema(serving, served, schema_wait_s))
     else:
         latest = None
+    example = default_example(request, name)
     body = {
         "url": f"{base_url(request)}/v1/models/{name}",
         "owner": owner,
@@ -102,7 +118,7 @@ async def _model_object(request: Request, name: str, counts: dict[str, int]) -> 
         "license_url": None,
         "run_count": counts.get(name, 0),
         "cover_image_url": None,
-        "default_example": None,
+        "default_example": replicate_prediction(example, base_url(request)) if example is not None else None,
         "latest_version": latest,
     }
     return body
@@ -114,7 +130,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     clients call this path."""
     serving = serving_of(request)
     counts = serving.run_counts()
-    results = [await _model_object(request, name, counts) for name in _names(request)]
+    results = [await model_object(request, name, counts) for name in model_names(request)]
     data = []
     for rt in serving.models.language_models():
         created = int(datetime.fromisoformat(rt.model.version_created_at).timestamp())
@@ -129,12 +145,12 @@ async def create_model(request: Request) -> Response:
     record = hub_of(request).create_model(
         f"{body.owner}/{body.name}", description=body.description, visibility=body.visibility
     )
-    return JSONResponse(await _model_object(request, record.name, {}), status_code=201)
+    return JSONResponse(await model_object(request, record.name, {}), status_code=201)
 
 
 @router.get("/models/{owner}/{name}")
 async def get_model(request: Request, owner: str, name: str) -> dict[str, Any]:
-    return await _model_object(request, f"{owner}/{name}", serving_of(request).run_counts())
+    return await model_object(request, f"{owner}/{name}", serving_of(request).run_counts())
 
 
 @router.delete("/models/{owner}/{name}")
@@ -143,18 +159,86 @@ async def delete_model(request: Request, owner: str, name: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/models/{owner}/{name}/versions")
-async def list_versions(request: Request, owner: str, name: str) -> dict[str, Any]:
-    """Newest first: the pushed versions, and the one the server was started with."""
-    full = f"{owner}/{name}"
+async def version_objects(request: Request, full: str, *, schema_wait_s: float = SCHEMA_WAIT_S) -> list[dict[str, Any]]:
+    """A model's versions, newest first: the pushed ones, and the one the server was started with (last)."""
     hub = _hub(request)
     results = [version_object(v) for v in (hub.store.list_versions(full, pushed_only=True) if hub else [])]
     served = _served(serving_of(request), full)
     if served is not None and served.version not in {r["id"] for r in results}:
-        results.append(served_version(await _with_schema(serving_of(request), served)))
+        results.append(served_version(await _with_schema(serving_of(request), served, schema_wait_s)))
     if not results and (hub is None or hub.store.get_model(full) is None):
         raise NotFound(f"Model {full} not found.")
+    return results
+
+
+@router.get("/models/{owner}/{name}/versions")
+async def list_versions(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """Newest first: the pushed versions, and the one the server was started with."""
+    return {"next": None, "previous": None, "results": await version_objects(request, f"{owner}/{name}")}
+
+
+@router.get("/models/{owner}/{name}/examples")
+async def list_examples(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """The model's examples (predictions), the default first (Replicate's `models.examples`)."""
+    full = f"{owner}/{name}"
+    if full not in model_names(request):
+        raise NotFound(f"Model {full} not found.")
+    serving = serving_of(request)
+    base = base_url(request)
+    results = []
+    for example in serving.store.list_examples(full):
+        rec = serving.get(example.prediction_id)
+        if rec is not None:
+            results.append(replicate_prediction(rec, base))
     return {"next": None, "previous": None, "results": results}
+
+
+@router.get("/models/{owner}/{name}/readme")
+async def get_readme(request: Request, owner: str, name: str) -> Response:
+    """The model's README.md as Markdown text (Replicate's `models.readme`); 404 when it has none."""
+    text = readme_of(request, f"{owner}/{name}")
+    if text is None:
+        raise NotFound(f"Model {owner}/{name} has no README.")
+    return Response(text, media_type="text/markdown; charset=utf-8")
+
+
+def readme_of(request: Request, full: str, version: str | None = None) -> str | None:
+    """The README.md of a version's project (default: the model's default version), or of its weights'
+    directory for a language model given by path."""
+    serving = serving_of(request)
+    spec = None
+    for (n, v), rt in serving.models.runtimes.items():
+        if n == full and (version is None or v == version):
+            spec = rt.model.spec
+            if version is not None or serving.models.by_name.get(full) is rt:
+                break
+    hub = _hub(request)
+    if spec is None and hub is not None:
+        spec = hub.find(full, version)
+    if spec is None:
+        if full not in model_names(request):
+            raise NotFound(f"Model {full} not found.")
+        return None
+    directories = [spec.project.root]
+    if spec.engine is not None and spec.engine.model:
+        directories.append(Path(spec.engine.model))
+    return read_readme(directories)
+
+
+MAX_README_BYTES = 512 * 1024  # a longer README is cut (a model page weighs at most 150 KB)
+
+
+def read_readme(directories: list[Path]) -> str | None:
+    """The first `README.md` (any case) found in `directories`, as text."""
+    for directory in directories:
+        try:
+            candidates = sorted(p for p in directory.iterdir() if p.name.lower() == "readme.md" and p.is_file())
+            for path in candidates:
+                with path.open("rb") as f:
+                    return f.read(MAX_README_BYTES).decode("utf-8", errors="replace")
+        except OSError:
+            continue
+    return None
 
 
 @router.get("/models/{owner}/{name}/versions/{version_id}")

@@ -72,7 +72,9 @@ async def _create(
     field: str,
     *,
     deployment: str | None = None,
+    source: str = "api",
 ) -> Response:
+    """Admit the prediction and answer it (after `Prefer: wait`); `source` is `web` for the model page's."""
     serving = serving_of(request)
     deadline = None
     cancel_after = request.headers.get("cancel-after")
@@ -100,6 +102,7 @@ async def _create(
             webhook=str(webhook) if webhook else None,
             webhook_events_filter=list(events or []),
             deadline=deadline,
+            source=source,
         )
     )
     rec = admitted.record

@@ -1,4 +1,4 @@
-"""Replicate's objects: predictions, models and versions."""
+"""Replicate's objects: predictions, trainings, models and versions."""
 
 from __future__ import annotations
 
@@ -28,12 +28,26 @@ def replicate_prediction(rec: PredictionRecord, base_url: str) -> dict[str, Any]
         "started_at": rec.started_at,
         "completed_at": rec.completed_at,
         "metrics": dict(rec.metrics),
+        **({"sources": rec.sources} if rec.sources is not None else {}),
+        **({"retrieval": rec.retrieval} if rec.retrieval is not None else {}),
         "urls": {
+            # "View the prediction in a browser": the model's page with this prediction opened.
+            **({"web": f"{base}/{rec.model}/predictions/{rec.id}"} if rec.model else {}),
             "get": f"{base}/v1/predictions/{rec.id}",
             "cancel": f"{base}/v1/predictions/{rec.id}/cancel",
             "stream": f"{base}/v1/predictions/{rec.id}/stream",
         },
     }
+
+
+def replicate_training(rec: PredictionRecord, base_url: str) -> dict[str, Any]:
+    """Replicate's training object: the prediction's fields, its `destination`, and its own URLs; once it
+    succeeded, `output` is `{"version": "owner/name:id", "weights": url}` (the destination's new version)."""
+    base = base_url.rstrip("/")
+    body = replicate_prediction(rec, base)
+    body["destination"] = rec.destination
+    body["urls"] = {"get": f"{base}/v1/trainings/{rec.id}", "cancel": f"{base}/v1/trainings/{rec.id}/cancel"}
+    return body
 
 
 def version_object(model: ServedModel) -> dict[str, Any]:
