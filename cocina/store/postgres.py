@@ -39,11 +39,14 @@ from cocina.store.columns import COLUMNS, MUTABLE, decode, encode
 from cocina.store.migrate import migrate, redact_url
 from cocina.store.records import (
     DeploymentRecord,
+    ExampleRecord,
     ModelRecord,
     PredictionRecord,
     PredictionStatus,
     ReleaseRecord,
+    ShareRecord,
     VersionRecord,
+    utc_now,
 )
 
 log = logging.getLogger("cocina.store.postgres")
@@ -54,6 +57,7 @@ _RETURNING = f"RETURNING seq, {', '.join(COLUMNS)}"
 _UNFINISHED = [PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.value]
 _CONNECT_TIMEOUT_S = 3
 _RELEASE_LOCK = 0x636F63  # the advisory lock class of a deployment's releases (with a hash of its name)
+_EXAMPLE_LOCK = 0x636F64  # ... and of a model's examples
 
 
 def is_postgres_url(url: str) -> bool:
@@ -188,15 +192,36 @@ class PostgresStore:
             row = db.execute(f"{_SELECT} WHERE id = %s", (prediction_id,)).fetchone()
         return None if row is None else decode(tuple(row))
 
-    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
+    def page(
+        self,
+        before_seq: int | None,
+        limit: int,
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        status: str | None = None,
+        source: str | None = None,
+        principal: str | None = None,
+        kind: str | None = None,
+    ) -> list[PredictionRecord]:
         clauses: list[str] = []
         params: list[Any] = []
+        if kind is not None:
+            clauses.append("kind = %s")
+            params.append(kind)
         if before_seq is not None:
             clauses.append("seq < %s")
             params.append(before_seq)
-        if model is not None:
-            clauses.append("model = %s")
-            params.append(model)
+        for column, value in (
+            ("model", model),
+            ("version", version),
+            ("status", status),
+            ("source", source),
+            ("principal", principal),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._locked() as db:
             rows = db.execute(f"{_SELECT}{where} ORDER BY seq DESC LIMIT %s", [*params, limit]).fetchall()
@@ -264,11 +289,15 @@ class PostgresStore:
     # ---- retention and counts
 
     def remove_data_before(self, completed_before: str) -> int:
+        """Examples and predictions shared by a link still open keep their data (as Replicate keeps them)."""
         with self._locked() as db:
             cur = db.execute(
                 "UPDATE predictions SET input = NULL, run_input = NULL, output = NULL, data_removed = 1 "
-                "WHERE completed_at IS NOT NULL AND completed_at < %s AND data_removed = 0",
-                (completed_before,),
+                'WHERE completed_at IS NOT NULL AND completed_at COLLATE "C" < %s AND data_removed = 0 '
+                "AND id NOT IN (SELECT prediction_id FROM examples) "
+                "AND id NOT IN (SELECT prediction_id FROM shares WHERE revoked_at IS NULL "
+                'AND (expires_at IS NULL OR expires_at COLLATE "C" > %s))',
+                (completed_before, utc_now()),
             )
         return cur.rowcount
 
@@ -478,6 +507,120 @@ class PostgresStore:
             self._lock_releases(db, name)
             db.execute("DELETE FROM releases WHERE deployment = %s", (name,))
             cur = db.execute("DELETE FROM deployments WHERE name = %s", (name,))
+        return cur.rowcount > 0
+
+    # ---- the web page: shares and examples
+
+    _SHARE = "SELECT id, prediction_id, digest, created_at, expires_at, revoked_at, created_by FROM shares"
+
+    def put_share(self, share: ShareRecord) -> bool:
+        """Record a new share; False when its id or digest exists (nothing written)."""
+        with self._locked() as db:
+            try:
+                db.execute(
+                    "INSERT INTO shares (id, prediction_id, digest, created_at, expires_at, revoked_at, created_by) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        share.id,
+                        share.prediction_id,
+                        share.digest,
+                        share.created_at,
+                        share.expires_at,
+                        share.revoked_at,
+                        share.created_by,
+                    ),
+                )
+            except psycopg.errors.IntegrityError:
+                return False
+        return True
+
+    def get_share(self, share_id: str) -> ShareRecord | None:
+        with self._locked() as db:
+            row = db.execute(f"{self._SHARE} WHERE id = %s", (share_id,)).fetchone()
+        return None if row is None else ShareRecord(*row)
+
+    def find_share(self, digest: str) -> ShareRecord | None:
+        with self._locked() as db:
+            row = db.execute(f"{self._SHARE} WHERE digest = %s", (digest,)).fetchone()
+        return None if row is None else ShareRecord(*row)
+
+    def list_shares(self, prediction_id: str) -> list[ShareRecord]:
+        """Newest first; equal creation times: the later insert first (as SQLite's rowid orders them)."""
+        with self._locked() as db:
+            rows = db.execute(
+                f'{self._SHARE} WHERE prediction_id = %s ORDER BY created_at COLLATE "C" DESC, seq DESC',
+                (prediction_id,),
+            ).fetchall()
+        return [ShareRecord(*r) for r in rows]
+
+    def revoke_share(self, share_id: str, when: str) -> bool:
+        with self._locked() as db:
+            cur = db.execute("UPDATE shares SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL", (when, share_id))
+        return cur.rowcount > 0
+
+    _EXAMPLE = "SELECT model, prediction_id, is_default, created_at, created_by FROM examples"
+
+    @staticmethod
+    def _example(row: Any) -> ExampleRecord:
+        return ExampleRecord(row[0], row[1], bool(row[2]), row[3], row[4])
+
+    @staticmethod
+    def _lock_examples(db: psycopg.Connection[Any], model: str) -> None:
+        """Inside a transaction: one writer of a model's examples at a time, across replicas (SQLite's BEGIN
+        IMMEDIATE serializes them), so that a model never ends up with two defaults."""
+        db.execute(f"SELECT pg_advisory_xact_lock({_EXAMPLE_LOCK}, hashtext(%s))", (model,))
+
+    def put_example(self, example: ExampleRecord) -> bool:
+        """Add a prediction to a model's examples (the only default one if `is_default`), in one transaction;
+        False when it is one already (nothing written)."""
+        with self._locked() as db:
+            try:
+                with db.transaction():
+                    self._lock_examples(db, example.model)
+                    if example.is_default:
+                        db.execute("UPDATE examples SET is_default = 0 WHERE model = %s", (example.model,))
+                    db.execute(
+                        "INSERT INTO examples (model, prediction_id, is_default, created_at, created_by) "
+                        "VALUES (%s, %s, %s, %s, %s)",
+                        (
+                            example.model,
+                            example.prediction_id,
+                            int(example.is_default),
+                            example.created_at,
+                            example.created_by,
+                        ),
+                    )
+            except psycopg.errors.IntegrityError:
+                return False  # rolled back: the other examples keep their default
+        return True
+
+    def list_examples(self, model: str) -> list[ExampleRecord]:
+        """The default first, then newest first (equal creation times: the later insert first)."""
+        with self._locked() as db:
+            rows = db.execute(
+                f'{self._EXAMPLE} WHERE model = %s ORDER BY is_default DESC, created_at COLLATE "C" DESC, seq DESC',
+                (model,),
+            ).fetchall()
+        return [self._example(r) for r in rows]
+
+    def set_default_example(self, model: str, prediction_id: str) -> bool:
+        """Make this example the model's only default, in one transaction; False when it is not one of its
+        examples (nothing changed)."""
+        with self._locked() as db, db.transaction():
+            self._lock_examples(db, model)
+            found = db.execute(
+                "SELECT 1 FROM examples WHERE model = %s AND prediction_id = %s", (model, prediction_id)
+            ).fetchone()
+            if found is not None:
+                db.execute(
+                    "UPDATE examples SET is_default = CASE WHEN prediction_id = %s THEN 1 ELSE 0 END WHERE model = %s",
+                    (prediction_id, model),
+                )
+        return found is not None
+
+    def delete_example(self, model: str, prediction_id: str) -> bool:
+        with self._locked() as db:
+            cur = db.execute("DELETE FROM examples WHERE model = %s AND prediction_id = %s", (model, prediction_id))
         return cur.rowcount > 0
 
 

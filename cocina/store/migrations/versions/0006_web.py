@@ -36,6 +36,11 @@ def upgrade() -> None:
     )
     op.create_index("examples_prediction", "examples", ["prediction_id"])
     op.create_index("predictions_model_version_seq", "predictions", ["model", "version", "seq"])
+    if op.get_context().dialect.name == "postgresql":
+        # Shares and examples list newest first, equal creation times in insertion order: SQLite's implicit
+        # rowid; PostgreSQL has none, so these tables get one (numbered at insert, unchanged by updates).
+        for table in ("shares", "examples"):
+            op.add_column(table, sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False))
 
 
 def downgrade() -> None:
