@@ -197,6 +197,13 @@ def _site_packages() -> list[str]:
     return sorted(p for p in paths if os.path.isdir(p))
 
 
+def _server_key() -> str:
+    """Which server install an environment layers on (its interpreter and package directories): an environment
+    built over one install is not reused by another (its `.pth` names the first one's packages, which may be gone
+    or differ), so two installs sharing a data directory each get their own."""
+    return hashlib.sha256(json.dumps([sys.executable, _site_packages()]).encode()).hexdigest()[:8]
+
+
 class EnvironmentBuilder:
     """Builds (or reuses) environments under `root`. `find_links` and `no_index` are passed to pip."""
 
@@ -220,7 +227,7 @@ class EnvironmentBuilder:
             if spec.requirements:
                 say("requirements already satisfied by the server's environment: nothing to install")
             return Environment(sys.executable, notes=tuple(notes))
-        path = self.root / spec.hash
+        path = self.root / f"{spec.hash}-{_server_key()}"
         marker = path / "cocina-environment.json"
         if marker.is_file():
             done = json.loads(marker.read_text())
