@@ -1,10 +1,16 @@
 """The one way in: `admit` is what every API calls to start a prediction.
 
 In order: an existing id answers with its prediction (idempotent PUT); the server must be accepting; the
-reference resolves to a served model (and version); the input is checked against the model's schema (a
-language-model request is planned on the model's tokenizer instead); the model's queue must have room; then the
-prediction's row is written, leased to this server, and only then queued. Nothing runs before its row exists,
-and a store that refuses the row refuses the prediction (`StoreUnavailable`) with nothing started.
+reference resolves to a served model (and version); the gate (the guard, when configured) checks the principal
+against the model and its request rate; the input is scanned (invisible characters stripped, secrets and PII
+redacted, injections blocked) and then checked against the model's schema (a language-model request is planned
+on the model's tokenizer instead, and its tokens reserved against the key's limits); the model's queue must have
+room; then the prediction's row is written, leased to this server, and only then queued. Nothing runs before
+its row exists, and a store that refuses the row refuses the prediction (`StoreUnavailable`) with nothing
+started. A blocked input is recorded as a failed prediction, then refused (`ContentBlocked`).
+
+The scanners run before the row is written (not after, as docs/ARCHITECTURE.md first sketched) so that what
+they redact never reaches the store's disk.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cocina.serving.errors import StoreUnavailable
-from cocina.serving.files import new_id
+from cocina.serving.files import check_input_urls, new_id
+from cocina.serving.gate import ContentBlocked, Principal, Ticket
 from cocina.serving.jobs import GenerationJob, Job, PredictJob
 from cocina.serving.model import ModelState, ServedModel
 from cocina.serving.runtime import ActivePrediction
-from cocina.store import PredictionRecord, StoreError
+from cocina.store import PredictionRecord, PredictionStatus, StoreError, utc_now
 
 if TYPE_CHECKING:
     from cocina.serving.service import Serving
@@ -31,17 +38,18 @@ class AdmissionRequest:
 
     `model` is a Replicate reference (`owner/name`, `owner/name:version`, a version id), OpenAI's model name
     (with `generation`), or None for the default model (Cog's root API); `model_field` is the request field that
-    named it (errors name it). `generation` plans a language-model request on the resolved model (tokenizing,
-    checking lengths) and raises serving errors for bad requests.
+    named it (errors name it). `generation(model, input)` plans a language-model request on the resolved model
+    from the (scanned) input (tokenizing, checking lengths) and raises serving errors for bad requests.
+    `principal` is who asks (an API key), when the server has keys.
     """
 
     surface: str
     input: dict[str, Any]
     model: str | None = None
     model_field: str = "version"
-    generation: Callable[[ServedModel], Awaitable[GenerationJob]] | None = None
+    generation: Callable[[ServedModel, dict[str, Any]], Awaitable[GenerationJob]] | None = None
     prediction_id: str | None = None
-    principal: str | None = None
+    principal: Principal | None = None
     source: str = "api"
     deployment: str | None = None
     webhook: str | None = None
@@ -56,6 +64,7 @@ class Admitted:
     record: PredictionRecord
     created: bool
     active: ActivePrediction | None = None
+    ticket: Ticket | None = None  # what the gate decided (limits for the headers, the disclosure marker)
 
 
 async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
@@ -75,41 +84,71 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
     model = runtime.model
     if model.state in (ModelState.FAILED, ModelState.STOPPED):
         raise model.unavailable()
+    gate = serving.gate
+    ticket = gate.check(req, model) if gate is not None else None
     timeout = serving.config.load_timeout_s
     job: Job
-    if req.generation is not None:
-        await model.wait_loaded(timeout)
-        job = await req.generation(model)
-        run_input = None  # an OpenAI request is answered once, to the client that asked: never re-run
-    else:
-        await model.wait_schema(timeout)
-        run_input = model.validate(req.input)
-        job = PredictJob(run_input)
-    runtime.check_room()
-    rec = PredictionRecord(
-        id=req.prediction_id or new_id(),
-        model=model.name,
-        version=model.version,
-        deployment=req.deployment,
-        principal=req.principal,
-        source=req.source,
-        surface=req.surface,
-        input=req.input,
-        run_input=run_input,
-        webhook=req.webhook,
-        webhook_events_filter=list(req.webhook_events_filter),
-        deadline=req.deadline,
-        lease_owner=serving.owner,
-        lease_expires_at=time.time() + serving.config.lease_s,
-    )
+    shown = req.input
     try:
-        inserted = serving.store.insert(rec)
-    except StoreError as exc:
-        raise StoreUnavailable(
-            "The prediction could not be recorded, so it was not started; try again shortly.", retry_after_s=1
-        ) from exc
+        if req.generation is not None:
+            await model.wait_loaded(timeout)
+            shown = gate.scan(ticket, req.input, model) if gate is not None and ticket is not None else req.input
+            job = await req.generation(model, shown)
+            run_input = None  # an OpenAI request is answered once, to the client that asked: never re-run
+            if gate is not None and ticket is not None and ticket.blocked is None:
+                gate.reserve(ticket, sum(c.options.max_tokens for c in job.choices) + job.prompt_tokens)
+        else:
+            await model.wait_schema(timeout)
+            run_input = model.validate(req.input)
+            await check_input_urls(run_input, model.schema or {}, serving.config)
+            if gate is not None and ticket is not None:
+                scanned = gate.scan(ticket, run_input, model)
+                if ticket.redacted:
+                    run_input = model.validate(scanned)
+                    shown = run_input
+            job = PredictJob(run_input)
+        if ticket is None or ticket.blocked is None:
+            runtime.check_room()
+        rec = PredictionRecord(
+            id=req.prediction_id or new_id(),
+            model=model.name,
+            version=model.version,
+            deployment=req.deployment,
+            principal=req.principal.id if req.principal is not None else None,
+            source=req.source,
+            surface=req.surface,
+            input=shown,
+            run_input=run_input,
+            webhook=req.webhook,
+            webhook_events_filter=list(req.webhook_events_filter),
+            deadline=req.deadline,
+            lease_owner=serving.owner,
+            lease_expires_at=time.time() + serving.config.lease_s,
+            guard=dict(ticket.record) if ticket is not None else {},
+        )
+        if ticket is not None and ticket.blocked is not None:
+            rec.status = PredictionStatus.FAILED
+            rec.error = ticket.blocked
+            rec.completed_at = utc_now()
+            rec.run_input = None
+        try:
+            inserted = serving.store.insert(gate.persist(rec) if gate is not None else rec)
+        except StoreError as exc:
+            raise StoreUnavailable(
+                "The prediction could not be recorded, so it was not started; try again shortly.", retry_after_s=1
+            ) from exc
+    except BaseException:
+        if gate is not None and ticket is not None:
+            gate.release(ticket)
+        raise
     if not inserted:
+        if gate is not None and ticket is not None:
+            gate.release(ticket)
         existing = serving.get(rec.id)  # another request with this id won the race since the check above
         assert existing is not None
         return Admitted(existing, False)
-    return Admitted(rec, True, runtime.enqueue(rec, job))
+    if gate is not None and ticket is not None and ticket.blocked is not None:
+        gate.finished(rec, ticket, 0)
+        raise ContentBlocked(ticket.blocked, scanner=ticket.blocked_by or "guard", prediction_id=rec.id)
+    active = runtime.enqueue(rec, job, ticket, gate.output_filter(ticket) if gate and ticket else None)
+    return Admitted(rec, True, active, ticket)

@@ -30,6 +30,9 @@ class ServingConfig:
         memory_budget_bytes: resident memory all model processes may use together (None: no limit).
         webhook_min_interval_s, webhook_retries: webhook throttling and retries of the terminal event.
         output_inline_max_bytes: file outputs up to this size become data URLs; larger ones are served.
+        allow_private_urls: `Path` inputs may be URLs of loopback, private and link-local addresses (refused
+            by default: SSRF).
+        url_allow_hosts: hosts (`name` or `name:port`) that `Path` URLs may name whatever they resolve to.
     """
 
     data_dir: Path = Path(".cocina")
@@ -48,6 +51,8 @@ class ServingConfig:
     webhook_min_interval_s: float = 0.5
     webhook_retries: int = 4
     output_inline_max_bytes: int = 2**20
+    allow_private_urls: bool = False
+    url_allow_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:

@@ -21,7 +21,8 @@ from cocina.serving.admission import AdmissionRequest, Admitted, admit
 from cocina.serving.config import ServingConfig
 from cocina.serving.errors import ShuttingDown
 from cocina.serving.events import PredictionEvent
-from cocina.serving.files import FileStore
+from cocina.serving.files import FileStore, url_policy_env
+from cocina.serving.gate import Gate
 from cocina.serving.model import ModelState, ServedModel
 from cocina.serving.recovery import LeaseKeeper, new_owner_id
 from cocina.serving.registry import ModelSet
@@ -49,7 +50,8 @@ class ServerState(enum.StrEnum):
 
 class Serving:
     """Serves `specs` (the first, or `default`, is Cog's root model). `await start()`; `await drain()` at
-    the end. `store` defaults to SQLite in the data directory."""
+    the end. `store` defaults to SQLite in the data directory; `gate` (the guard) is called by admission and at each
+    prediction's end."""
 
     def __init__(
         self,
@@ -58,8 +60,10 @@ class Serving:
         *,
         store: Store | None = None,
         default: str | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.config = config
+        self.gate = gate  # the guard (keys, limits, scanners, audit), when configured
         self.specs = list(specs)
         self._default = default
         self._given_store = store
@@ -82,8 +86,14 @@ class Serving:
         self.store = self._given_store if self._given_store is not None else SQLiteStore(config.db_path)
         self.files = FileStore(config.files_dir, config.public_url)
         self.webhooks = WebhookSender(min_interval_s=config.webhook_min_interval_s, retries=config.webhook_retries)
-        ctx = RuntimeContext(config, self.store, self.files, self.webhooks, self.book, self.owner, self.renderers)
+        if self.gate is not None:
+            await self.gate.start(self.store)
+        ctx = RuntimeContext(
+            config, self.store, self.files, self.webhooks, self.book, self.owner, self.renderers, self.gate
+        )
         runtimes = []
+        policy_env = url_policy_env(config)
+        self.specs = [s.replace(env={**s.env, **policy_env}) for s in self.specs]
         for spec in self.specs:
             cached = self.store.get_version(spec.name, spec.version)
             if cached is None:
@@ -155,6 +165,8 @@ class Serving:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.leases.stop()
+        if self.gate is not None:
+            await self.gate.stop()
         await self.webhooks.aclose()
         if self._given_store is None:
             self.store.close()

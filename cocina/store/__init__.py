@@ -5,17 +5,29 @@ This package imports nothing of cocina: serving, the hub and the guard build on 
 (PostgreSQL) shares.
 """
 
-from cocina.store.base import Store, StoreError
+from cocina.store.base import Store, StoreError, UsageCell
 from cocina.store.migrate import migrate
-from cocina.store.records import PredictionRecord, PredictionStatus, VersionRecord, utc_now
+from cocina.store.records import (
+    AuditEntry,
+    CheckpointRecord,
+    KeyRecord,
+    PredictionRecord,
+    PredictionStatus,
+    VersionRecord,
+    utc_now,
+)
 from cocina.store.sqlite import SQLiteStore
 
 __all__ = [
+    "AuditEntry",
+    "CheckpointRecord",
+    "KeyRecord",
     "PredictionRecord",
     "PredictionStatus",
     "SQLiteStore",
     "Store",
     "StoreError",
+    "UsageCell",
     "VersionRecord",
     "migrate",
     "utc_now",

@@ -45,6 +45,8 @@ class PredictionRecord:
     - `lease_owner` / `lease_expires_at` (epoch seconds): the server instance working on it and until when. The
       owner renews its leases while it lives; a prediction whose lease expired is reclaimed by whichever instance
       serves its model, so several models and several servers can share one store.
+    - `guard` is what the guard decided (scanner verdicts, the AI-disclosure marker; in privacy mode the keyed
+      hashes that stand for the input and output, which are then not stored).
     """
 
     id: str
@@ -71,6 +73,7 @@ class PredictionRecord:
     attempts: int = 0
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    guard: dict[str, Any] = field(default_factory=dict)  # the guard's verdicts, disclosure marker, keyed hashes
     seq: int = 0  # insertion order: the list cursor
 
 
@@ -87,3 +90,53 @@ class VersionRecord:
     created_at: str = field(default_factory=utc_now)
     openapi_schema: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class KeyRecord:
+    """An API key as stored: never the key itself, only a keyed hash of it.
+
+    `id` is stable across rotations (usage and audit entries name it); `lookup` is the short non-secret part of
+    the current key that finds its record (the key is `ck_` + lookup + secret + checksum); after a rotation the
+    old key keeps working until `previous_expires_at`. `models` are glob patterns (`acme/*`; empty: every
+    model), `scopes` what the key may do (`predict`, `push`, `deploy`, `admin`). `rpm`, `tpm` and
+    `monthly_tokens` are its limits (None: none). Times are epoch seconds.
+    """
+
+    id: str
+    name: str
+    lookup: str
+    secret_hash: bytes
+    models: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)
+    rpm: int | None = None
+    tpm: int | None = None
+    monthly_tokens: int | None = None
+    created_at: float = 0.0
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    rotated_at: float | None = None
+    last_used_at: float | None = None
+    previous_lookup: str | None = None
+    previous_hash: bytes | None = None
+    previous_expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the audit log: its position, the prediction it records, its bytes and its RFC 6962 leaf hash."""
+
+    idx: int
+    prediction_id: str | None
+    entry: bytes
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """A signed checkpoint of the audit log: the tree's size and root, and the signed note that states them."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: float
