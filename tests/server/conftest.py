@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cocina.guard import Guard, GuardConfig
 from cocina.server.config import ServerConfig
 from cocina.server.serve import CocinaServer, build_server
 from cocina.serving import ModelSpec, Serving, ServingConfig
@@ -121,10 +122,11 @@ def start_server(
     public_metrics: bool = False,
     max_body_bytes: int = 16 * 2**20,
     drain_grace_s: float = 2.0,
+    guard: GuardConfig | None = None,
     **serving: Any,
 ) -> LiveServer:
     """A server for `specs` (default: the echo project as `acme/echo`, warm); waits until Cog's health says
-    `wait` (None: does not wait)."""
+    `wait` (None: does not wait). With `guard`, the guard (keys, scanners, disclosure, audit) runs too."""
     sock = free_socket()
     port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
@@ -133,7 +135,8 @@ def start_server(
     specs = [s.replace(warm=True) if s.name == (default or specs[0].name) else s for s in specs]
     fields: dict[str, Any] = {"max_queue": 8, "lease_s": 5.0, "webhook_min_interval_s": 0.5, "load_timeout_s": 60.0}
     config = ServingConfig(data_dir=data_dir, public_url=url, drain_grace_s=drain_grace_s, **{**fields, **serving})
-    service = Serving(config, specs, store=store, default=default)
+    gate = Guard(guard, data_dir) if guard is not None else None
+    service = Serving(config, specs, store=store, default=default, gate=gate)
     server_config = ServerConfig(
         host="127.0.0.1",
         port=port,

@@ -34,7 +34,8 @@ _SIGNALS: tuple[tuple[str, float, str], ...] = (
     ("instead", 2, r"\b(instead|rather)\b[^.\n]{0,25}\b(say|print|output|write|respond|reply|repeat|spell)\b"),
     ("instead", 2, r"\b(just|only|simply)\s+(say|print|output|write|respond with|reply with)\b\s*[:\"'“]"),
     ("stop_task", 2, r"\bstop\s+everything\b|\bstop\s+(now|right\s+now)\b"),
-    ("stop_task", 2, r"\b(stop|cease)\b[^.\n]{0,20}\b(what you are doing|the task|your task|translating|summari[sz]ing)\b"),
+    ("stop_task", 2, r"\b(stop|cease)\b[^.\n]{0,20}\b(what you are doing|the task|your task|translating|"
+                     r"summari[sz]ing)\b"),
     # -- system prompt extraction (EN)
     ("extraction", 3, r"\b(reveal|show|print|repeat|output|display|tell|give|share|write|spell|list|leak|dump|"
                       r"recite|provide|return|expose|summari[sz]e|translate|copy|paste|echo)\b[^.\n]{0,30}\b"
@@ -59,7 +60,8 @@ _SIGNALS: tuple[tuple[str, float, str], ...] = (
     ("role_forgery", 2, r"<\|?(im_start|im_end|system|endoftext|eot_id|start_header_id)\|?>|\[/?INST\]|<</?SYS>>|"
                         r"###\s*(instruction|system)|\[system\]|\{\{system\}\}"),
     ("role_forgery", 1, r"(^|\n)\s*(user|human)\s*:\s"),
-    ("addressed_to_ai", 3, r"\b(note|message|instructions?|reminder|directive|request)\s+(to|for)\s+(the\s+|any\s+|all\s+)?"
+    ("addressed_to_ai", 3, r"\b(note|message|instructions?|reminder|directive|request)\s+(to|for)\s+"
+                           r"(the\s+|any\s+|all\s+)?"
                            r"(ai|a\.i\.|llm|llms|assistant|automated|model|chatbot|language\s+model|gpt|bot|"
                            r"screening|agent|ai\s+agents?|reviewers?\s+using\s+ai)\b"),
     ("addressed_to_ai", 2, r"\b(if\s+you\s+are\s+(an?\s+)?(ai|llm|language\s+model|assistant|gpt)|"
@@ -101,7 +103,8 @@ _SIGNALS: tuple[tuple[str, float, str], ...] = (
     ("forced_prefix", 2, r"\b(start|begin)\s+(your|each|every|all)\s+(answers?|replies|reply|responses?|outputs?|"
                          r"messages?)\s+with\b|\balways\s+(start|begin|end)\s+(your|each|every)\b"),
     ("persona", 1, r"\b[A-Z][A-Za-z]*GPT\b|\b(named|called)\s+[A-Z][A-Za-z0-9]+\b"),
-    ("token_game", 2, r"\b(tokens?|points?|lives)\b[^.\n]{0,40}\b(deducted|lose|lost|die|run\s+out|cease\s+to\s+exist)\b"),
+    ("token_game", 2, r"\b(tokens?|points?|lives)\b[^.\n]{0,40}\b(deducted|lose|lost|die|run\s+out|"
+                      r"cease\s+to\s+exist)\b"),
     ("meta", 1, r"\b(prompt\s+injection|system\s+prompt|jailbreak|guardrails?|content\s+polic(y|ies)|"
                 r"safety\s+(filters?|guidelines)|language\s+model|large\s+language\s+model|llm|chatgpt|gpt-?[34]|"
                 r"openai|as\s+an\s+ai)\b"),

@@ -74,10 +74,11 @@ def _rules() -> tuple[_Rule, ...]:
     from detect_secrets.plugins.base import RegexBasedDetector
 
     rules = []
-    for secret_type, cls in sorted(get_mapping_from_secret_type_to_class().items()):
+    mapping: dict[str, type] = dict(get_mapping_from_secret_type_to_class())
+    for secret_type, cls in sorted(mapping.items()):
         if secret_type in _SKIP or not issubclass(cls, RegexBasedDetector) or secret_type == "Private Key":
             continue
-        for pattern in cls().denylist:
+        for pattern in cls().denylist:  # the plugin's own compiled patterns
             rules.append(_Rule(_kind(secret_type), pattern, _TRIGGERS.get(secret_type, ())))
     rules += [_Rule(_kind(t), p, trig) for t, p, trig in _EXTRA]
     return tuple(rules)

@@ -21,6 +21,8 @@ def cog_prediction(rec: PredictionRecord) -> dict[str, Any]:
         "completed_at": rec.completed_at,
         "metrics": {k: v for k, v in rec.metrics.items() if k == "predict_time"},
     }
+    if rec.guard.get("ai_disclosure"):
+        body["ai_disclosure"] = rec.guard["ai_disclosure"]  # the machine-readable AI marker (EU AI Act art. 50)
     if rec.webhook:
         body["webhook"] = rec.webhook
         body["webhook_events_filter"] = rec.webhook_events_filter or ["start", "output", "logs", "completed"]

@@ -19,7 +19,7 @@ from cocina.server.bodies import accepts_event_stream, dumps, parse_body, prefer
 from cocina.server.cog.openapi import cog_openapi
 from cocina.server.cog.render import cog_prediction
 from cocina.server.errors import NotFound, RequestInvalid
-from cocina.server.state import serving_of
+from cocina.server.state import may_see, principal_of, serving_of, set_guard_headers
 from cocina.serving import AdmissionRequest, ModelState, ServerState, Serving
 from cocina.serving.events import Completed, LogChunk, OutputChunk, Started
 
@@ -113,7 +113,8 @@ async def create_prediction_idempotent(request: Request, prediction_id: str) -> 
 
 @router.post("/predictions/{prediction_id}/cancel")
 async def cancel_prediction(request: Request, prediction_id: str) -> dict[str, Any]:
-    if serving_of(request).cancel(prediction_id) is None:
+    serving = serving_of(request)
+    if not may_see(request, serving.get(prediction_id)) or serving.cancel(prediction_id) is None:
         raise NotFound("Not found")
     return {}
 
@@ -142,9 +143,13 @@ async def _predict(request: Request, body: CogPredictionRequest, prediction_id: 
             prediction_id=prediction_id,
             webhook=str(body.webhook) if body.webhook else None,
             webhook_events_filter=list(body.webhook_events_filter or []),
+            principal=principal_of(request),
         )
     )
     rec = admitted.record
+    if not admitted.created and not may_see(request, rec):
+        raise NotFound("Not found")  # another key's prediction id
+    set_guard_headers(request, admitted.ticket, rec)
     if accepts_event_stream(request):
         return StreamingResponse(
             _sse(serving, rec.id), media_type="text/event-stream", headers={"Cache-Control": "no-store"}

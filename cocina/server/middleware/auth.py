@@ -1,54 +1,94 @@
-"""Bearer-token auth on every route (pure ASGI), but an explicit allowlist of probes.
+"""Auth on every route (pure ASGI), but an explicit allowlist of probes: API keys once any exist, else the
+server's single token (if set).
 
-With a token configured, a request without `Authorization: Bearer <token>` (or `Token <token>`, as the
-`replicate` client may send) gets 401 in its API's own error shape, whatever the route: Cog's `/predictions`,
-`cancel` and `POST /shutdown` included. The allowlist is `/health` and `/health-check` (orchestrators probe
-them without credentials) and `/metrics` when it is configured public. The token is kept as a SHA-256 digest
-and compared in constant time.
+With keys (`cocina keys create`), a request needs `Authorization: Bearer ck_…` (or `Token ck_…`, as the
+`replicate` client may send); the key's principal is put in the scope (`scope["state"]["principal"]`) for the
+routes, which pass it to admission. `POST /shutdown` and `/metrics` need the `admin` scope; other writes need
+`predict`. Without keys, `COCINA_API_TOKEN` works as before: kept as a SHA-256 digest and compared in constant
+time. A refusal is 401 (403 for a missing scope) in the API's own shape. The allowlist is `/health` and
+`/health-check` (orchestrators probe them without credentials) and `/metrics` when configured public.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cocina.server.errors import Unauthorized, error_response, surface_for_path
+from cocina.server.errors import Forbidden, Unauthorized, error_response, surface_for_path
+
+if TYPE_CHECKING:
+    from cocina.guard import Guard
 
 PROBES = frozenset({"/health", "/health-check"})
+ADMIN_PATHS = frozenset({"/shutdown", "/metrics"})
+
+
+def _bearer(scope: Scope) -> str | None:
+    header = ""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            break
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() not in ("bearer", "token") or not given.strip():
+        return None
+    return given.strip()
 
 
 class TokenAuthMiddleware:
-    """Refuses requests without the token (when one is set); `allow` are the paths that need none."""
+    """Refuses requests without a valid key or token; `allow` are the paths that need none."""
 
-    def __init__(self, app: ASGIApp, token: str | None, *, public_metrics: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, token: str | None, *, public_metrics: bool = False, guard: Guard | None = None
+    ) -> None:
         self.app = app
         self._digest = hashlib.sha256(token.encode()).digest() if token else None
         self.allow = PROBES | ({"/metrics"} if public_metrics else frozenset())
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._digest is None or scope.get("path", "") in self.allow:
+        if scope["type"] != "http" or scope.get("path", "") in self.allow:
             await self.app(scope, receive, send)
             return
-        problem = self._check(scope)
+        problem: Exception | None
+        if self.guard is not None and self.guard.keyed():
+            problem = self._check_key(scope)
+        elif self._digest is not None:
+            problem = self._check_token(scope)
+        else:
+            problem = None
         if problem is not None:
-            response = error_response(surface_for_path(scope.get("path", "")), Unauthorized(problem))
+            response = error_response(surface_for_path(scope.get("path", "")), problem)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
-    def _check(self, scope: Scope) -> str | None:
-        """Why the request is refused, or None."""
-        header = ""
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() not in ("bearer", "token") or not given.strip():
-            return "You did not pass an authentication token."
+    def _check_token(self, scope: Scope) -> Exception | None:
+        given = _bearer(scope)
+        if given is None:
+            return Unauthorized("You did not pass an authentication token.")
         assert self._digest is not None
-        if not hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), self._digest):
-            return "Invalid authentication token."
+        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest):
+            return Unauthorized("Invalid authentication token.")
+        return None
+
+    def _check_key(self, scope: Scope) -> Exception | None:
+        from cocina.guard.keys import failure_message
+
+        assert self.guard is not None
+        given = _bearer(scope)
+        if given is None:
+            return Unauthorized(failure_message("missing"))
+        principal = self.guard.authenticate(given)
+        if isinstance(principal, str):
+            return Unauthorized(failure_message(principal))
+        path, method = scope.get("path", ""), scope.get("method", "GET")
+        if path in ADMIN_PATHS and not principal.has_scope("admin"):
+            return Forbidden("This API key lacks the `admin` scope this route needs.")
+        if method not in ("GET", "HEAD", "OPTIONS") and not principal.has_scope("predict"):
+            return Forbidden("This API key lacks the `predict` scope this route needs.")
+        scope.setdefault("state", {})["principal"] = principal
         return None

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from cocina.server.bodies import dumps, parse_body
 from cocina.server.errors import BadRequest, GenerationFailed
 from cocina.server.openai.requests import MAX_CHOICES, ChatMessage, ChatRequest, CompletionRequest, Sampling
-from cocina.server.state import serving_of
+from cocina.server.state import principal_of, serving_of, set_guard_headers
 from cocina.serving import AdmissionRequest, CancelReason, ServedModel, Serving
 from cocina.serving.errors import ContextLengthExceeded, InvalidRequest, ShuttingDown
 from cocina.serving.events import ChoiceFinished, Completed, TokenChunk, TokenLogprob
@@ -146,7 +146,14 @@ def _chat_logprobs(lps: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> dict[s
     }
 
 
-def _completion_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool) -> dict[str, Any]:
+def _marker(meta: dict[str, Any]) -> dict[str, Any]:
+    """The answer's AI-disclosure marker as an extra field of the response object (clients ignore it)."""
+    return {"ai_disclosure": meta} if meta else {}
+
+
+def _completion_result(
+    base: dict[str, Any], job: GenerationJob, with_logprobs: bool, meta: dict[str, Any]
+) -> dict[str, Any]:
     return {
         **base,
         "choices": [
@@ -159,10 +166,11 @@ def _completion_result(base: dict[str, Any], job: GenerationJob, with_logprobs: 
             for c in job.choices
         ],
         "usage": job.usage(),
+        **_marker(meta),
     }
 
 
-def _chat_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool) -> dict[str, Any]:
+def _chat_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool, meta: dict[str, Any]) -> dict[str, Any]:
     return {
         **base,
         "object": "chat.completion",
@@ -176,13 +184,17 @@ def _chat_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool) 
             for c in job.choices
         ],
         "usage": job.usage(),
+        **_marker(meta),
     }
 
 
 # ---- answering ---------------------------------------------------------------------------------------------
 
 
-async def _admit(request: Request, body: Sampling, rid: str, plan: Callable[[ServedModel], Any]) -> GenerationJob:
+async def _admit(
+    request: Request, body: Sampling, rid: str, plan: Callable[[ServedModel, dict[str, Any]], Any]
+) -> tuple[GenerationJob, dict[str, Any]]:
+    """Admit the request; the job and the AI-disclosure marker of its answer (empty when turned off)."""
     serving = serving_of(request)
     admitted = await serving.admit(
         AdmissionRequest(
@@ -192,10 +204,13 @@ async def _admit(request: Request, body: Sampling, rid: str, plan: Callable[[Ser
             model_field="model",
             generation=plan,
             prediction_id=rid,
+            principal=principal_of(request),
         )
     )
     assert admitted.active is not None and isinstance(admitted.active.job, GenerationJob)
-    return admitted.active.job
+    set_guard_headers(request, admitted.ticket)
+    marker = admitted.ticket.record.get("ai_disclosure") if admitted.ticket is not None else None
+    return admitted.active.job, dict(marker or {})
 
 
 async def _answer(request: Request, serving: Serving, rid: str) -> Response:
@@ -276,8 +291,9 @@ async def completions(request: Request) -> Response:
     base = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": body.model}
     limit = serving.config.max_tokens_limit
 
-    async def plan(model: ServedModel) -> GenerationJob:
-        prompts = await _completion_prompts(model, body.prompt)
+    async def plan(model: ServedModel, scanned: dict[str, Any]) -> GenerationJob:
+        # The prompt as the guard's scanners left it (invisible characters stripped, secrets redacted).
+        prompts = await _completion_prompts(model, scanned.get("prompt", body.prompt))
         if len(prompts) * body.n > MAX_CHOICES:
             raise InvalidRequest(
                 f"{len(prompts)} prompts x n={body.n} is more than {MAX_CHOICES} completions in one request.",
@@ -288,9 +304,11 @@ async def completions(request: Request) -> Response:
             max_tokens = _max_tokens(model, limit, body.max_tokens, 16, len(ids), "prompt")
             for j in range(body.n):
                 choices.append(Choice(p_i * body.n + j, ids, _options(body, max_tokens, body.logprobs, j)))
-        return GenerationJob(choices, lambda job: _completion_result(base, job, body.logprobs is not None))
+        return GenerationJob(choices, lambda job: _completion_result(base, job, body.logprobs is not None, meta))
 
-    job = await _admit(request, body, rid, plan)
+    meta: dict[str, Any] = {}
+    job, marker = await _admit(request, body, rid, plan)
+    meta.update(marker)
     if not body.stream:
         return await _answer(request, serving, rid)
     offsets = {c.index: 0 for c in job.choices}
@@ -338,16 +356,22 @@ async def chat_completions(request: Request) -> Response:
     limit = serving.config.max_tokens_limit
     top = (body.top_logprobs or 0) if body.logprobs else None
 
-    async def plan(model: ServedModel) -> GenerationJob:
-        ids = await _encode(model, messages=messages)
+    async def plan(model: ServedModel, scanned: dict[str, Any]) -> GenerationJob:
+        # The messages as the guard's scanners left them (invisible characters stripped, secrets redacted).
+        msgs = messages
+        if "messages" in scanned:
+            msgs = _chat_messages([ChatMessage.model_validate(m) for m in scanned["messages"]])
+        ids = await _encode(model, messages=msgs)
         if not ids:
             raise InvalidRequest("The messages make an empty prompt.", param="messages")
         asked = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         max_tokens = _max_tokens(model, limit, asked, None, len(ids), "messages")
         choices = [Choice(j, ids, _options(body, max_tokens, top, j)) for j in range(body.n)]
-        return GenerationJob(choices, lambda job: _chat_result(base, job, body.logprobs))
+        return GenerationJob(choices, lambda job: _chat_result(base, job, body.logprobs, meta))
 
-    job = await _admit(request, body, rid, plan)
+    meta: dict[str, Any] = {}
+    job, marker = await _admit(request, body, rid, plan)
+    meta.update(marker)
     if not body.stream:
         return await _answer(request, serving, rid)
 

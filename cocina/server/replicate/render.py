@@ -29,6 +29,7 @@ def replicate_prediction(rec: PredictionRecord, base_url: str) -> dict[str, Any]
         "started_at": rec.started_at,
         "completed_at": rec.completed_at,
         "metrics": dict(rec.metrics),
+        **({"ai_disclosure": rec.guard["ai_disclosure"]} if rec.guard.get("ai_disclosure") else {}),
         "urls": {
             "get": f"{base}/v1/predictions/{rec.id}",
             "cancel": f"{base}/v1/predictions/{rec.id}/cancel",

@@ -26,7 +26,14 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from cocina.server.bodies import dumps, parse_body, parse_duration_s, prefer_tokens, sse_event
 from cocina.server.errors import ApiError, BadRequest, NotFound, RequestInvalid
 from cocina.server.replicate.render import model_object, replicate_prediction, version_object
-from cocina.server.state import base_url, serving_of
+from cocina.server.state import (
+    base_url,
+    may_see,
+    may_use_model,
+    principal_of,
+    serving_of,
+    set_guard_headers,
+)
 from cocina.serving import AdmissionRequest, ServedModel, Serving
 from cocina.serving.errors import ModelUnavailable
 from cocina.serving.events import Completed, LogChunk, OutputChunk
@@ -108,9 +115,11 @@ async def _create(
             webhook=str(webhook) if webhook else None,
             webhook_events_filter=list(events or []),
             deadline=deadline,
+            principal=principal_of(request),
         )
     )
     rec = admitted.record
+    set_guard_headers(request, admitted.ticket, rec)
     headers: dict[str, str] = {}
     base = base_url(request)
     if wait_s is not None:
@@ -147,7 +156,9 @@ async def list_predictions(request: Request, cursor: str | None = None) -> dict[
         except ValueError:
             raise BadRequest("Invalid cursor.") from None
     serving = serving_of(request)
-    records = serving.page(before, PAGE_SIZE + 1)
+    principal = principal_of(request)
+    own = principal.id if principal is not None and not principal.has_scope("admin") else None
+    records = serving.page(before, PAGE_SIZE + 1, principal=own)
     base = base_url(request)
     page = records[:PAGE_SIZE]
     next_url = f"{base}/v1/predictions?cursor={page[-1].seq}" if len(records) > PAGE_SIZE else None
@@ -157,14 +168,18 @@ async def list_predictions(request: Request, cursor: str | None = None) -> dict[
 @router.get("/predictions/{prediction_id}")
 async def get_prediction(request: Request, prediction_id: str) -> dict[str, Any]:
     rec = serving_of(request).get(prediction_id)
-    if rec is None:
+    if rec is None or not may_see(request, rec):
         raise NotFound("Prediction not found.")
+    set_guard_headers(request, rec=rec)
     return replicate_prediction(rec, base_url(request))
 
 
 @router.post("/predictions/{prediction_id}/cancel")
 async def cancel_prediction(request: Request, prediction_id: str) -> dict[str, Any]:
-    rec = serving_of(request).cancel(prediction_id)
+    serving = serving_of(request)
+    if not may_see(request, serving.get(prediction_id)):
+        raise NotFound("Prediction not found.")
+    rec = serving.cancel(prediction_id)
     if rec is None:
         raise NotFound("Prediction not found.")
     return replicate_prediction(rec, base_url(request))
@@ -173,8 +188,10 @@ async def cancel_prediction(request: Request, prediction_id: str) -> dict[str, A
 @router.get("/predictions/{prediction_id}/stream")
 async def stream_prediction(request: Request, prediction_id: str) -> Response:
     serving = serving_of(request)
-    if serving.get(prediction_id) is None:
+    rec = serving.get(prediction_id)
+    if rec is None or not may_see(request, rec):
         raise NotFound("Prediction not found.")
+    set_guard_headers(request, rec=rec)
     return StreamingResponse(
         _stream(serving, prediction_id), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
     )
@@ -204,7 +221,7 @@ async def _stream(serving: Serving, prediction_id: str) -> AsyncIterator[bytes]:
 
 def _model(request: Request, owner: str, name: str, *, what: str = "Model") -> ServedModel:
     runtime = serving_of(request).models.by_name.get(f"{owner}/{name}")
-    if runtime is None:
+    if runtime is None or not may_use_model(request, runtime.model.name):
         raise NotFound(f"{what} {owner}/{name} not found.")
     return runtime.model
 
@@ -226,9 +243,15 @@ async def list_models(request: Request) -> dict[str, Any]:
     serving = serving_of(request)
     counts = serving.run_counts()
     base = base_url(request)
-    results = [model_object(rt.model, base, counts.get(rt.model.name, 0)) for rt in serving.models]
+    results = [
+        model_object(rt.model, base, counts.get(rt.model.name, 0))
+        for rt in serving.models
+        if may_use_model(request, rt.model.name)
+    ]
     data = []
     for rt in serving.models.language_models():
+        if not may_use_model(request, rt.model.name):
+            continue
         created = int(datetime.fromisoformat(rt.model.version_created_at).timestamp())
         for model_id in (rt.model.name, *rt.model.spec.aliases):
             data.append({"id": model_id, "object": "model", "created": created, "owned_by": rt.model.spec.owner})
