@@ -1,9 +1,11 @@
 """One pipeline for every scanner: normalise, then each scanner with its action, timed, with a verdict each.
 
 `Pipeline.scan(text)` returns the text to use (normalised, with redactions) and the verdicts. `StreamScanner`
-does the same for output that arrives in pieces: it holds back the tail of the text (at most `hold` characters,
-longer while a finding may still be growing) so that a secret split across two chunks is still redacted, and it
-reports a block as soon as a blocking scanner fires.
+does the same for output that arrives in pieces: it holds back the last `hold` characters (more while a finding
+crosses that point: an e-mail whose domain may still be growing) so that a secret split across two chunks is
+still redacted, and it reports a block as soon as a blocking scanner fires on what it holds plus the last `hold`
+characters it released. Findings longer than `hold` can be missed when split; `hold_chars` in the guard file
+sets it (64 by default).
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ class Pipeline:
             )
         return result
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where the span-finding scanners find something in `text` (to know where a stream may be cut)."""
+        return sorted(
+            (f.start, f.end)
+            for step in self.steps
+            if step.scanner.redacts
+            for f in step.scanner.find(text)
+        )
+
 
 class StreamScanner:
     """Scans one stream of text (a generation's choice) as it arrives."""
@@ -91,6 +102,7 @@ class StreamScanner:
         self.pipeline = pipeline
         self.hold = hold
         self._pending = ""  # received, not yet released
+        self._tail = ""  # the end of what was released (context for blocking scanners)
         self.blocked_by: str | None = None
         self.verdicts: dict[str, Verdict] = {}
 
@@ -110,25 +122,33 @@ class StreamScanner:
         if self.blocked_by is not None:
             return "", True
         self._pending += text
-        if len(self._pending) <= self.hold:
+        # Blocking looks at the pending text with the tail of what was released before it, so that a banned
+        # phrase split across the release point is still seen whole.
+        check = self.pipeline.scan(self._tail + self._pending)
+        if check.blocked_by is not None:
+            self._record(check)
+            self.blocked_by = check.blocked_by
+            self._pending = ""
+            return "", True
+        cut = len(self._pending) - self.hold
+        if cut <= 0:
             return "", False
-        result = self.pipeline.scan(self._pending)
+        # Never cut through something a scanner finds: it could still be growing (an e-mail's domain) or be
+        # only half a secret. The cut moves back to the start of any finding that crosses it.
+        for start, end in self.pipeline.spans(self._pending):
+            if start < cut < end:
+                cut = start
+        if cut <= 0:
+            return "", False
+        result = self.pipeline.scan(self._pending[:cut])
         self._record(result)
         if result.blocked_by is not None:
             self.blocked_by = result.blocked_by
             self._pending = ""
             return "", True
-        # Release all but the last `hold` characters of the scanned text, and never cut inside a redaction mark
-        # (the rest is scanned again with what follows, so a secret split across chunks is still found whole).
-        scanned = result.text
-        cut = len(scanned) - self.hold
-        mark = scanned.rfind("[REDACTED:", 0, cut + 1)
-        if mark != -1 and scanned.find("]", mark) >= cut:
-            cut = mark
-        # The held-back tail is re-scanned from the original text: map it back by taking the same suffix
-        # length of raw text when nothing was redacted in it, else keep the scanned (already redacted) tail.
-        released, self._pending = scanned[:cut], scanned[cut:]
-        return released, False
+        self._tail = (self._tail + self._pending[:cut])[-self.hold :]
+        self._pending = self._pending[cut:]
+        return result.text, False
 
     def flush(self) -> tuple[str, bool]:
         """The stream ended: scan and release the rest."""
@@ -139,6 +159,9 @@ class StreamScanner:
         result = self.pipeline.scan(self._pending)
         self._record(result)
         self._pending = ""
+        if result.blocked_by is None and self._tail:
+            whole = self.pipeline.scan(self._tail + result.text)
+            result.blocked_by = whole.blocked_by
         if result.blocked_by is not None:
             self.blocked_by = result.blocked_by
             return "", True

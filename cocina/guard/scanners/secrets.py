@@ -105,7 +105,7 @@ class SecretsScanner:
             if rule.triggers and not any(t in lowered for t in rule.triggers):
                 continue
             for m in rule.pattern.finditer(text):
-                if m.lastindex:  # the secret is the first group (e.g. the value after `aws_secret=`)
+                if m.lastindex and m.start(1) > m.start():  # the secret is a group after a label (`aws_key="…"`)
                     start, end = m.span(1)
                 else:
                     start, end = m.span()

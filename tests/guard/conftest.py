@@ -1,0 +1,19 @@
+"""A store and the guard's pieces over it, without a server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cocina.store import SQLiteStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "predictions.db")
+    try:
+        yield s
+    finally:
+        s.close()
