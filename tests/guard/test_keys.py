@@ -34,8 +34,6 @@ def test_a_key_is_printed_once_and_stored_only_as_a_keyed_hash(keys: Keys, store
 def test_refusals_say_why(keys: Keys) -> None:
     rec, text = keys.create("x", expires_in_s=3600)
     assert keys.authenticate("nope") == "malformed"
-    # A well-formed key (valid checksum) that was never issued.
-    other = Keys(keys.store, KeyHasher(b"z" * 32)).hasher  # noqa: F841 - a different server secret
     body = text[3:-6]
     forged = text[:-7] + ("A" if text[-7] != "A" else "B") + text[-6:]
     assert keys.authenticate(forged) == "malformed"  # the checksum catches a changed character
@@ -78,7 +76,7 @@ def test_checking_a_key_takes_the_same_time_however_much_of_it_is_right(keys: Ke
     with the key takes as long to refuse as one that shares only the lookup."""
     from cocina.guard.keys import _checksum
 
-    rec, text = keys.create("timing")
+    _, text = keys.create("timing")
     lookup = text[3:11]
 
     def with_secret(secret: str) -> str:

@@ -48,7 +48,7 @@ class Verifier:
     @classmethod
     def parse(cls, text: str) -> Verifier:
         """A verifier key `<name>+<hex id>+<base64(0x01 ‖ key)>`."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # base64 may itself hold '+'
         if len(parts) != 3 or not _valid_name(parts[0]):
             raise NoteError("a verifier key is <name>+<hex key id>+<base64 key>")
         name, hex_id, b64 = parts
@@ -84,7 +84,7 @@ class Signer:
     @classmethod
     def parse(cls, text: str) -> Signer:
         """A signer key `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 ‖ seed)>`."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 4)
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"] or not _valid_name(parts[2]):
             raise NoteError("a signer key is PRIVATE+KEY+<name>+<hex key id>+<base64 key>")
         try:
