@@ -560,7 +560,11 @@ class ModelRuntime:
         rec.metrics = metrics
         if self.ctx.gate is not None:
             job = active.job
-            used = job.prompt_tokens + job.completion_tokens if isinstance(job, GenerationJob) else None
+            if isinstance(job, GenerationJob):
+                used: int | None = job.prompt_tokens + job.completion_tokens
+            else:  # a predictor that reports Replicate's token counts (cocina's LLMPredictor does) is charged them
+                counts = [rec.metrics.get(k) for k in ("input_token_count", "output_token_count")]
+                used = sum(int(c) for c in counts if isinstance(c, int | float)) or None
             try:
                 self.ctx.gate.finished(rec, active.ticket, used)
             except Exception:

@@ -21,7 +21,8 @@ from cocina.guard.scanners.base import Finding
 _I = re.IGNORECASE
 
 # (name, weight, pattern). With the default threshold of 2: 3 and 2 are enough alone, 1 needs company.
-_SIGNALS: tuple[tuple[str, float, str], ...] = (
+# An optional fourth element lists literal (lower-case) triggers when they cannot be read off the pattern.
+_SIGNALS: tuple[tuple[str, float, str] | tuple[str, float, str, tuple[str, ...]], ...] = (
     # -- overriding instructions (EN)
     ("override", 3, r"\b(ignore|disregard|forget|skip|override|bypass|neglect|drop)\b[^.\n]{0,40}\b(previous|prior|"
                     r"above|earlier|preceding|former|original|initial|all|any|the|your|following|these|those|system)\b"
@@ -30,7 +31,7 @@ _SIGNALS: tuple[tuple[str, float, str], ...] = (
     ("override", 2, r"\b(ignore|disregard)\b[^.\n]{0,20}\b(above|previous|that|this|everything|instructions?)\b"),
     ("new_instructions", 2, r"\b(new|updated|real|actual|important|additional|override|secret|hidden)\s+"
                             r"(system\s+)?(instructions?|directives?|task|orders|commands?)\b\s*[:!*]"),
-    ("new_instructions", 2, r"\*{2,}\s*(new|important|urgent)[^*\n]{0,40}\*{2,}"),
+    ("new_instructions", 2, r"\*{2,}\s*(new|important|urgent)[^*\n]{0,40}\*{2,}", ("**",)),
     ("instead", 2, r"\b(instead|rather)\b[^.\n]{0,25}\b(say|print|output|write|respond|reply|repeat|spell)\b"),
     ("instead", 2, r"\b(just|only|simply)\s+(say|print|output|write|respond with|reply with)\b\s*[:\"'“]"),
     ("stop_task", 2, r"\bstop\s+everything\b|\bstop\s+(now|right\s+now)\b"),
@@ -56,10 +57,13 @@ _SIGNALS: tuple[tuple[str, float, str], ...] = (
     ("extraction", 2, r"\b(verbatim|word\s+for\s+word|in\s+full|exact(ly)?)\b[^.\n]{0,40}\b(prompt|instructions?|"
                       r"above|message|text)\b"),
     # -- forged roles and delimiters
-    ("role_forgery", 2, r"(^|\n)\s*(system|assistant|developer|admin(istrator)?|root)\s*:\s"),
+    ("role_forgery", 2, r"(^|\n)\s*(system|assistant|developer|admin(istrator)?|root)\s*:\s",
+     ("system", "assistant", "developer", "admin", "root")),
     ("role_forgery", 2, r"<\|?(im_start|im_end|system|endoftext|eot_id|start_header_id)\|?>|\[/?INST\]|<</?SYS>>|"
-                        r"###\s*(instruction|system)|\[system\]|\{\{system\}\}"),
-    ("role_forgery", 1, r"(^|\n)\s*(user|human)\s*:\s"),
+                        r"###\s*(instruction|system)|\[system\]|\{\{system\}\}",
+     ("<|", "im_start", "im_end", "endoftext", "eot_id", "start_header_id", "inst]", "<<sys", "<</sys", "###",
+      "[system]", "{{system}}")),
+    ("role_forgery", 1, r"(^|\n)\s*(user|human)\s*:\s", ("user", "human")),
     ("addressed_to_ai", 3, r"\b(note|message|instructions?|reminder|directive|request)\s+(to|for)\s+"
                            r"(the\s+|any\s+|all\s+)?"
                            r"(ai|a\.i\.|llm|llms|assistant|automated|model|chatbot|language\s+model|gpt|bot|"
@@ -140,20 +144,113 @@ _SIGNALS: tuple[tuple[str, float, str], ...] = (
     ("no_limits", 2, r"\b(sin|no\s+tienes|ignorando|libre\s+de)\b[^.\n]{0,30}\b(restricciones|límites|limites|"
                      r"filtros|censura|políticas|politicas|normas\s+éticas|normas\s+eticas)\b"),
 )
-_COMPILED = tuple((name, weight, re.compile(pattern, _I)) for name, weight, pattern in _SIGNALS)
+
+
+def _top_level(group: str) -> list[str]:
+    """The alternatives of a regex group's body, split at its top-level `|`."""
+    out, depth, start = [], 0, 0
+    for i, c in enumerate(group):
+        if c == "\\":
+            continue
+        if c in "([" and (i == 0 or group[i - 1] != "\\"):
+            depth += 1
+        elif c in ")]" and group[i - 1] != "\\":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            out.append(group[start:i])
+            start = i + 1
+    out.append(group[start:])
+    return out
+
+
+def _prefixes(pattern: str) -> frozenset[str] | None:
+    """Literal lower-case words one of which every match of `pattern` starts with, or None when that cannot be
+    read off the pattern. A signal whose words are absent from a text is not searched for at all: the ~50
+    case-insensitive searches cost ~3 ms over a kilobyte; these substring tests cost a few microseconds."""
+    if pattern.startswith("(?-i:") and pattern.endswith(")"):
+        pattern = pattern[5:-1]
+    alternatives = []
+    for top in _top_level(pattern):
+        plain = re.match(r"\\b([a-záéíóúñü0-9'’]+)", top)
+        if plain is not None and not top.startswith("\\b("):
+            alternatives.append(plain.group(1))
+            continue
+        if top.startswith("(?-i:"):
+            top = top[5:]
+        if not top.startswith("\\b("):
+            return None
+        depth, end = 0, -1
+        for i in range(2, len(top)):
+            if top[i] == "(" and top[i - 1] != "\\":
+                depth += 1
+            elif top[i] == ")" and top[i - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    end = i
+                    break
+        if end < 0:
+            return None
+        alternatives += _top_level(top[3:end])
+    words = set()
+    for alt in alternatives:
+        m = re.match(r"[a-záéíóúñü0-9'’]+", alt)
+        if m is None:
+            return None
+        word = m.group(0)
+        if alt[len(word) : len(word) + 1] in ("?", "*", "{"):
+            word = word[:-1]  # an optional last letter: `guardrails?`
+        if not word:
+            return None
+        words.add(word)
+    return frozenset(words)
+
+
+@dataclass(frozen=True)
+class _Signal:
+    """A compiled signal. With `starts`, every match begins with one of those words, so the pattern is only
+    tried, anchored, where they occur; with `gate`, it is searched only if one of those literals is present."""
+
+    name: str
+    weight: float
+    pattern: re.Pattern[str]
+    starts: frozenset[str] | None = None
+    gate: frozenset[str] | None = None
+
+    def search(self, text: str, lowered: str) -> bool:
+        if self.gate is not None and not any(g in lowered for g in self.gate):
+            return False
+        if self.starts is None:
+            return self.pattern.search(text) is not None
+        for word in self.starts:
+            i = lowered.find(word)
+            while i != -1:
+                if (i == 0 or not lowered[i - 1].isalnum()) and self.pattern.match(text, i):
+                    return True
+                i = lowered.find(word, i + 1)
+        return False
+
+
+def _signal(name: str, weight: float, pattern: str, triggers: tuple[str, ...] | None = None) -> _Signal:
+    compiled = re.compile(pattern, _I)
+    if triggers is not None:
+        return _Signal(name, weight, compiled, gate=frozenset(triggers))
+    return _Signal(name, weight, compiled, starts=_prefixes(pattern.lower()))
+
+
+_COMPILED = tuple(_signal(*s) for s in _SIGNALS)
 
 # Words that are rare in ordinary requests and common in jailbreaks; each distinct one adds a little (capped),
 # so that a long role-play setup made only of weak signals still adds up.
-_VOCABULARY = re.compile(
+_VOCABULARY_PATTERN = (
     r"\b(amoral|immoral|unethical|illegal|uncensored|unfiltered|unrestricted|unrestrained|never\s+refuses?|"
     r"disclaimers?|warnings?|nsfw|explicit|in\s+character|roleplay|role-play|persona|jailbreak|censor(ship|ed)?|"
     r"morality|morals|ethics|ethicality|legality|obey|no\s+matter\s+(how|what)|any\s+request|"
     r"doesn'?t\s+care|does\s+not\s+care|without\s+hesitation|without\s+question|pretend|simulate|hypothetical|"
     r"fictional\s+world|respond\s+as|answer\s+as|stay\s+in|always\s+stays?|never\s+(break|say|mention)|"
     r"offensive|inappropriate|harmful|dangerous|consequences|policies|guidelines|restrictions|filters?|"
-    r"sin\s+censura|sin\s+filtros|ilegal|inmoral|poco\s+ético|poco\s+etico)\b",
-    _I,
+    r"sin\s+censura|sin\s+filtros|ilegal|inmoral|poco\s+ético|poco\s+etico)\b"
 )
+_VOCABULARY = tuple(_signal(alt, 0.5, rf"\b({alt})\b") for alt in _top_level(_VOCABULARY_PATTERN[3:-3]))
 # Match on ASCII boundaries: attacks glue keywords to symbols (`ÿÿIgnore`) that Unicode counts as letters.
 _NON_TEXT = re.compile(r"[^\x00-\x7fáéíóúñüÁÉÍÓÚÑÜ¿¡«»“”]")
 # A long text that only mentions these topics weakly should not add up to a block by repetition: each signal
@@ -177,11 +274,12 @@ class InjectionScanner:
 
     def detect(self, text: str) -> Detection:
         text = _NON_TEXT.sub(" ", text)
+        lowered = text.lower()
         weights: dict[str, float] = {}
-        for name, weight, pattern in _COMPILED:
-            if weight > weights.get(name, 0) and pattern.search(text):
-                weights[name] = weight
-        vocabulary = {m.group(0).lower() for m in _VOCABULARY.finditer(text)}
+        for signal in _COMPILED:
+            if signal.weight > weights.get(signal.name, 0) and signal.search(text, lowered):
+                weights[signal.name] = signal.weight
+        vocabulary = {v.name for v in _VOCABULARY if v.search(text, lowered)}
         if len(vocabulary) >= 2:
             weights["vocabulary"] = min(2.0, 0.5 * (len(vocabulary) - 1))
         total = sum(weights.values())
