@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import json
 import random
-import re
 import sqlite3
 import statistics
 import sys
@@ -83,11 +82,11 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def bench_scanners(iters: int) -> dict[str, Any]:
+    import yaml
+
     from cocina.guard.config import parse_guard_config
     from cocina.guard.scanners.normalize import warm
     from cocina.guard.scanners.pipeline import Pipeline
-
-    import yaml
 
     warm()
     policy = parse_guard_config(yaml.safe_load(GUARD_FILE)).default

@@ -142,7 +142,7 @@ def test_a_stream_is_redacted_wherever_it_is_split() -> None:
 
 def test_a_stream_is_blocked_when_a_blocking_scanner_fires() -> None:
     pipeline = Pipeline([Step(BannedSubstrings(["forbidden word"]), Action.BLOCK)], normalize_first=False)
-    s = StreamScanner(pipeline, hold=8)
+    s = StreamScanner(pipeline, hold=8, step=1)
     assert s.push("this is fine and ") == ("this is f", False)  # all but the last 8 characters
     assert s.push("here comes the forbi") == ("ine and here comes t", False)
     _, blocked = s.push("dden word, oops")

@@ -98,9 +98,13 @@ class Pipeline:
 class StreamScanner:
     """Scans one stream of text (a generation's choice) as it arrives."""
 
-    def __init__(self, pipeline: Pipeline, hold: int = 64) -> None:
+    def __init__(self, pipeline: Pipeline, hold: int = 64, step: int = 16) -> None:
         self.pipeline = pipeline
         self.hold = hold
+        # Scan once `step` more characters than the hold have come (not at every token: a token is ~4
+        # characters, and scanning each would cost the stream several scans per token).
+        self.step = step
+        self._blocks = any(s.action is Action.BLOCK for s in pipeline.steps)
         self._pending = ""  # received, not yet released
         self._tail = ""  # the end of what was released (context for blocking scanners)
         self.blocked_by: str | None = None
@@ -122,14 +126,17 @@ class StreamScanner:
         if self.blocked_by is not None:
             return "", True
         self._pending += text
-        # Blocking looks at the pending text with the tail of what was released before it, so that a banned
-        # phrase split across the release point is still seen whole.
-        check = self.pipeline.scan(self._tail + self._pending)
-        if check.blocked_by is not None:
-            self._record(check)
-            self.blocked_by = check.blocked_by
-            self._pending = ""
-            return "", True
+        if len(self._pending) < self.hold + self.step:
+            return "", False
+        if self._blocks:
+            # Blocking looks at the pending text with the tail of what was released before it, so that a banned
+            # phrase split across the release point is still seen whole.
+            check = self.pipeline.scan(self._tail + self._pending)
+            if check.blocked_by is not None:
+                self._record(check)
+                self.blocked_by = check.blocked_by
+                self._pending = ""
+                return "", True
         cut = len(self._pending) - self.hold
         if cut <= 0:
             return "", False
