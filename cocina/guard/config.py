@@ -150,8 +150,8 @@ def _policy(data: Any, where: str, base: Policy) -> Policy:
     policy = base
     scanners = data.get("scanners")
     if scanners is not None:
-        if not isinstance(scanners, dict) or set(scanners) - {"input", "output"}:
-            raise GuardConfigError(f"{where}.scanners: a mapping with `input` and/or `output` lists")
+        if not isinstance(scanners, dict) or set(scanners) - {"input", "output", "hold_chars"}:
+            raise GuardConfigError(f"{where}.scanners: a mapping with `input` and/or `output` lists (and hold_chars)")
         if "input" in scanners:
             policy = replace(policy, input=_scanners(scanners["input"], f"{where}.scanners.input"))
         if "output" in scanners:

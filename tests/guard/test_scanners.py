@@ -153,7 +153,8 @@ def test_a_stream_is_blocked_when_a_blocking_scanner_fires() -> None:
 def test_the_guard_file_is_checked_key_by_key() -> None:
     cfg = parse_guard_config(
         {
-            "scanners": {"input": [{"type": "secrets", "action": "redact"}], "output": [{"type": "pii"}]},
+            "scanners": {"input": [{"type": "secrets", "action": "redact"}], "output": [{"type": "pii"}],
+                         "hold_chars": 32},
             "models": {"acme/private-*": {"privacy": True, "disclosure": {"notice": "Generado por IA."}}},
             "urls": {"allow_hosts": ["files.internal:8080"]},
             "audit": {"origin": "example.com/log", "checkpoint_interval_s": 2},
@@ -161,7 +162,7 @@ def test_the_guard_file_is_checked_key_by_key() -> None:
     )
     assert cfg.policy("acme/private-chat").privacy and not cfg.policy("acme/echo").privacy
     assert cfg.policy("acme/private-chat").notice == "Generado por IA."
-    assert cfg.policy("acme/echo").output[0].action is Action.REDACT
+    assert cfg.policy("acme/echo").output[0].action is Action.REDACT and cfg.policy("acme/echo").hold_chars == 32
     assert cfg.url_allow_hosts == ("files.internal:8080",) and cfg.audit_origin == "example.com/log"
     for bad, message in [
         ({"scanner": []}, "scanner: unknown key"),
@@ -173,3 +174,17 @@ def test_the_guard_file_is_checked_key_by_key() -> None:
     ]:
         with pytest.raises(GuardConfigError, match=message.replace("[", r"\[").replace("*", r"\*")):
             parse_guard_config(bad)
+
+
+def test_the_documented_guard_file_is_valid() -> None:
+    """docs/guard.md's example file parses, and says what it says."""
+    from pathlib import Path
+
+    import yaml
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "guard.md").read_text()
+    cfg = parse_guard_config(yaml.safe_load(doc.split("```yaml\n", 1)[1].split("```", 1)[0]))
+    assert [s.type for s in cfg.default.input] == [
+        "prompt_injection", "secrets", "pii", "banned_substrings", "regex", "token_limit"
+    ]
+    assert cfg.policy("acme/private-chat").privacy and cfg.policy("acme/chat").notice == "Respuesta generada por IA."
