@@ -23,7 +23,15 @@ class GuardConfigError(ValueError):
     """The guard file is wrong; the message names the key."""
 
 
-SCANNER_TYPES = ("prompt_injection", "secrets", "pii", "banned_substrings", "regex", "token_limit")
+SCANNER_TYPES = (
+    "prompt_injection",
+    "prompt_injection_model",
+    "secrets",
+    "pii",
+    "banned_substrings",
+    "regex",
+    "token_limit",
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,12 @@ class ScannerSpec:
         from cocina.guard.scanners.secrets import SecretsScanner
 
         o = self.options
+        if self.type == "prompt_injection_model":
+            from cocina.guard.scanners.model import ModelInjectionScanner
+
+            if "model" not in o:
+                raise ValueError("prompt_injection_model needs `model: /path/to/a/local/model`")
+            return ModelInjectionScanner(str(o["model"]), float(o.get("threshold", 0.5)), o.get("label"))
         if self.type == "prompt_injection":
             return InjectionScanner(float(o.get("threshold", 2.0)))
         if self.type == "secrets":
@@ -126,7 +140,7 @@ def _scanners(items: Any, where: str) -> tuple[ScannerSpec, ...]:
         kind = str(item["type"])
         if kind not in SCANNER_TYPES:
             raise GuardConfigError(f"{at}.type: {kind!r} is not one of {', '.join(SCANNER_TYPES)}")
-        redacts = kind not in ("prompt_injection", "token_limit")
+        redacts = kind not in ("prompt_injection", "prompt_injection_model", "token_limit")
         default = "block" if not redacts else "redact"
         options = {k: v for k, v in item.items() if k not in ("type", "action")}
         spec = ScannerSpec(kind, _action(item.get("action", default), at, redacts), options)

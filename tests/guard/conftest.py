@@ -17,3 +17,6 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
         yield s
     finally:
         s.close()
+
+
+from tests.server.conftest import tiny_model  # noqa: E402, F401 - the session's tiny GPT-2 (built once)
