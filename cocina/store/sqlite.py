@@ -85,6 +85,12 @@ _KEY_COLUMNS = (
 _KEY_SELECT = f"SELECT {', '.join(_KEY_COLUMNS)} FROM api_keys"
 
 
+def _blob(value: Any) -> bytes:
+    """A BLOB column's value as bytes, also when someone rewrote it as TEXT (the audit verifier must be able to
+    read a tampered row in order to report it)."""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 def _key_values(key: KeyRecord) -> list[Any]:
     return [json.dumps(getattr(key, c)) if c in ("models", "scopes") else getattr(key, c) for c in _KEY_COLUMNS]
 
@@ -421,7 +427,7 @@ class SQLiteStore:
                 "ORDER BY idx",
                 (start, end),
             ).fetchall()
-        return [AuditEntry(int(i), p, bytes(e), bytes(h)) for i, p, e, h in rows]
+        return [AuditEntry(int(i), p, _blob(e), _blob(h)) for i, p, e, h in rows]
 
     def audit_entry_for(self, prediction_id: str) -> AuditEntry | None:
         with self._locked() as db:
@@ -430,7 +436,7 @@ class SQLiteStore:
                 "ORDER BY idx DESC LIMIT 1",
                 (prediction_id,),
             ).fetchone()
-        return None if row is None else AuditEntry(int(row[0]), row[1], bytes(row[2]), bytes(row[3]))
+        return None if row is None else AuditEntry(int(row[0]), row[1], _blob(row[2]), _blob(row[3]))
 
     def audit_nodes(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         found: dict[tuple[int, int], bytes] = {}
@@ -443,7 +449,7 @@ class SQLiteStore:
                         "SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?", (level, idx)
                     ).fetchone()
                 if row is not None:
-                    found[(level, idx)] = bytes(row[0])
+                    found[(level, idx)] = _blob(row[0])
         return found
 
     def audit_put_checkpoint(self, checkpoint: CheckpointRecord) -> None:
@@ -460,9 +466,9 @@ class SQLiteStore:
                 row = db.execute(f"{query} ORDER BY size DESC LIMIT 1").fetchone()
             else:
                 row = db.execute(f"{query} WHERE size = ?", (size,)).fetchone()
-        return None if row is None else CheckpointRecord(int(row[0]), bytes(row[1]), str(row[2]), float(row[3]))
+        return None if row is None else CheckpointRecord(int(row[0]), _blob(row[1]), str(row[2]), float(row[3]))
 
     def audit_checkpoints(self) -> list[CheckpointRecord]:
         with self._locked() as db:
             rows = db.execute("SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size").fetchall()
-        return [CheckpointRecord(int(s), bytes(r), str(n), float(c)) for s, r, n, c in rows]
+        return [CheckpointRecord(int(s), _blob(r), str(n), float(c)) for s, r, n, c in rows]
