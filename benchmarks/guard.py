@@ -66,7 +66,7 @@ audit:
   checkpoint_interval_s: 1
 """
 
-SECTION = "## Guard"
+SECTION = "## Guard (benchmarks/guard.py)"
 
 
 def _log(msg: str) -> None:
@@ -114,6 +114,69 @@ def bench_scanners(iters: int) -> dict[str, Any]:
 
 
 # -- 2. the guard on c=32 streaming -----------------------------------------------------------------------------
+
+
+def bench_work(requests: int) -> dict[str, Any]:
+    """The guard's own work, in process (no model, no HTTP): per request, everything admission and the end of a
+    prediction ask of it (key check, limits, scanners, the row's privacy view, the audit append) on a real
+    SQLite store; per streamed token, the output scanner. Deterministic, unlike two servers' throughputs."""
+    import asyncio
+    import random as rnd
+    import string
+
+    import yaml
+
+    from cocina.guard import Guard, parse_guard_config
+    from cocina.guard.scanners.pipeline import StreamScanner
+    from cocina.serving.admission import AdmissionRequest
+    from cocina.store import PredictionRecord, PredictionStatus, SQLiteStore
+
+    cfg = parse_guard_config(yaml.safe_load(GUARD_FILE))
+
+    class Model:  # what the guard reads of a served model
+        name, version, schema = "bench/gpt2", "v" * 64, None
+
+    async def run() -> float:
+        d = Path(tempfile.mkdtemp())
+        store = SQLiteStore(d / "predictions.db")
+        guard = Guard(cfg, d)
+        await guard.start(store)
+        _, key = guard.keys.create("b", rpm=10**6, tpm=10**9, monthly_tokens=10**12)
+        t0 = time.perf_counter()
+        for i in range(requests):
+            principal = guard.authenticate(key)
+            req = AdmissionRequest(surface="openai", input={"messages": [{"role": "user", "content": "hola " * 32}]},
+                                   principal=principal)  # type: ignore[arg-type]
+            ticket = guard.check(req, Model())  # type: ignore[arg-type]
+            guard.scan(ticket, req.input, Model())  # type: ignore[arg-type]
+            guard.reserve(ticket, 96)
+            rec = PredictionRecord(id=f"p{i}", model=Model.name, version=Model.version, surface="openai",
+                                   principal=ticket.principal.id if ticket.principal else None,  # type: ignore[union-attr]
+                                   input=req.input, guard=dict(ticket.record))
+            store.insert(guard.persist(rec))
+            rec.status, rec.output = PredictionStatus.SUCCEEDED, {"text": "y" * 256}
+            guard.finished(rec, ticket, 90)
+            store.update(guard.persist(rec))
+        elapsed = (time.perf_counter() - t0) / requests
+        await guard.stop()
+        store.close()
+        return elapsed
+
+    per_request_s = asyncio.run(run())
+    rng = rnd.Random(0)
+    tokens = ["".join(rng.choice(string.ascii_letters + "   .,") for _ in range(rng.randint(2, 6))) for _ in range(64)]
+    pipeline = cfg.default.output_pipeline()
+    assert pipeline is not None
+    t0 = time.perf_counter()
+    for _ in range(200):
+        s = StreamScanner(pipeline, 64)
+        for tok in tokens:
+            s.push(tok)
+        s.flush()
+    per_token_s = (time.perf_counter() - t0) / 200 / len(tokens)
+    return {"requests": requests, "per_request_ms": round(per_request_s * 1000, 3),
+            "per_token_us": round(per_token_s * 1e6, 2)}
+
 
 
 def _server(system: str, model: Path, dtype: str, workdir: Path) -> tuple[Server, str | None]:
@@ -177,7 +240,10 @@ def bench_stream(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     note = httpx.get(f"{srv.url}/v1/audit/checkpoint", headers={"Authorization": f"Bearer {key}"})
                     audit_size = int(note.text.split("\n")[1])
     base, guarded = statistics.median(rows["no-guard"]), statistics.median(rows["guard"])
+    spread = max((max(v) - min(v)) / statistics.median(v) for v in rows.values()) if args.rounds > 1 else None
     return {
+        # The widest round-to-round spread of either system (None with one round: unknown).
+        "spread_pct": None if spread is None else round(100 * spread, 1),
         "model": "tiny" if args.quick else "GPT-2-small shape (random weights)",
         "dtype": args.dtype,
         "requests_per_round": args.requests,
@@ -285,7 +351,16 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     if "scanners" in report:
         out["scanners_p50_le_2ms"] = report["scanners"]["p50_ms"] <= 2.0
     if "stream" in report:
-        out["guard_cost_le_5pct"] = report["stream"]["cost_pct"] <= 5.0
+        st = report["stream"]
+        out["guard_cost_le_5pct"] = st["cost_pct"] <= 5.0
+        # Two servers' throughputs on a shared 2-core machine differ by more than 5% from round to round; the
+        # comparison only says something when the difference exceeds that spread.
+        out["guard_cost_resolved"] = st["spread_pct"] is not None and abs(st["cost_pct"]) > st["spread_pct"]
+        if "work" in report:
+            w = report["work"]
+            req_per_s = st["median_tok_s"]["no-guard"] / report["output_len"]
+            cpu_ms_per_s = req_per_s * (w["per_request_ms"] + report["output_len"] * w["per_token_us"] / 1000)
+            st["guard_cpu_pct_of_one_core"] = round(cpu_ms_per_s / 10, 2)
     if "appends" in report:
         out["appends_ge_2000_per_s"] = report["appends"]["appends_per_s"] >= 2000
     if "proofs" in report:
@@ -314,12 +389,29 @@ def render(report: dict[str, Any]) -> str:
             f"{s['p50_ms']} ms, p90 {s['p90_ms']}, p99 {s['p99_ms']} (p50 per scanner, ms: {per}) | p50 <= 2 ms: "
             f"{'met' if t['scanners_p50_le_2ms'] else 'missed'} |"
         )
+    if "work" in report:
+        w = report["work"]
+        lines.append(
+            f"| the guard's own work in process, {w['requests']} requests: key, limits, input scanners, the row, "
+            f"the audit append; and the output scanner per streamed token | {w['per_request_ms']} ms a request, "
+            f"{w['per_token_us']} us a token | |"
+        )
     if "stream" in report:
         st = report["stream"]
+        verdict = (
+            ("met" if t["guard_cost_le_5pct"] else "missed")
+            if t["guard_cost_resolved"]
+            else f"not resolved by this run: the rounds spread by {st['spread_pct']}%"
+            if st["spread_pct"] is not None
+            else "not resolved: one round"
+        )
+        cpu = st.get("guard_cpu_pct_of_one_core")
+        extra = f"; the guard's own work at that rate: {cpu}% of one core" if cpu is not None else ""
         lines.append(
-            f"| streaming chat at c=32, {st['model']}, output tok/s (median of rounds {st['rounds']}) | no guard "
-            f"{st['median_tok_s']['no-guard']}, guard {st['median_tok_s']['guard']}: cost {st['cost_pct']}% | "
-            f"<= 5%: {'met' if t['guard_cost_le_5pct'] else 'missed'} |"
+            f"| streaming chat at c=32, {st['model']}, output tok/s per round (no guard "
+            f"{st['rounds']['no-guard']}, guard {st['rounds']['guard']}) | medians: no guard "
+            f"{st['median_tok_s']['no-guard']}, guard {st['median_tok_s']['guard']}: cost {st['cost_pct']}%{extra} "
+            f"| <= 5%: {verdict} |"
         )
     if "appends" in report:
         a = report["appends"]
@@ -390,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     if "proofs" in only:
         report["proofs"] = bench_proofs(args.proof_entries, args.proof_samples, args.workdir)
         _log(f"proofs: {report['proofs']}")
+    if "stream" in only:
+        report["work"] = bench_work(50 if args.quick else 500)
+        _log(f"work: {report['work']}")
+        report["output_len"] = args.output_len
     if "stream" in only:
         report["stream"] = bench_stream(args, args.workdir)
     report["uptime_after"] = _uptime()
