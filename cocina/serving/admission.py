@@ -101,7 +101,7 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
         else:
             await model.wait_schema(timeout)
             run_input = model.validate(req.input)
-            await check_input_urls(run_input, model.schema or {}, serving.config)
+            await check_input_urls(run_input, model.schema or {}, serving.config, serving.files)
             if gate is not None and ticket is not None:
                 scanned = gate.scan(ticket, run_input, model)
                 if ticket.redacted:

@@ -148,10 +148,12 @@ def _uri_fields(schema: dict[str, Any]) -> dict[str, bool]:
     return out
 
 
-async def check_input_urls(inputs: dict[str, Any], schema: dict[str, Any], config: Any) -> None:
+async def check_input_urls(
+    inputs: dict[str, Any], schema: dict[str, Any], config: Any, files: FileStore | None = None
+) -> None:
     """Refuse file inputs that would make the model's process fetch what it must not (SSRF): a URL whose host
     is loopback, private or link-local, another scheme than http(s)/data, or a local path. Files uploaded to
-    this server (`/v1/files/...`) are allowed. `InvalidInput` names the field."""
+    this server (`/v1/files/<id>` of a file that exists here) are allowed. `InvalidInput` names the field."""
     import asyncio
 
     from cocina.sdk.urls import UrlPolicy, UrlRefused, check_addresses, split_url
@@ -162,8 +164,11 @@ async def check_input_urls(inputs: dict[str, Any], schema: dict[str, Any], confi
     for name, is_list in _uri_fields(schema).items():
         values = inputs.get(name)
         for i, value in enumerate(values if is_list and isinstance(values, list) else [values]):
-            if not isinstance(value, str) or value.startswith("data:") or _OWN_URL.match(value):
+            if not isinstance(value, str) or value.startswith("data:"):
                 continue
+            own = _OWN_URL.match(value)
+            if own and files is not None and files.content_path(own.group(1)) is not None:
+                continue  # replaced by the local file before it runs: nothing is fetched
             try:
                 if value.startswith("/"):
                     raise UrlRefused("local file paths are not accepted over the API; upload the file or pass a URL")

@@ -420,6 +420,7 @@ def test_privacy_mode_stores_keyed_hashes_only(srv: LiveServer, admin: str, capl
         "http://[::ffff:127.0.0.1]/x",
         "file:///etc/passwd",
         "/etc/passwd",
+        "http://169.254.169.254/v1/files/abcdefghijklmnopqrstuvwxyz",  # the shape of our own file URLs
     ],
 )
 def test_path_inputs_cannot_reach_private_addresses(srv: LiveServer, admin: str, url: str) -> None:
