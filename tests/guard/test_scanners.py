@@ -140,6 +140,18 @@ def test_a_stream_is_redacted_wherever_it_is_split() -> None:
     assert "AKIA" not in whole and "ana@" not in whole
 
 
+def test_overlapping_findings_are_never_cut_through() -> None:
+    """Two findings that overlap (here two patterns) keep the stream from releasing a part of either."""
+    pipeline = Pipeline([Step(RegexRules([r"KEY-\d+", r"\d+-END"]), Action.REDACT)], normalize_first=False)
+    text = "prefix words KEY-0123456789-END and then some more words to push it all out of the hold"
+    whole = pipeline.scan(text).text
+    for cut in range(1, len(text)):
+        s = StreamScanner(pipeline, hold=8, step=1)
+        out = s.push(text[:cut])[0] + s.push(text[cut:])[0] + s.flush()[0]
+        assert out == whole, (cut, out)
+    assert "0123456789" not in whole and "END" not in whole  # the union of the two is redacted
+
+
 def test_a_stream_is_blocked_when_a_blocking_scanner_fires() -> None:
     pipeline = Pipeline([Step(BannedSubstrings(["forbidden word"]), Action.BLOCK)], normalize_first=False)
     s = StreamScanner(pipeline, hold=8, step=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from cocina.guard.scanners.base import Action, Finding, Scanner, Verdict
 from cocina.guard.scanners.normalize import normalize
@@ -39,15 +40,19 @@ def redaction(kind: str) -> str:
 
 
 def _apply(text: str, findings: list[Finding]) -> str:
-    """Replace each finding's span (overlaps merged, the first kind kept) by its redaction mark."""
-    spans = sorted(findings, key=lambda f: (f.start, -f.end))
+    """Replace each finding's span by its redaction mark; overlapping spans are merged (their union is
+    redacted, under the first one's kind), so no part of either shows."""
+    merged: list[list[Any]] = []
+    for f in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if merged and f.start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], f.end)
+        else:
+            merged.append([f.start, f.end, f.kind])
     out, pos = [], 0
-    for f in spans:
-        if f.start < pos:
-            continue
-        out.append(text[pos : f.start])
-        out.append(redaction(f.kind))
-        pos = f.end
+    for start, end, kind in merged:
+        out.append(text[pos:start])
+        out.append(redaction(kind))
+        pos = end
     out.append(text[pos:])
     return "".join(out)
 
@@ -141,8 +146,9 @@ class StreamScanner:
         if cut <= 0:
             return "", False
         # Never cut through something a scanner finds: it could still be growing (an e-mail's domain) or be
-        # only half a secret. The cut moves back to the start of any finding that crosses it.
-        for start, end in self.pipeline.spans(self._pending):
+        # only half a secret. The cut moves back to the start of any finding that crosses it (latest first, so
+        # that a finding overlapping the one it moved back to is seen too).
+        for start, end in sorted(self.pipeline.spans(self._pending), reverse=True):
             if start < cut < end:
                 cut = start
         if cut <= 0:
