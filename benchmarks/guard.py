@@ -7,7 +7,9 @@
    serving benchmarks' model; `--quick`: a tiny one) served by `cocina serve --no-guard` and by `cocina serve
    --guard` with API keys (the key has RPM, TPM and monthly limits), input scanners that block/redact, an output
    scanner on the token stream, AI disclosure and the audit log, streaming chat at c=32 (32-token prompts, 64
-   output tokens, EOS ignored); the two servers alternate `--rounds` times and the medians are compared.
+   output tokens, EOS ignored). Both servers run side by side and bursts of `--requests` alternate between them
+   `--rounds` times; the cost is the median of the paired bursts' costs. Beside it, the guard's own work per
+   request and per token, measured in process.
 3. **Audit appends per second** with a signed checkpoint every second, for `--audit-seconds`, on SQLite.
 4. **Proofs over a 1,000,000-entry log**: inclusion and consistency proofs (computed from the stored nodes) and
    their verification, p50/p99 over 1,000 random entries. The log is written in bulk first (entries, leaf hashes
@@ -220,36 +222,46 @@ def _level(url: str, key: str | None, tokenizer: Any, n: int, c: int, args: argp
 
 
 def bench_stream(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Both servers run side by side (only one under load at a time); bursts of `--requests` at c=32 alternate
+    between them, so each guarded burst has an unguarded neighbour seconds apart under the same background load.
+    The cost is 1 - the median of the paired ratios; the interquartile range of the paired costs says how far
+    the machine's noise lets that be trusted."""
+    import contextlib
+
+    import httpx
+
     from cocina.bench.workload import load_tokenizer
 
     model = build_model(workdir, args.quick)
     tokenizer = load_tokenizer(str(model))
     rows: dict[str, list[float]] = {"no-guard": [], "guard": []}
-    audit_size = None
-    for r in range(args.rounds):
-        for system in ("no-guard", "guard") if r % 2 == 0 else ("guard", "no-guard"):
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for system in ("no-guard", "guard"):
             server, key = _server(system, model, args.dtype, workdir)
-            with running(server, 600) as srv:
-                _level(srv.url, key, tokenizer, 8, 8, args, seed=99)  # warm-up
+            servers[system] = (stack.enter_context(running(server, 600)), key)
+            _level(servers[system][0].url, key, tokenizer, 8, 8, args, seed=99)  # warm-up
+        for r in range(args.rounds):
+            for system in ("no-guard", "guard") if r % 2 == 0 else ("guard", "no-guard"):
+                srv, key = servers[system]
                 tok_s = _level(srv.url, key, tokenizer, args.requests, 32, args, seed=r)
                 rows[system].append(round(tok_s, 1))
                 _log(f"round {r} {system}: {tok_s:.1f} output tok/s")
-                if key is not None:
-                    import httpx
-
-                    note = httpx.get(f"{srv.url}/v1/audit/checkpoint", headers={"Authorization": f"Bearer {key}"})
-                    audit_size = int(note.text.split("\n")[1])
-    base, guarded = statistics.median(rows["no-guard"]), statistics.median(rows["guard"])
-    spread = max((max(v) - min(v)) / statistics.median(v) for v in rows.values()) if args.rounds > 1 else None
+        srv, key = servers["guard"]
+        note = httpx.get(f"{srv.url}/v1/audit/checkpoint", headers={"Authorization": f"Bearer {key}"})
+        audit_size = int(note.text.split("\n")[1])
+    costs = sorted(100 * (1 - g / b) for g, b in zip(rows["guard"], rows["no-guard"], strict=True))
+    quartiles = statistics.quantiles(costs, n=4) if len(costs) >= 2 else None
     return {
-        # The widest round-to-round spread of either system (None with one round: unknown).
-        "spread_pct": None if spread is None else round(100 * spread, 1),
         "model": "tiny" if args.quick else "GPT-2-small shape (random weights)",
         "dtype": args.dtype,
-        "requests_per_round": args.requests,
+        "requests_per_burst": args.requests,
         "rounds": rows,
-        "median_tok_s": {"no-guard": base, "guard": guarded},
-        "cost_pct": round(100 * (1 - guarded / base), 2),
+        "median_tok_s": {"no-guard": statistics.median(rows["no-guard"]), "guard": statistics.median(rows["guard"])},
+        "paired_costs_pct": [round(c, 1) for c in costs],
+        "cost_pct": round(statistics.median(costs), 2),
+        # The interquartile range of the paired costs (None with one round: unknown).
+        "spread_pct": None if quartiles is None else round(quartiles[2] - quartiles[0], 1),
         "audit_entries_after_last_round": audit_size,
     }
 
@@ -353,9 +365,9 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     if "stream" in report:
         st = report["stream"]
         out["guard_cost_le_5pct"] = st["cost_pct"] <= 5.0
-        # Two servers' throughputs on a shared 2-core machine differ by more than 5% from round to round; the
-        # comparison only says something when the difference exceeds that spread.
-        out["guard_cost_resolved"] = st["spread_pct"] is not None and abs(st["cost_pct"]) > st["spread_pct"]
+        # On a shared 2-core machine bursts differ by more than 5% from one to the next: the comparison says
+        # something about a 5% target only when the paired costs' interquartile range is under 5 points.
+        out["guard_cost_resolved"] = st["spread_pct"] is not None and st["spread_pct"] < 5.0
         if "work" in report:
             w = report["work"]
             req_per_s = st["median_tok_s"]["no-guard"] / report["output_len"]
@@ -401,17 +413,17 @@ def render(report: dict[str, Any]) -> str:
         verdict = (
             ("met" if t["guard_cost_le_5pct"] else "missed")
             if t["guard_cost_resolved"]
-            else f"not resolved by this run: the rounds spread by {st['spread_pct']}%"
+            else f"not resolved by this run: the paired costs' interquartile range is {st['spread_pct']} points"
             if st["spread_pct"] is not None
             else "not resolved: one round"
         )
         cpu = st.get("guard_cpu_pct_of_one_core")
         extra = f"; the guard's own work at that rate: {cpu}% of one core" if cpu is not None else ""
         lines.append(
-            f"| streaming chat at c=32, {st['model']}, output tok/s per round (no guard "
-            f"{st['rounds']['no-guard']}, guard {st['rounds']['guard']}) | medians: no guard "
-            f"{st['median_tok_s']['no-guard']}, guard {st['median_tok_s']['guard']}: cost {st['cost_pct']}%{extra} "
-            f"| <= 5%: {verdict} |"
+            f"| streaming chat at c=32, {st['model']}, alternating bursts of {st['requests_per_burst']} requests on "
+            f"two servers running side by side, output tok/s (no guard {st['rounds']['no-guard']}, guard "
+            f"{st['rounds']['guard']}) | cost, median of the paired bursts: {st['cost_pct']}% (paired costs "
+            f"{st['paired_costs_pct']}){extra} | <= 5%: {verdict} |"
         )
     if "appends" in report:
         a = report["appends"]
@@ -449,8 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a tiny model and small counts (the smoke test)")
     ap.add_argument("--only", choices=["scanners", "stream", "appends", "proofs"], action="append")
     ap.add_argument("--scan-iters", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--requests", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--input-len", type=int, default=32)
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--dtype", default="bfloat16")

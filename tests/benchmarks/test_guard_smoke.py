@@ -34,6 +34,7 @@ def test_quick_run(tmp_path: Path) -> None:
     st = report["stream"]
     assert st["median_tok_s"]["guard"] > 0 and st["median_tok_s"]["no-guard"] > 0
     assert st["audit_entries_after_last_round"] >= 16  # every streamed request of the guarded server was audited
+    assert len(st["paired_costs_pct"]) == 1 and st["spread_pct"] is None
     assert report["targets"]["guard_cost_resolved"] is False  # one round cannot resolve a 5% difference
     section = render(report)
     assert section.startswith(SECTION) and section.count("\n| ") == 7  # header, rule, five measures
