@@ -75,8 +75,29 @@ TARGET_ECHO_MS = 3.0
 SYSTEM_LABELS = {
     "seed": "(a) seed: Cog server, predict.py with model.generate, one at a time",
     "transformers": "(b) transformers serve --continuous-batching",
+    "llama-server": "(d) llama.cpp llama-server -np 32",
     "cocina": "(c) cocina serve --model",
 }
+# Issue #14's targets: at c=1 cocina >= llama-server; at c=32 >= 1.5x llama-server and >= 2x transformers serve.
+TARGET_VS_LLAMA_C1 = 1.0
+TARGET_VS_LLAMA_C32 = 1.5
+TARGET_VS_TRANSFORMERS_14 = 2.0
+GGUF_TYPE = {"bfloat16": "BF16", "float32": "F32", "int8": "Q8_0", "int4": "Q4_0"}
+
+
+def system_key(base: str, precision: str | None) -> str:
+    """``cocina`` or ``cocina-int8``: one system per precision (transformers and the seed run the dtype only)."""
+    return base if precision is None else f"{base}-{precision}"
+
+
+def system_label(key: str) -> str:
+    base, _, precision = key.partition("-int")
+    if key.startswith("llama-server"):
+        base, precision = "llama-server", key.removeprefix("llama-server").lstrip("-")
+    label = SYSTEM_LABELS[base].split(":")[0]
+    if key.startswith("llama-server"):
+        return f"{label}, {precision or 'dtype'} GGUF"
+    return f"{label}, int{precision}" if precision else label
 
 
 # -- the model -----------------------------------------------------------------------------------------------
@@ -319,6 +340,42 @@ class Server:
         self._log.close()
 
 
+class RssSampler:
+    """Peak resident memory of a process group (a server and its workers), sampled every 0.2 s in a thread."""
+
+    def __init__(self, pgid: int) -> None:
+        import threading
+
+        self.pgid, self.peak = pgid, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> int:
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.pgid:  # field 5 of stat: the process group
+                    for line in (stat.parent / "status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, self.sample())
+
+    def __enter__(self) -> RssSampler:
+        self.peak = self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.sample())
+
+
 @contextlib.contextmanager
 def running(server: Server, timeout_s: float) -> Iterator[Server]:
     try:
@@ -326,6 +383,15 @@ def running(server: Server, timeout_s: float) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def _kernel_line(log: Path) -> str | None:
+    """The engine's start-up line (memory, and the kernels each part of the model runs) from a cocina log."""
+    with contextlib.suppress(OSError):
+        for line in log.read_text(errors="replace").splitlines():
+            if "cocina engine:" in line or "kernels:" in line:
+                return line.split("cocina engine:", 1)[-1].strip()
+    return None
 
 
 def cocina_cmd() -> list[str]:
@@ -436,9 +502,11 @@ def bench_server(
                 n = n_for(c)
                 reqs = synthetic_requests(n, args.input_len, args.output_len, seed=c, tokenizer=tokenizer)
                 _log(f"{server.name}: concurrency {c}, {n} requests")
-                results, duration = asyncio.run(run_level(cfg, reqs, c, serialize=serialize))
+                with RssSampler(server.proc.pid) as rss:
+                    results, duration = asyncio.run(run_level(cfg, reqs, c, serialize=serialize))
                 m = compute_metrics(results, duration)
                 out["levels"][str(c)] = summarize(m, results, c)
+                out["levels"][str(c)]["peak_rss_mb"] = round(rss.peak / 2**20, 1)
                 _log(
                     f"  {out['levels'][str(c)]['output_tok_s']} tok/s, "
                     f"p99 TTFT {out['levels'][str(c)]['ttft_ms']['p99']} ms, failed {m['failed']}"
@@ -549,6 +617,37 @@ def targets(systems: dict[str, Any], echo: dict[str, Any] | None) -> dict[str, A
             "transformers_ms": None,
             "pass": None,
         }
+    # Issue #14: per precision, cocina against llama-server (c=1 and c=32) and transformers serve (c=32).
+    out["issue14"] = []
+    b32 = b
+    for key, system in systems.items():
+        if not key.startswith("cocina"):
+            continue
+        suffix = key.removeprefix("cocina")
+        llama = systems.get("llama-server" + suffix) or {}
+        for level, target, other, name in (
+            (1, TARGET_VS_LLAMA_C1, llama, "llama-server"),
+            (32, TARGET_VS_LLAMA_C32, llama, "llama-server"),
+            (32, TARGET_VS_TRANSFORMERS_14, {"levels": {"32": b32}} if b32 else {}, "transformers serve"),
+        ):
+            versus = name + suffix.replace("-", " ") if name == "llama-server" else f"{name} (its dtype)"
+            mine = (system.get("levels") or {}).get(str(level))
+            theirs = (other.get("levels") or {}).get(str(level))
+            ok = mine and theirs and mine["completed"] and theirs["completed"]
+            ratio = mine["output_tok_s"] / theirs["output_tok_s"] if ok else None
+            out["issue14"].append({
+                "cocina": key, "versus": versus, "level": level, "target": target,
+                "ratio": round(ratio, 2) if ratio is not None else None,
+                "pass": None if ratio is None else ratio >= target,
+            })
+        for level in ("32",):
+            mine = (system.get("levels") or {}).get(level)
+            theirs = (llama.get("levels") or {}).get(level)
+            if mine and theirs:
+                out.setdefault("memory_c32_mb", []).append({
+                    "cocina": key, "cocina_peak_rss_mb": mine.get("peak_rss_mb"),
+                    "llama_server_peak_rss_mb": theirs.get("peak_rss_mb"),
+                })
     out["echo_added_p50_ms"] = {
         "value": echo.get("added_p50_ms") if echo else None,
         "target": TARGET_ECHO_MS,
@@ -608,32 +707,29 @@ def render_section(report: dict[str, Any]) -> str:
         "- (a) " + report["notes"]["seed"],
         "- (b) " + report["notes"]["transformers"],
         "- (c) " + report["notes"]["cocina"],
+        *(f"- {system_label(k).split(' ', 1)[0]} {system_label(k).split(' ', 1)[1]}: {v}"
+          for k, v in report["notes"].items() if k.startswith("llama-server")),
+        *(f"- {s.get('label', k)} ran with: {s['kernels']}" for k, s in systems.items() if s.get("kernels")),
         "",
         "| system | concurrency | requests (failed) | output tok/s | TTFT p50 / p99 ms | TPOT p50 ms | "
-        "E2E p50 / p99 ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "E2E p50 / p99 ms | peak RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name in ("seed", "transformers", "cocina"):
-        s = systems.get(name)
-        label = SYSTEM_LABELS[name].split(":")[0]
-        if not s:
-            continue
+    for name, s in systems.items():
+        label = system_label(name)
         if s["status"] != "ok" and not s.get("levels"):
-            lines.append(f"| {label} | — | — | — | — | — | {s['status'][:160]} |")
+            lines.append(f"| {label} | — | — | — | — | — | {s['status'][:160]} | — |")
             continue
         for c, m in s["levels"].items():
             lines.append(
                 f"| {label} | {c} | {m['requests']} ({m['failed']}) | {_fmt(m['output_tok_s'])} | "
                 f"{_fmt(m['ttft_ms']['p50'], 0)} / {_fmt(m['ttft_ms']['p99'], 0)} | {_tpot(m)} | "
-                f"{_fmt(m['e2el_ms']['p50'], 0)} / {_fmt(m['e2el_ms']['p99'], 0)} |"
+                f"{_fmt(m['e2el_ms']['p50'], 0)} / {_fmt(m['e2el_ms']['p99'], 0)} | "
+                f"{_fmt(m.get('peak_rss_mb'), 0)} |"
             )
         if s["status"] != "ok":
-            lines.append(f"| {label} | — | — | — | — | — | {s['status'][:160]} |")
-    loads = [
-        f"{SYSTEM_LABELS[n].split(':')[0]} `{_load_avg(systems[n].get('uptime_before'))}`"
-        for n in ("seed", "transformers", "cocina")
-        if n in systems
-    ]
+            lines.append(f"| {label} | — | — | — | — | — | {s['status'][:160]} | — |")
+    loads = [f"{system_label(n)} `{_load_avg(s.get('uptime_before'))}`" for n, s in systems.items()]
     e = report.get("echo")
     lines += [
         "",
@@ -655,6 +751,17 @@ def render_section(report: dict[str, Any]) -> str:
         f"{_mark(t['p99_ttft_vs_transformers']['pass'])} |",
         f"| echo predictor: added latency per prediction, p50 <= {TARGET_ECHO_MS:g} ms | "
         f"{_fmt(e.get('added_p50_ms') if e else None, 2)} ms | {_mark(t['echo_added_p50_ms']['pass'])} |",
+        *(
+            f"| issue #14: {row['cocina']} at c={row['level']} >= {row['target']:g}x {row['versus']} | "
+            f"{_fmt(row['ratio'], 2)}x | {_mark(row['pass'])} |"
+            for row in t.get("issue14", [])
+        ),
+        "",
+        *(
+            f"Resident memory at c=32 (peak, the server's whole process group): {m['cocina']} "
+            f"{_fmt(m['cocina_peak_rss_mb'], 0)} MB, llama-server {_fmt(m['llama_server_peak_rss_mb'], 0)} MB."
+            for m in t.get("memory_c32_mb", [])
+        ),
         "",
     ]
     if e and "error" not in e:
@@ -673,9 +780,10 @@ def render_section(report: dict[str, Any]) -> str:
 
 
 SECTION_INTRO = (
-    "Issue #4's serving comparison: one model, one load, three servers, measured one after the other in one run "
-    "of `benchmarks/serving.py` (each server a subprocess on 127.0.0.1, loaded with cocina's bench client). One "
-    "subsection per dtype; each run replaces its own.\n"
+    "Issues #4 and #14's serving comparison: one model, one load, several servers (the seed's Cog server, "
+    "`transformers serve`, llama.cpp's `llama-server` and `cocina serve`, the last two also quantized), measured "
+    "one after the other in one run of `benchmarks/serving.py` (each server a subprocess on 127.0.0.1, loaded with "
+    "cocina's bench client). One subsection per dtype; each run replaces its own.\n"
 )
 
 
@@ -791,6 +899,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="most requests per level for (a), which serves one at a time (default 8; 4 at concurrency 1)",
     )
     p.add_argument("--skip-baselines", action="store_true", help="only cocina (and the echo overhead)")
+    p.add_argument("--skip-seed", action="store_true", help="do not run (a), the seed's one-at-a-time Cog server")
+    p.add_argument("--skip-llama-cpp", action="store_true", help="do not run (d), llama.cpp's llama-server")
+    p.add_argument("--llama-parallel", type=int, default=32, help="llama-server's slots, -np (default 32)")
+    p.add_argument("--quantize", default=None,
+                   help="also serve cocina quantized (int8, int4 or both, comma-separated) next to llama-server "
+                   "with the matching GGUF (Q8_0, Q4_0); (a) and (b) run the dtype only")
     p.add_argument("--baselines", action="store_true", help="run (a) and (b) even with --quick")
     p.add_argument("--skip-echo", action="store_true", help="do not measure the echo predictor's overhead")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"), help="all servers' dtype")
@@ -826,6 +940,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.requests_per_level = args.requests_per_level or 4
         args.input_len, args.output_len = min(args.input_len, 8), min(args.output_len, 8)
         args.skip_baselines = args.skip_baselines or not args.baselines
+        args.skip_llama_cpp = args.skip_llama_cpp or not args.baselines
         args.no_docs = True
         args.echo_requests = min(args.echo_requests, 100)
     return args
@@ -865,16 +980,17 @@ def main(argv: list[str] | None = None) -> int:
     from cocina.bench.workload import load_tokenizer
 
     tokenizer = load_tokenizer(str(model_dir))
+    precisions = [args.dtype, *(q for q in (args.quantize or "").split(",") if q)]
     systems: dict[str, Any] = {}
     notes: dict[str, str] = {
         "seed": "not run (--skip-baselines).",
         "transformers": "not run (--skip-baselines).",
-        "cocina": "`cocina serve --model DIR`, dtype from `COCINA_DTYPE`, default engine settings (KV cache "
-        "512 MiB, 64 sequences per step, prefix caching on); OpenAI chat API, `ignore_eos`, "
-        "usage counts the tokens.",
+        "cocina": "`cocina serve --model DIR`, dtype from `COCINA_DTYPE` (and `COCINA_QUANTIZE` for the int8/int4 "
+        "rows), default engine settings (KV cache 512 MiB, 64 sequences per step, prefix caching on); OpenAI chat "
+        "API, `ignore_eos`, usage counts the tokens.",
     }
 
-    if not args.skip_baselines:
+    if not args.skip_baselines and not args.skip_seed:
         # (a) the seed's way
         proj = write_seed_project(run_dir, model_dir)
         seed_env = {"SEED_DTYPE": args.dtype, "COG_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
@@ -939,6 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
         systems["seed"] = bench_server(server, seed_api, levels, n_seed, args, tokenizer, serialize=True)
         systems["seed"]["label"] = SYSTEM_LABELS["seed"]
 
+    if not args.skip_baselines:
         # (b) transformers serve --continuous-batching
         port = free_port()
         exe = Path(sys.executable).with_name("transformers")
@@ -979,27 +1096,59 @@ def main(argv: list[str] | None = None) -> int:
         systems["transformers"] = bench_server(server, tf_api, levels, n_for, args, tokenizer)
         systems["transformers"]["label"] = SYSTEM_LABELS["transformers"]
 
-    # (c) cocina serve --model
-    port = free_port()
-    server = Server(
-        "cocina",
-        [
-            *cocina_cmd(),
-            "serve",
-            "--model",
-            str(model_dir),
-            "--port",
-            str(port),
-            "--data-dir",
-            str(run_dir / "cocina-data"),
-        ],
-        env={"COCINA_DTYPE": args.dtype, "COCINA_DEVICE": "cpu"},
-        log=run_dir / "cocina.log",
-        port=port,
-        health="/health-check",
-    )
-    systems["cocina"] = bench_server(server, {"api": "openai-chat"}, levels, n_for, args, tokenizer)
-    systems["cocina"]["label"] = SYSTEM_LABELS["cocina"]
+    for precision in precisions:
+        quant = None if precision == args.dtype else precision
+        # (d) llama.cpp's own server, on the same weights in GGUF, next to cocina at the same precision
+        if not args.skip_llama_cpp:
+            key = system_key("llama-server", quant)
+            try:
+                sys.path.insert(0, str(ROOT / "benchmarks"))
+                import llama_cpp
+
+                gguf = llama_cpp.convert(model_dir, GGUF_TYPE[precision])
+                port = free_port()
+                cmd = llama_cpp.server_command(gguf, port, os.cpu_count() or 2, args.llama_parallel)
+                notes[key] = (
+                    f"llama.cpp's own `llama-server` (built from the llama-cpp-python {llama_cpp.SDIST_VERSION} "
+                    f"sdist's vendor/llama.cpp), `{' '.join(cmd[1:]).replace(str(gguf), gguf.name)}` with "
+                    "PORT for the port; the same weights converted to GGUF by its convert_hf_to_gguf.py"
+                    + (" and `llama-quantize --pure`" if quant else "")
+                    + "; OpenAI chat API (the GGUF carries the ChatML template), `ignore_eos`."
+                )
+                server = Server(key, cmd, log=run_dir / f"{key}.log", port=port, health="/health")
+                systems[key] = bench_server(server, {"api": "openai-chat"}, levels, n_for, args, tokenizer)
+            except Exception as exc:  # no build tools, a failed conversion: recorded, the run goes on
+                systems[key] = {"status": f"failed: {type(exc).__name__}: {str(exc)[:600]}", "levels": {}}
+                _log(f"{key}: {systems[key]['status']}")
+            systems[key]["label"] = system_label(key)
+
+        # (c) cocina serve --model
+        key = system_key("cocina", quant)
+        port = free_port()
+        env = {"COCINA_DTYPE": args.dtype, "COCINA_DEVICE": "cpu"}
+        if quant:
+            env["COCINA_QUANTIZE"] = quant
+        server = Server(
+            key,
+            [
+                *cocina_cmd(),
+                "serve",
+                "--model",
+                str(model_dir),
+                "--port",
+                str(port),
+                "--data-dir",
+                str(run_dir / f"{key}-data"),
+            ],
+            env=env,
+            log=run_dir / f"{key}.log",
+            port=port,
+            health="/health-check",
+        )
+        systems[key] = bench_server(server, {"api": "openai-chat"}, levels, n_for, args, tokenizer)
+        systems[key]["label"] = system_label(key)
+        systems[key]["kernels"] = _kernel_line(run_dir / f"{key}.log")
+        shutil.rmtree(run_dir / f"{key}-data", ignore_errors=True)
 
     echo: dict[str, Any] | None = None
     if not args.skip_echo:
@@ -1048,7 +1197,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_docs:
         write_docs(render_section(report), args.dtype, args.docs)
         _log(f"wrote {args.docs}")
-    shutil.rmtree(run_dir / "cocina-data", ignore_errors=True)
     ok = systems["cocina"]["status"] == "ok" and all(
         m["completed"] == m["requests"] for m in systems["cocina"]["levels"].values()
     )

@@ -47,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._docs import replace_section  # noqa: E402
 from benchmarks.serving import (  # noqa: E402  (the same server harness and model as the serving benchmark)
     Server,
     _code_version,
@@ -58,7 +59,6 @@ from benchmarks.serving import (  # noqa: E402  (the same server harness and mod
     running,
 )
 
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Serving core (benchmarks/serving_core.py)"
 ECHO_PROJECT = ROOT / "benchmarks" / "echo_predictor"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "cocina-serving-core-bench"
@@ -480,14 +480,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def write_docs(section: str) -> None:
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start == -1:
-        DOCS.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
-        return
-    end = text.find("\n## ", start + len(SECTION))
-    rest = text[end + 1 :] if end != -1 else ""
-    DOCS.write_text(text[:start] + section + ("\n" + rest if rest else ""), encoding="utf-8")
+    replace_section(SECTION, section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,12 +13,15 @@ import typer
 
 # Modules that provide a `register(app: typer.Typer) -> None` function.
 _COMMAND_MODULES = (
-    "cocina.commands",  # init, predict
+    "cocina.commands",  # init, predict, train, schema
+    "cocina.doctor",  # doctor
     "cocina.server.cli",  # serve
+    "cocina.hubctl.cli",  # push, models, versions, deployments
     "cocina.bench.cli",  # bench
     "cocina.cost.cli",  # cost
     "cocina.guard.keys_cli",  # keys
     "cocina.guard.audit_cli",  # audit
+    "cocina.engine.cli",  # kernels build, kernels info
 )
 
 

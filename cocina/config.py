@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib.machinery
 import importlib.util
+import os
 import pathlib
 import re
 import sys
@@ -23,6 +24,7 @@ __all__ = [
     "BuildConfig",
     "ConfigError",
     "ProjectConfig",
+    "cog_deprecations",
     "find_module_spec",
     "is_module_ref",
     "load_project",
@@ -41,7 +43,9 @@ _TOP_KEYS = (
     "cocina",
     "weights",
     "tests",
+    "model",
 )
+MINIMUM_PYTHON = (3, 10)  # Cog refuses older `build.python_version`s
 _BUILD_KEYS = (
     "python_version",
     "python_requirements",
@@ -58,6 +62,11 @@ _BUILD_KEYS = (
 )
 _CONCURRENCY_KEYS = ("max",)
 
+
+
+def default_data_dir() -> pathlib.Path:
+    """Where the local hub and, by default, `cocina serve`'s store live: `$COCINA_HOME`, else `~/.cocina`."""
+    return pathlib.Path(os.environ.get("COCINA_HOME") or pathlib.Path.home() / ".cocina")
 
 class ConfigError(Exception):
     """A problem in the project configuration, located as precisely as possible."""
@@ -152,6 +161,7 @@ class ProjectConfig:
     train: str | None = None
     cocina: Mapping[str, Any] = field(default_factory=dict)
     module_file: pathlib.Path | None = None
+    warnings: tuple[str, ...] = ()  # deprecated fields, worded as Cog words them (commands print them)
 
     @property
     def predict_module(self) -> str | None:
@@ -355,6 +365,8 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
             else None,
             run=reader.string_list(build_nodes["run"], "build.run") if "run" in build_nodes else (),
         )
+        if build.python_version is not None:
+            _check_python_version(reader, build.python_version, build_nodes["python_version"])
         if build.python_requirements is not None and not (root / build.python_requirements).is_file():
             raise reader.error(
                 f"file {build.python_requirements!r} not found in {root}",
@@ -387,6 +399,16 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
 
     image = reader.string(top["image"], "image") if "image" in top else None
     train = reader.string(top["train"], "train") if "train" in top else None
+    if train is not None:
+        train_target, _, train_name = train.partition(":")
+        if not train_target or not train_name or not train_name.isidentifier():
+            raise reader.error(
+                f"must look like 'train.py:train' (or 'train.py:Trainer'), got {train!r}", "train", top["train"]
+            )
+        if is_module_ref(train):
+            _check_module_predictor(reader, root, train, "train", top["train"])
+        else:
+            _check_predictor(reader, root, train, "train", top["train"])
 
     cocina: dict[str, Any] = {}
     if "cocina" in top:
@@ -396,6 +418,7 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
     return ProjectConfig(
         root=root,
         config_file=path,
+        warnings=cog_deprecations(path, _to_python(document)),
         predict_ref=predict_ref,
         build=build,
         concurrency_max=concurrency_max,
@@ -405,6 +428,40 @@ def load_project(directory: pathlib.Path) -> ProjectConfig:
         cocina=cocina,
         module_file=module_file,
     )
+
+
+def cog_deprecations(path: pathlib.Path, document: Mapping[str, Any]) -> tuple[str, ...]:
+    """The deprecation warnings Cog gives for a cog.yaml (its parsed `document`); none for cocina.yaml, where
+    `predict:` and `concurrency: max:` are cocina's own keys."""
+    if path.name != "cog.yaml":
+        return ()
+    found: list[str] = []
+    if "predict" in document:
+        found.append('deprecated field "predict": use "run" instead')
+    concurrency = document.get("concurrency")
+    if isinstance(concurrency, Mapping) and "max" in concurrency:
+        found.append('deprecated field "concurrency.max": use "@cog.concurrent(max=...)" instead')
+    build = document.get("build")
+    if isinstance(build, Mapping):
+        if build.get("python_packages"):
+            found.append('deprecated field "build.python_packages": use "build.python_requirements" instead')
+        if build.get("pre_install"):
+            found.append('deprecated field "build.pre_install": use "build.run" instead')
+    return tuple(found)
+
+
+def _check_python_version(reader: _Reader, version: str, node: yaml.Node) -> None:
+    """`build.python_version` must be MAJOR.MINOR[.PATCH] and at least 3.10, as Cog requires."""
+    parts = version.split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        raise reader.error(
+            f'invalid build.python_version "{version}": must be MAJOR.MINOR, e.g. "3.12"', None, node
+        )
+    if (int(parts[0]), int(parts[1])) < MINIMUM_PYTHON:
+        minimum = ".".join(map(str, MINIMUM_PYTHON))
+        raise reader.error(
+            f'invalid build.python_version "{version}": minimum supported Python version is {minimum}', None, node
+        )
 
 
 def _check_predictor(reader: _Reader, root: pathlib.Path, ref: str, key: str, node: yaml.Node) -> None:

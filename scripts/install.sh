@@ -21,3 +21,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
     "${pip[@]}" -c constraints.txt -e ".$extras" 2> >(grep -v "is ignored: it is neither" >&2)
     touch "$stamp"
 fi
+# cocina's CPU kernels, compiled now rather than at a server's first request (warns and goes on without a compiler).
+.venv/bin/cocina kernels build || echo "cocina: kernels not built; the engine will use PyTorch's ops" >&2

@@ -91,7 +91,7 @@ def test_predict_streams_a_concatenate_iterator_without_separators() -> None:
 
 def test_predict_prints_iterator_items_one_per_line() -> None:
     result = cocina("predict", FIXTURES / "iterator_output", "-i", "n=3")
-    assert result.stdout == "0\n10\n20\n"
+    assert result.stdout == "0\n10\n20\n"  # JSON lines
 
 
 def test_predict_writes_file_outputs_and_json(tmp_path: Path) -> None:
@@ -409,3 +409,204 @@ def test_predict_engine_flags_reach_the_llm_predictor_over_the_project_environme
     bad = cocina("predict", tmp_path, *args, "--kv-cache", "lots")
     assert bad.returncode == 2
     assert _one_error_line(bad.stderr) == "error: --kv-cache: not a size: 'lots' (examples: 512M, 2G, 1073741824)"
+
+
+# --- Cog's CLI: inputs, outputs and messages as `cog predict` gives them --------------------------------------------
+
+
+def _cog_project(root: Path, predict_py: str, cog_yaml: str = 'run: "predict.py:Runner"\n') -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "cog.yaml").write_text(cog_yaml)
+    (root / "predict.py").write_text(predict_py)
+    return root
+
+
+_VALIDATED = """
+from typing import Optional
+from cog import BaseRunner, Input, Path
+
+class Runner(BaseRunner):
+    def run(
+        self,
+        prompt: str,
+        count: int = Input(default=5, ge=1, le=10),
+        size: str = Input(default="small", choices=["small", "medium", "large"]),
+        note: Optional[str] = Input(default=None),
+        files: list[Path] = Input(default=[]),
+    ) -> str:
+        names = ",".join(p.read_text().strip() for p in files)
+        return f"{prompt} {count} {size} {note} [{names}]"
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-i", "prompt=hi", "-i", "nope=1"], 'unknown input "nope"; valid inputs are: count, files, note, prompt'),
+        (["--input-json", '{"prompt": "hi", "nope": 1, "zap": 2}'], 'unknown inputs "nope", "zap"; valid inputs are'),
+        ([], 'missing required input "prompt"'),
+        (["-i", "prompt=hi", "-i", "count=0"], 'invalid input "count": must be >= 1, got 0'),
+        (["-i", "prompt=hi", "-i", "count=lots"], 'invalid input "count": expected integer, got string'),
+        (["-i", "prompt=hi", "-i", "size=huge"], 'invalid input "size": must be one of: small, medium, large'),
+        (["--input-json", '{"prompt": "hi", "note": null}'], 'invalid input "note": must not be null'),
+        (["--input-json", '{"prompt": "hi", "count": "x"}'], 'invalid input "count": expected integer, got string'),
+        (["-i", "prompt=a", "-i", "prompt=b"], 'invalid input "prompt": given more than once'),
+        (["--input-json", "[1]"], "--input-json: must be a JSON object of inputs, got list"),
+        (["--input-json", "{nope"], "--input-json: not valid JSON"),
+        (["--input-json", "@missing.json"], "--input-json: cannot read 'missing.json'"),
+        (["-i", "prompt=hi", "--input-json", "{}"], "either with -i or with --input-json, not both"),
+    ],
+)
+def test_input_errors_are_worded_as_cog_words_them(tmp_path: Path, args: list[str], message: str) -> None:
+    project = _cog_project(tmp_path / "p", _VALIDATED)
+    result = cocina("predict", project, *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in _one_error_line(result.stderr)
+
+
+def test_inputs_from_json_text_file_and_stdin(tmp_path: Path) -> None:
+    project = _cog_project(tmp_path / "p", _VALIDATED)
+    (tmp_path / "a.txt").write_text("A")
+    (tmp_path / "in.json").write_text('{"prompt": "file", "files": ["@a.txt"]}')
+    inline = cocina("predict", project, "--input-json", '{"prompt": "hi", "count": 2}', "--json", cwd=tmp_path)
+    assert inline.returncode == 0, inline.stderr
+    assert json.loads(inline.stdout)["output"] == "hi 2 small None []"
+    from_file = cocina("predict", project, "--input-json", "@in.json", cwd=tmp_path)
+    assert from_file.stdout == "file 5 small None [A]\n", from_file.stderr
+    for source in ("-", "@-"):
+        piped = subprocess.run(
+            [sys.executable, "-m", "cocina.cli", "predict", str(project), "--input-json", source],
+            input='{"prompt": "stdin"}',
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert piped.stdout == "stdin 5 small None []\n", piped.stderr
+
+
+def test_a_repeated_input_makes_a_list(tmp_path: Path) -> None:
+    project = _cog_project(tmp_path / "p", _VALIDATED)
+    (tmp_path / "1.txt").write_text("one")
+    (tmp_path / "2.txt").write_text("two")
+    result = cocina("predict", project, "-i", "prompt=x", "-i", "files=@1.txt", "-i", "files=@2.txt", cwd=tmp_path)
+    assert result.stdout == "x 5 small None [one,two]\n", result.stderr
+
+
+def test_cog_yaml_deprecations_are_shown(tmp_path: Path) -> None:
+    project = _cog_project(
+        tmp_path / "p",
+        "from cog import BasePredictor\nclass Predictor(BasePredictor):\n    def predict(self) -> str:\n"
+        "        return 'ok'\n",
+        'predict: "predict.py:Predictor"\nconcurrency:\n  max: 2\n',
+    )
+    result = cocina("predict", project)
+    assert result.returncode == 0, result.stderr
+    assert 'warning: deprecated field "predict": use "run" instead' in result.stderr
+    assert 'deprecated field "concurrency.max": use "@cog.concurrent(max=...)" instead' in result.stderr
+
+
+_OUTPUTS = """
+import tempfile
+from typing import Any
+from cog import BaseRunner, Path
+
+class Runner(BaseRunner):
+    def run(self, kind: str) -> Any:
+        if kind == "text":
+            return "some text"
+        if kind == "dict":
+            return {"a": 1}
+        if kind == "none":
+            return None
+        out = Path(tempfile.mkdtemp()) / "picture.png"
+        out.write_bytes(b"png!")
+        return out
+"""
+
+
+def test_outputs_to_a_file_with_dash_o(tmp_path: Path) -> None:
+    project = _cog_project(tmp_path / "p", _OUTPUTS)
+    text = cocina("predict", project, "-i", "kind=text", "-o", "out.txt", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert (tmp_path / "out.txt").read_text() == "some text" and text.stdout == ""
+    assert "Written output to: out.txt" in text.stderr
+    value = cocina("predict", project, "-i", "kind=dict", "-o", "out.json", cwd=tmp_path)
+    assert json.loads((tmp_path / "out.json").read_text()) == {"a": 1}, value.stderr
+    picture = cocina("predict", project, "-i", "kind=file", "-o", "mine.png", cwd=tmp_path)
+    assert (tmp_path / "mine.png").read_bytes() == b"png!", picture.stderr
+    default = cocina("predict", project, "-i", "kind=file", cwd=tmp_path)
+    assert (tmp_path / "output.png").read_bytes() == b"png!" and "Written output to: output.png" in default.stderr
+    response = cocina("predict", project, "-i", "kind=text", "--json", "-o", "response.json", cwd=tmp_path)
+    assert json.loads((tmp_path / "response.json").read_text())["output"] == "some text", response.stderr
+    nothing = cocina("predict", project, "-i", "kind=none", cwd=tmp_path)
+    assert nothing.returncode == 0 and "No output generated" in nothing.stderr and nothing.stdout == ""
+
+
+def test_iterator_items_print_as_json_lines(tmp_path: Path) -> None:
+    project = _cog_project(
+        tmp_path / "p",
+        "from typing import Iterator\nfrom cog import BaseRunner\nclass Runner(BaseRunner):\n"
+        "    def run(self) -> Iterator[str]:\n        yield 'line one'\n        yield 'two\\nlines'\n",
+    )
+    result = cocina("predict", project)
+    assert result.stdout == '"line one"\n"two\\nlines"\n', result.stderr
+
+
+# --- cocina train ---------------------------------------------------------------------------------------------
+
+
+def test_train_runs_the_train_entry_point_and_writes_weights(tmp_path: Path) -> None:
+    project = _cog_project(
+        tmp_path / "p",
+        "from cog import BaseRunner\nclass Runner(BaseRunner):\n    def run(self) -> str:\n        return ''\n",
+        'run: "predict.py:Runner"\ntrain: "train.py:Trainer"\n',
+    )
+    (project / "train.py").write_text(
+        "from cog import BasePredictor, Input\n"
+        "class Trainer(BasePredictor):\n"
+        "    def setup(self) -> None:\n        print('Trainer is setting up.')\n"
+        "    def train(self, s: str, epochs: int = Input(default=1, ge=1)) -> str:\n"
+        "        return f'trained {s} x{epochs}'\n"
+    )
+    result = cocina("train", project, "-i", "s=world", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Trainer is setting up." in result.stderr and "Written output to: weights" in result.stderr
+    assert (tmp_path / "weights").read_text() == "trained world x1"
+    bad = cocina("train", project, "-i", "s=x", "-i", "epochs=0", cwd=tmp_path)
+    assert bad.returncode == 2 and 'invalid input "epochs"' in _one_error_line(bad.stderr)
+    out = cocina("train", project, "-i", "s=x", "-o", "model.txt", cwd=tmp_path)
+    assert (tmp_path / "model.txt").read_text() == "trained x x1", out.stderr
+
+
+def test_train_without_a_train_entry_point(tmp_path: Path) -> None:
+    result = cocina("train", FIXTURES / "value_output")
+    assert result.returncode == 1
+    assert "has no `train:` entry point" in _one_error_line(result.stderr)
+
+
+# --- cocina schema --------------------------------------------------------------------------------------------
+
+
+def test_schema_prints_the_openapi_document(tmp_path: Path) -> None:
+    result = cocina("schema", FIXTURES / "value_output")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["openapi"] == "3.0.2" and "name" in schema["components"]["schemas"]["Input"]["properties"]
+    out = cocina("schema", FIXTURES / "cog_features", "--train", "-o", tmp_path / "train.json")
+    assert out.returncode == 0, out.stderr
+    assert "TrainingInput" in json.loads((tmp_path / "train.json").read_text())["components"]["schemas"]
+
+
+def test_schema_reports_what_a_build_would_refuse(tmp_path: Path) -> None:
+    project = _cog_project(
+        tmp_path / "p",
+        "from cog import BaseRunner, Input\nclass Runner(BaseRunner):\n"
+        "    def run(self, num: int = Input(default=1, ge=2)) -> int:\n        return num\n",
+    )
+    result = cocina("schema", project)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "invalid default 1: it is less than the minimum 2 (ge)" in result.stderr
+    (project / "predict.py").write_text("import not_a_module_anywhere\nclass Runner: ...\n")
+    broken = cocina("schema", project)
+    assert broken.returncode == 1 and "ModuleNotFoundError" in broken.stderr
+    assert cocina("schema", FIXTURES / "value_output", "--train").returncode == 1

@@ -1,6 +1,7 @@
 """load_project: cocina.yaml / cog.yaml into ProjectConfig, and located errors."""
 
 import pathlib
+import re
 
 import pytest
 
@@ -147,3 +148,49 @@ def test_module_reference_errors(tmp_path: pathlib.Path, ref: str, message: str,
     assert info.value.key == "predict" and info.value.line == 1
     if hint is not None:
         assert info.value.hint is not None and hint in info.value.hint
+
+
+@pytest.mark.parametrize("version", ["3.7", "3.9", "2.7"])
+def test_python_older_than_3_10_is_refused_as_cog_refuses_it(tmp_path: pathlib.Path, version: str) -> None:
+    with pytest.raises(ConfigError, match=f'invalid build.python_version "{version}": minimum supported Python'):
+        load_project(_project(tmp_path, f'build:\n  python_version: "{version}"\npredict: "predict.py:Predictor"\n'))
+
+
+def test_a_python_version_must_be_major_minor(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ConfigError, match=re.escape('invalid build.python_version "three": must be MAJOR.MINOR')):
+        load_project(_project(tmp_path, 'build:\n  python_version: "three"\npredict: "predict.py:Predictor"\n'))
+    assert load_project(_project(tmp_path, 'build:\n  python_version: "3.13.1"\nrun: "predict.py:Predictor"\n'))
+
+
+def test_cogs_deprecation_warnings_for_cog_yaml_only(tmp_path: pathlib.Path) -> None:
+    config = (
+        "build:\n  python_packages: [torch]\n  pre_install: [echo hi]\n"
+        'predict: "predict.py:Predictor"\nconcurrency:\n  max: 2\n'
+    )
+    warnings = load_project(_project(tmp_path, config)).warnings
+    assert warnings == (
+        'deprecated field "predict": use "run" instead',
+        'deprecated field "concurrency.max": use "@cog.concurrent(max=...)" instead',
+        'deprecated field "build.python_packages": use "build.python_requirements" instead',
+        'deprecated field "build.pre_install": use "build.run" instead',
+    )
+    assert load_project(_project(tmp_path, 'run: "predict.py:Predictor"\n')).warnings == ()
+    (tmp_path / "cog.yaml").unlink()
+    # In cocina.yaml `predict:` and `concurrency: max:` are cocina's own keys.
+    assert load_project(_project(tmp_path, config, "cocina.yaml")).warnings == ()
+
+
+def test_the_train_entry_point_is_checked_like_the_predictor(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "train.py").write_text("def train(n: int) -> str:\n    return ''\n")
+    base = 'run: "predict.py:Predictor"\n'
+    assert load_project(_project(tmp_path, base + 'train: "train.py:train"\n')).train == "train.py:train"
+    with pytest.raises(ConfigError, match=re.escape("train: train.py has no class or function 'Trainer'")):
+        load_project(_project(tmp_path, base + 'train: "train.py:Trainer"\n'))
+    with pytest.raises(ConfigError, match=re.escape("train: predictor file 'missing.py' not found")):
+        load_project(_project(tmp_path, base + 'train: "missing.py:train"\n'))
+    with pytest.raises(ConfigError, match=re.escape("train: must look like 'train.py:train'")):
+        load_project(_project(tmp_path, base + 'train: "train.py"\n'))
+
+
+def test_cogs_model_key_is_accepted(tmp_path: pathlib.Path) -> None:
+    assert load_project(_project(tmp_path, 'run: "predict.py:Predictor"\nmodel: me/model\n'))

@@ -93,16 +93,20 @@ class PagedAttention:
         self.v_cache = [torch.zeros(h, num_slots, d, dtype=dtype, device=device) for h, d in self.probed_shapes]
 
     # -- attention -----------------------------------------------------------------------------------------
-    def attend(self, module: nn.Module, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> Tensor:
-        """Paged attention for one layer. ``q``: [H, T, D], ``k``/``v``: [Hkv, T, D]; returns [T, H, D]."""
+    def attend(self, module: nn.Module | int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> Tensor:
+        """Paged attention for one layer (its index, or a transformers module the probe numbered).
+
+        ``q``: [H, T, D], ``k``/``v``: [Hkv, T, D]; returns [T, H, D].
+        """
         if self.probing:
+            assert isinstance(module, nn.Module)
             # Layers are numbered in the order the model calls them, which is independent of module naming.
             module._cocina_layer = len(self.probed_shapes)  # type: ignore[assignment]
             self.probed_shapes.append((k.shape[0], k.shape[2]))
             return q.new_zeros(q.shape[1], q.shape[0], q.shape[2])
         md = self.metadata
         assert md is not None, "attention called outside a runner step"
-        layer: int = module._cocina_layer  # type: ignore[assignment]
+        layer: int = module if isinstance(module, int) else module._cocina_layer  # type: ignore[assignment]
         kc, vc = self.k_cache[layer], self.v_cache[layer]
         num_heads, num_tokens, _ = q.shape
         gqa = k.shape[0] != num_heads
@@ -113,13 +117,9 @@ class PagedAttention:
         n = md.num_decodes
         if n and md.decode_tables is not None:
             assert md.decode_lens is not None
-            qd = q[:, :n].transpose(0, 1)  # [n, H, D]
-            if qd.stride(2) != 1 or qd.dtype != kc.dtype:
-                qd = qd.to(kc.dtype).contiguous()
-            od = out[:n] if out.dtype == kc.dtype else torch.empty(n, num_heads, q.shape[2], dtype=kc.dtype)
-            paged_decode_attention(
+            paged_decode_attention(  # q is read in fp32 and out written in its dtype
                 self.kernels,
-                qd,
+                q[:, :n].transpose(0, 1),  # [n, H, D]
                 kc,
                 vc,
                 md.decode_tables,
@@ -127,11 +127,9 @@ class PagedAttention:
                 self.block_size,
                 scaling if scaling is not None else q.shape[2] ** -0.5,
                 self.alibi_f32,
-                od,
+                out[:n],
                 bounds=md.decode_bounds,
             )
-            if od.data_ptr() != out.data_ptr():
-                out[:n] = od
         elif n:
             assert md.decode_slots is not None
             qd = q[:, :n].transpose(0, 1).unsqueeze(2)  # [n, H, 1, D]

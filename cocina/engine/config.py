@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["DTYPES", "QUANTIZE_METHODS", "EngineConfig"]
+__all__ = ["CPU_KERNELS", "DTYPES", "MODEL_IMPLS", "QUANTIZE_METHODS", "EngineConfig"]
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-QUANTIZE_METHODS = ("int8", "bnb8", "bnb4")
+QUANTIZE_METHODS = ("int8", "int4", "bnb8", "bnb4")
+MODEL_IMPLS = ("auto", "cocina", "transformers")
+#: cocina.engine.cpu_kernels.CHOICES (repeated here: this module imports no torch)
+CPU_KERNELS = ("auto", "avx512bf16", "avx512vnni", "avx512", "avx2", "torch")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -29,8 +32,12 @@ class EngineConfig:
     max_model_len: int | None = None  # None: the model's own limit
     enable_prefix_caching: bool = True
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
-    quantize: str | None = None  # None | int8 (CPU) | bnb8 | bnb4 (CUDA)
+    quantize: str | None = None  # None | int8 | int4 (CPU) | bnb8 | bnb4 (CUDA)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # cocina's model code for the families it supports, else transformers' modules (auto); or force one.
+    model_impl: str = "auto"
+    # Which build of cocina's CPU kernels runs (see cpu_kernels.py); None: $COCINA_CPU_KERNELS, else auto.
+    cpu_kernels: str | None = None
     # New prompts get a step of their own before the decodes run again (see the scheduler); None: on CPU,
     # where a step's cost grows with its rows and mixing only delays first tokens, not on GPU.
     prefill_first: bool | None = None
@@ -55,6 +62,10 @@ class EngineConfig:
             raise ValueError(
                 f"quantize must be None or one of {', '.join(QUANTIZE_METHODS)}; got {self.quantize!r}"
             )
+        if self.model_impl not in MODEL_IMPLS:
+            raise ValueError(f"model_impl must be one of {', '.join(MODEL_IMPLS)}; got {self.model_impl!r}")
+        if self.cpu_kernels is not None and self.cpu_kernels not in CPU_KERNELS:
+            raise ValueError(f"cpu_kernels must be None or one of {', '.join(CPU_KERNELS)}; got {self.cpu_kernels!r}")
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 

@@ -151,7 +151,7 @@ class LLMEngine:
             prefill_first = runner.device.type == "cpu"
         self.scheduler = Scheduler(self.config, self.block_manager, prefill_first=prefill_first)
         self.sampler = Sampler()
-        self.eos_token_ids = _eos_token_ids(runner.model, tokenizer)
+        self.eos_token_ids = _eos_token_ids(runner.hf_config, runner.generation_config, tokenizer)
         self._requests: dict[str, _Request] = {}
         self._ids = itertools.count()
         self._stats = StatsCollector()
@@ -399,10 +399,9 @@ class LLMEngine:
         )
 
 
-def _eos_token_ids(model: Any, tokenizer: Any | None) -> frozenset[int]:
+def _eos_token_ids(config: Any, gen_cfg: Any, tokenizer: Any | None) -> frozenset[int]:
     ids: set[int] = set()
-    gen_cfg = getattr(model, "generation_config", None)
-    for source in (getattr(gen_cfg, "eos_token_id", None), getattr(model.config, "eos_token_id", None)):
+    for source in (getattr(gen_cfg, "eos_token_id", None), getattr(config, "eos_token_id", None)):
         if isinstance(source, int):
             ids.add(source)
         elif isinstance(source, list | tuple):

@@ -1,9 +1,12 @@
 """The model runner: loads a Hugging Face causal LM, owns its paged KV cache, runs one scheduled step.
 
-A step's tokens (decodes first, then prefill chunks) are packed into one row with explicit position ids and
-run through the model's own modules (its base model: embeddings, decoder layers, final norm); attention is
-replaced by :mod:`cocina.engine.attention`'s paged attention. The LM head runs only on the rows that need a
-sample (one per sequence whose chunk reaches its end), which saves a [T, vocab] matmul on every prefill.
+A step's tokens (decodes first, then prefill chunks) are packed into one row of T tokens with explicit
+positions. The supported families run on cocina's own model code (:mod:`cocina.engine.models`): on CPUs with
+cocina's kernels the whole step is one call into C, which writes each token's K/V into its cache slot and
+attends through the block tables; otherwise the same model code runs PyTorch ops over
+:mod:`cocina.engine.attention`'s paged attention. Other architectures run transformers' own modules with their
+attention replaced by the paged attention. Either way the LM head runs only on the rows that need a sample (one
+per sequence whose chunk reaches its end), which saves a [T, vocab] matmul on every prefill.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from cocina.engine.attention import (
     register_paged_attention,
 )
 from cocina.engine.config import EngineConfig
+from cocina.engine.cpu_kernels import KernelLib
 from cocina.engine.errors import EngineError
+from cocina.engine.models import CocinaModel, ModelSpec, NativeStep, UnsupportedModel, model_spec
 from cocina.engine.scheduler import ScheduledSeq, SchedulerOutput
 
 __all__ = [
@@ -62,12 +67,12 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(dtype: str, device: torch.device, *, kernels: bool | None = None) -> torch.dtype:
     """``auto``: bf16 where it runs fast, else fp16 on GPU and fp32 on CPU.
 
-    On CPU bf16 runs fast with native bf16 instructions, or on AVX-512 through cocina's own kernel
-    (:mod:`cocina.engine.cpu_kernels`: a GPT-2-small step at batch 32 takes about 0.7x the time of fp32's,
-    and a batch-1 token 0.6x). Without either, PyTorch emulates bf16 and fp32 is faster.
+    On CPU bf16 runs fast with native bf16 instructions, or through cocina's own kernels (``kernels``: whether
+    they are loaded; None asks :func:`~cocina.engine.cpu_kernels.cpu_kernels`). Without either, PyTorch
+    emulates bf16 and fp32 is faster.
     """
     if dtype != "auto":
         if dtype == "float16" and device.type == "cpu":
@@ -79,9 +84,11 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if cpu_supports_bf16():
         return torch.bfloat16
-    from cocina.engine.cpu_kernels import cpu_kernels
+    if kernels is None:
+        from cocina.engine.cpu_kernels import cpu_kernels
 
-    return torch.bfloat16 if cpu_kernels() is not None else torch.float32
+        kernels = cpu_kernels() is not None
+    return torch.bfloat16 if kernels else torch.float32
 
 
 #: Rows from which a bf16 matmul on a CPU without native bf16 runs faster converted to fp32 (measured on
@@ -156,18 +163,26 @@ class TransposedEmbedding(nn.Module):
         return self.weight_t.index_select(1, ids.reshape(-1)).t().reshape(*ids.shape, self.weight_t.shape[0])
 
 
-def use_cpu_bf16_linears(model: nn.Module) -> int:
+def _is_linear(mod: nn.Module) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    from cocina.engine.cpu_kernels import PackedLinear
+    from cocina.engine.quantize import DynamicInt8Linear, Int8Linear
+
+    return isinstance(mod, nn.Linear | Conv1D | PackedLinear | DynamicInt8Linear | Int8Linear | CpuBf16Linear)
+
+
+def use_cpu_bf16_linears(model: nn.Module, lib: KernelLib | None = None) -> int:
     """Swap ``nn.Linear``/GPT-2 ``Conv1D`` layers for bf16 layers that run fast on this CPU; returns how many.
 
-    Where cocina's C kernel builds (AVX-512, a C compiler: :mod:`cocina.engine.cpu_kernels`) the layers
-    become :class:`~cocina.engine.cpu_kernels.PackedBf16Linear`; otherwise :class:`CpuBf16Linear`. A tied
+    With cocina's kernels (``lib``, :mod:`cocina.engine.cpu_kernels`) the layers become
+    :class:`~cocina.engine.cpu_kernels.PackedBf16Linear`; otherwise :class:`CpuBf16Linear`. A tied
     LM head keeps one table shared with the input embedding, so the embedding is not duplicated.
     """
     from transformers.pytorch_utils import Conv1D
 
-    from cocina.engine.cpu_kernels import PackedBf16Embedding, PackedBf16Linear, cpu_kernels
+    from cocina.engine.cpu_kernels import PackedBf16Embedding, PackedBf16Linear
 
-    lib = cpu_kernels()
     embed: Any = model.get_input_embeddings()  # type: ignore[operator]
     head: Any = model.get_output_embeddings()  # type: ignore[operator]
     tied = (
@@ -241,12 +256,12 @@ class MemoryReport:
     num_kv_blocks: int
     block_size: int
     max_model_len: int
-    cpu_kernels: tuple[str, ...] = ()  # cocina's CPU kernels in use ("bf16 linear", "int8 linear", ...)
+    kernels: tuple[str, ...] = ()  # what runs each part: "linear layers: bf16, cocina avx512bf16 kernel (...)"
 
     def describe(self) -> str:
         """One line for logs."""
         gib = 2**30
-        kernels = f"; cocina CPU kernels: {', '.join(self.cpu_kernels)}" if self.cpu_kernels else ""
+        kernels = f"; kernels: {'; '.join(self.kernels)}" if self.kernels else ""
         return (
             f"model on {self.device} ({self.dtype}{', ' + self.quantize if self.quantize else ''}): "
             f"weights {self.weight_bytes / gib:.2f} GiB, KV cache {self.kv_cache_bytes / gib:.2f} GiB "
@@ -256,40 +271,55 @@ class MemoryReport:
 
 
 class ModelRunner:
-    """Owns the model and the KV cache; :meth:`run` computes the logits of one scheduled step."""
+    """Owns the model and the KV cache; :meth:`run` computes the logits of one scheduled step.
+
+    The supported families (:mod:`cocina.engine.models`) run on cocina's own model code: natively (the whole
+    step in one C call) on CPUs with cocina's kernels, else in PyTorch. Other architectures, and bitsandbytes
+    quantization, run transformers' own modules with their attention routed to the paged cache.
+    """
 
     def __init__(self, model_path: str | Path, config: EngineConfig, *, model: Any = None) -> None:
         """Load ``model_path`` (local directory or hub id) per ``config``; ``model`` skips loading."""
+        from cocina.engine.cpu_kernels import cpu_kernels
+
         self.config = config
         self.device = resolve_device(config.device)
-        self.dtype = resolve_dtype(config.dtype, self.device)
-        if config.quantize == "int8" and self.device.type != "cpu":
-            raise EngineError("quantize=int8 is the CPU method; on GPU use bnb8 or bnb4")
+        if config.quantize in ("int8", "int4") and self.device.type != "cpu":
+            raise EngineError(f"quantize={config.quantize} is a CPU method; on GPU use bnb8 or bnb4")
         if config.quantize in ("bnb8", "bnb4") and self.device.type != "cuda":
-            raise EngineError(f"quantize={config.quantize} needs a CUDA GPU; on CPU use int8")
-        self.model: Any = model if model is not None else self._load(model_path)
-        self.model.eval()
-        _fuse_tanh_gelu(self.model)
-        self.hf_config: Any = self.model.config  # a transformers PretrainedConfig
+            raise EngineError(f"quantize={config.quantize} needs a CUDA GPU; on CPU use int8 or int4")
+        self.kernels: KernelLib | None = None
+        if self.device.type == "cpu":
+            try:
+                self.kernels = cpu_kernels(config.cpu_kernels)
+            except ValueError as e:
+                raise EngineError(str(e)) from None
+        self.dtype = resolve_dtype(config.dtype, self.device, kernels=self.kernels is not None)
+        hf: Any = model if model is not None else self._load_hf(model_path)
+        hf.eval()
+        self.hf_config: Any = hf.config  # a transformers PretrainedConfig
+        self.generation_config: Any = getattr(hf, "generation_config", None)
         self.block_size = config.block_size
         self.paged = PagedAttention(config.block_size)
-        self._route_attention()
-        self.base: nn.Module = self.model.base_model
-        head = self.model.get_output_embeddings()
-        if head is None:
-            raise EngineError(f"{type(self.model).__name__} has no output embeddings (LM head)")
-        self.lm_head: nn.Module = head
         self.max_model_len = self._model_max_len()
-        # One forward on a single token with the cache unallocated records each layer's KV shape.
-        self.paged.probing = True
-        with torch.inference_mode():
-            self._forward(
-                torch.zeros(1, dtype=torch.long, device=self.device),
-                torch.zeros(1, dtype=torch.long, device=self.device),
+        self.cocina: CocinaModel | None = None
+        self.model: Any = None  # transformers' modules, when they run the model
+        spec = self._cocina_spec(hf)
+        if spec is not None:
+            self.cocina = CocinaModel(
+                hf,
+                spec,
+                self.paged,
+                dtype=self.dtype,
+                quantize=config.quantize,
+                lib=self.kernels,
+                max_rows=max(config.max_num_batched_tokens, config.max_num_seqs),
+                max_len=self.max_model_len,
             )
-        self.paged.probing = False
-        if not self.paged.probed_shapes:
-            raise EngineError(f"{type(self.model).__name__}: no attention layer reached the paged attention")
+            self.paged.probed_shapes = [(spec.n_kv_heads, spec.head_dim)] * spec.n_layers
+            del hf  # cocina's model holds what it needs (packed copies, or views of the tensors it uses)
+        else:
+            self._setup_transformers(hf)
         kv_dtype = self.dtype
         bytes_per_block = self.paged.bytes_per_block(kv_dtype)
         self.num_kv_blocks = config.num_kv_blocks or config.kv_cache_bytes // bytes_per_block
@@ -305,22 +335,79 @@ class ModelRunner:
                 self.hf_config.num_attention_heads, self._head_dim(), self.max_model_len, self.dtype
             ).to(self.device)
         self._use_cpu_kernels()
+        if self.cocina is not None:
+            self.cocina.bind_cache()
         self.kv_cache_bytes = bytes_per_block * self.num_kv_blocks
+        if self.cocina is not None and self.cocina.native:
+            self._warm_up()
+
+    def _cocina_spec(self, hf: Any) -> ModelSpec | None:
+        """The model's spec when cocina's model code runs it, else None (transformers' modules do)."""
+        impl = self.config.model_impl
+        if impl == "transformers" or self.config.quantize in ("bnb8", "bnb4"):
+            if impl == "cocina":
+                raise EngineError("model_impl=cocina: bitsandbytes quantization runs on transformers' modules")
+            return None
+        try:
+            return model_spec(hf)
+        except UnsupportedModel as e:
+            if impl == "cocina":
+                raise EngineError(f"model_impl=cocina: {e}") from None
+            log.info("transformers' modules run this model (%s)", e)
+            return None
+
+    def _setup_transformers(self, hf: Any) -> None:
+        """transformers' modules with their attention on the paged cache (architectures cocina has no code for)."""
+        if self.config.quantize in ("int8", "int4"):
+            from cocina.engine.quantize import quantize_model
+
+            hf = quantize_model(hf, self.config.quantize, lib=self.kernels)
+        elif self.dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_supports_bf16():
+            use_cpu_bf16_linears(hf, self.kernels)
+        self.model = hf
+        _fuse_tanh_gelu(self.model)
+        self._route_attention()
+        self.base: nn.Module = self.model.base_model
+        head = self.model.get_output_embeddings()
+        if head is None:
+            raise EngineError(f"{type(self.model).__name__} has no output embeddings (LM head)")
+        self.lm_head: nn.Module = head
+        # One forward on a single token with the cache unallocated records each layer's KV shape.
+        self.paged.probing = True
+        with torch.inference_mode():
+            self._forward(
+                torch.zeros(1, dtype=torch.long, device=self.device),
+                torch.zeros(1, dtype=torch.long, device=self.device),
+            )
+        self.paged.probing = False
+        if not self.paged.probed_shapes:
+            raise EngineError(f"{type(self.model).__name__}: no attention layer reached the paged attention")
+
+    def _warm_up(self) -> None:
+        """One native step on a scratch block: the kernels' first-call costs are not paid by a request."""
+        from cocina.engine.models import NativeStep
+
+        i32 = torch.int32
+        one = torch.zeros(1, dtype=i32)
+        step = NativeStep(one, one, one, torch.zeros(1, 1, dtype=i32), one, torch.ones(1, dtype=i32), one)
+        assert self.cocina is not None
+        with torch.inference_mode():
+            self.cocina.forward_native(step)
+        for cache in (*self.paged.k_cache, *self.paged.v_cache):
+            cache[:, : self.block_size].zero_()
 
     def _use_cpu_kernels(self) -> None:
         """Decode attention on cocina's CPU kernel where it applies (CPU, fp32/bf16, head_dim a multiple of 16)."""
-        if self.device.type != "cpu" or self.dtype not in (torch.float32, torch.bfloat16):
+        if self.device.type != "cpu" or self.dtype not in (torch.float32, torch.bfloat16) or self.kernels is None:
             return
         if any(d % 16 or d > 512 for _, d in self.paged.probed_shapes):
             return
-        from cocina.engine.cpu_kernels import cpu_kernels
-
-        self.paged.kernels = cpu_kernels()
-        if self.paged.kernels is not None and self.paged.alibi is not None:
+        self.paged.kernels = self.kernels
+        if self.paged.alibi is not None:
             self.paged.alibi_f32 = self.paged.alibi.float().contiguous()
 
     # -- loading -------------------------------------------------------------------------------------------
-    def _load(self, model_path: str | Path) -> Any:
+    def _load_hf(self, model_path: str | Path) -> Any:
         from transformers import AutoModelForCausalLM
 
         kwargs: dict[str, Any] = {"dtype": self.dtype}
@@ -336,12 +423,6 @@ class ModelRunner:
         model: Any = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
         if "quantization_config" not in kwargs:
             model = model.to(self.device)
-        if self.config.quantize == "int8":
-            from cocina.engine.quantize import quantize_model
-
-            model = quantize_model(model, "int8")
-        elif self.dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_supports_bf16():
-            use_cpu_bf16_linears(model)
         return model
 
     def _route_attention(self) -> None:
@@ -383,59 +464,120 @@ class ModelRunner:
         cfg = self.hf_config
         return int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
 
-    def memory_report(self) -> MemoryReport:
-        """Weights and KV cache bytes, for the start-up log line and the stats."""
-        weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        weight_bytes += sum(b.numel() * b.element_size() for b in self.model.buffers())
-        try:
-            from cocina.engine.quantize import model_memory_bytes
+    def weight_bytes(self) -> int:
+        """Bytes of the model's weights as they are held (packed int8/int4 weights, a tied table once)."""
+        if self.cocina is not None:
+            return self.cocina.weight_bytes()
+        from cocina.engine.quantize import model_memory_bytes
 
-            weight_bytes = model_memory_bytes(self.model)
-        except ImportError:  # pragma: no cover - quantize.py is part of the package
-            pass
+        return model_memory_bytes(self.model)
+
+    def weight_bytes_per_token(self) -> int:
+        """Bytes of weights one decode step reads: all of them but the rows of tables that are only looked up."""
+        total = self.weight_bytes()
+        if self.cocina is not None:
+            c = self.cocina
+            lookups = [t for t in (c.embed, c.pos_emb) if t is not None]
+            return total - sum(t.numel() * t.element_size() for t in lookups)
+        head = self.model.get_output_embeddings()
+        head_w = getattr(head, "weight", None)
+        if head_w is None:
+            head_w = getattr(head, "packed", None)
+        head_ptr = head_w.data_ptr() if isinstance(head_w, torch.Tensor) else None
+        return total - sum(
+            m.weight.numel() * m.weight.element_size()
+            for m in self.model.modules()
+            if isinstance(m, nn.Embedding) and m.weight.data_ptr() != head_ptr
+        )
+
+    def memory_report(self) -> MemoryReport:
+        """Weights and KV cache bytes, and the kernels that run each part, for the start-up line and the stats."""
         return MemoryReport(
             device=str(self.device),
             dtype=str(self.dtype).removeprefix("torch."),
             quantize=self.config.quantize,
-            weight_bytes=weight_bytes,
+            weight_bytes=self.weight_bytes(),
             kv_cache_bytes=self.kv_cache_bytes,
             num_kv_blocks=self.num_kv_blocks,
             block_size=self.block_size,
             max_model_len=self.max_model_len,
-            cpu_kernels=self.cpu_kernels_in_use(),
+            kernels=tuple(f"{part}: {kernel}" for part, kernel in self.kernel_report().items()),
         )
 
-    def cpu_kernels_in_use(self) -> tuple[str, ...]:
-        """Which of cocina's CPU kernels this model runs on (empty: PyTorch's ops only)."""
-        from cocina.engine.cpu_kernels import PackedBf16Linear, PackedInt8Linear
+    def kernel_report(self) -> dict[str, str]:
+        """Which code runs each part of the model: the model code, each kind of layer, the attention."""
+        from cocina.engine.cpu_kernels import PackedLinear, describe_kernel
+        from cocina.engine.quantize import DynamicInt8Linear
 
-        kinds = {type(m) for m in self.model.modules()}
-        layers = ((PackedBf16Linear, "bf16 linear"), (PackedInt8Linear, "int8 linear"))
-        used = [name for cls, name in layers if cls in kinds]
-        if self.paged.kernels is not None:
-            used.append("decode attention")
-        return tuple(used)
+        variant = self.kernels.variant if self.kernels is not None else None
+
+        def layer_kernel(mod: Any) -> str:
+            if isinstance(mod, PackedLinear):
+                return describe_kernel(mod.kind, variant if mod.lib is not None else None)
+            if isinstance(mod, DynamicInt8Linear):
+                return "int8, torch.ao dynamic quantization (fbgemm)"
+            weight = getattr(mod, "weight", None)
+            dtype = str(weight.dtype).removeprefix("torch.") if isinstance(weight, torch.Tensor) else "?"
+            return f"{dtype}, PyTorch matmul"
+
+        report: dict[str, str] = {}
+        if self.cocina is not None:
+            c = self.cocina
+            report["model code"] = (
+                f"cocina ({c.spec.family}), whole step in C ({variant})" if c.native else
+                f"cocina ({c.spec.family}), PyTorch ops"
+            )
+            report["linear layers"] = layer_kernel(c.layers[0]["qkv"])
+            report["LM head"] = layer_kernel(c.head)
+            report["attention"] = (
+                f"cocina paged attention ({variant})" if c.native else
+                "cocina paged decode attention (" + str(variant) + "), SDPA for prompts" if self.paged.kernels
+                else "PyTorch (SDPA / matmuls)"
+            )
+            return report
+        report["model code"] = f"transformers ({type(self.model).__name__})"
+        kinds = sorted({layer_kernel(m) for m in self.model.modules() if _is_linear(m)})
+        report["linear layers"] = "; ".join(kinds)
+        report["attention"] = (
+            f"cocina paged decode attention ({variant}), SDPA for prompts" if self.paged.kernels
+            else "PyTorch (SDPA / matmuls)"
+        )
+        return report
 
     # -- one step ------------------------------------------------------------------------------------------
-    @torch.inference_mode()
     def run(self, out: SchedulerOutput) -> Tensor:
         """Compute the step; return float32 logits [S, V] for the scheduled sequences that need a sample."""
         if not out.scheduled:
             return torch.empty(0, self.vocab_size, dtype=torch.float32, device=self.device)
+        if self.cocina is not None and self.cocina.native:
+            # No autograd state to switch off here (the C step sees plain buffers): entering inference mode would
+            # cost more than preparing the step.
+            return self.cocina.forward_native(self._prepare_native(out.scheduled))
+        return self._run_torch(out)
+
+    @torch.inference_mode()
+    def _run_torch(self, out: SchedulerOutput) -> Tensor:
         input_ids, positions, sample_rows, metadata = self._prepare(out.scheduled)
         self.paged.metadata = metadata
         try:
-            hidden = self._forward(input_ids, positions)  # [T, hidden]
+            if self.cocina is not None:
+                hidden = self.cocina.forward_torch(input_ids, positions)  # [T, hidden]
+            else:
+                hidden = self._forward(input_ids, positions)
         finally:
             self.paged.metadata = None
         if not sample_rows:
             return torch.empty(0, self.vocab_size, dtype=torch.float32, device=self.device)
-        rows = hidden[torch.tensor(sample_rows, device=self.device)]  # [S, hidden]
-        return self.lm_head(rows).float()  # [S, V]
+        rows = torch.tensor(sample_rows, device=self.device)
+        if self.cocina is not None:
+            return self.cocina.logits_torch(hidden, rows)
+        return self.lm_head(hidden[rows]).float()  # [S, V]
 
     @property
     def vocab_size(self) -> int:
         """Rows of the LM head (may exceed the tokenizer's vocabulary)."""
+        if self.cocina is not None:
+            return self.cocina.spec.vocab
         out_features = getattr(self.lm_head, "out_features", None)  # nn.Linear and cocina's packed layers
         if isinstance(out_features, int):
             return out_features
@@ -443,9 +585,57 @@ class ModelRunner:
         return int(weight.shape[0]) if weight is not None else int(self.hf_config.vocab_size)
 
     def _forward(self, input_ids: Tensor, positions: Tensor) -> Tensor:
-        """The base model over one packed row: ids and positions [T] -> hidden states [T, hidden]."""
+        """transformers' base model over one packed row: ids and positions [T] -> hidden states [T, hidden]."""
         out = self.base(input_ids=input_ids.unsqueeze(0), position_ids=positions.unsqueeze(0), use_cache=False)
         return out.last_hidden_state[0] if hasattr(out, "last_hidden_state") else out[0][0]
+
+    def _prepare_native(self, scheduled: list[ScheduledSeq]) -> NativeStep:
+        """The step as the C model step takes it: one row per token, each with its sequence and context length.
+
+        Everything goes into one int32 tensor (one conversion from Python, the per-step cost that counts at
+        batch 1) and the fields are views of it.
+        """
+        bs = self.block_size
+        ids: list[int] = []
+        pos: list[int] = []
+        slots: list[int] = []
+        row_table: list[int] = []
+        samples: list[int] = []
+        tables: list[list[int]] = []
+        for i, s in enumerate(scheduled):
+            seq, n = s.seq, s.num_new_tokens
+            start = seq.num_computed_tokens
+            table = seq.block_table
+            tables.append(table)
+            if n == 1:
+                ids.append(seq.token_ids[start])
+                pos.append(start)
+                slots.append(table[start // bs] * bs + start % bs)
+                row_table.append(i)
+            else:
+                ids.extend(seq.token_ids[start : start + n])
+                pos.extend(range(start, start + n))
+                slots.extend(table[p // bs] * bs + p % bs for p in range(start, start + n))
+                row_table.extend([i] * n)
+            if s.needs_sample:
+                samples.append(len(ids) - 1)
+        width = max(len(t) for t in tables)
+        t = len(ids)
+        flat = ids + pos + slots + row_table + [p + 1 for p in pos] + samples
+        for table in tables:
+            flat += table
+            flat += [0] * (width - len(table))
+        buf = torch.tensor(flat, dtype=torch.int32)
+        cut = 5 * t + len(samples)
+        return NativeStep(
+            tokens=buf[:t],
+            positions=buf[t : 2 * t],
+            slots=buf[2 * t : 3 * t],
+            row_table=buf[3 * t : 4 * t],
+            ctx_lens=buf[4 * t : 5 * t],
+            sample_rows=buf[5 * t : cut],
+            tables=buf[cut:].view(len(tables), width),
+        )
 
     def _prepare(self, scheduled: list[ScheduledSeq]) -> tuple[Tensor, Tensor, list[int], StepMetadata]:
         """Pack the step's tokens and build the attention metadata shared by all layers."""

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: Valid ``EngineConfig.quantize`` values (None means no quantization).
-QUANTIZE_METHODS: tuple[str, ...] = ("int8", "bnb8", "bnb4")
+QUANTIZE_METHODS: tuple[str, ...] = ("int8", "int4", "bnb8", "bnb4")
 
 Kernel = Literal["auto", "cocina", "dynamic", "weight_only"]
 
@@ -214,18 +214,23 @@ def quantize_model(
     *,
     kernel: Kernel = "auto",
     quantize_lm_head: bool = True,
+    lib: Any = "default",
 ) -> nn.Module:
     """Quantize ``model``'s linear layers in place for ``method`` and return it.
 
     Args:
         model: a loaded causal LM (any transformers architecture built from ``nn.Linear``/``Conv1D``).
-        method: None (unchanged), ``"int8"`` (CPU: every linear layer), or ``"bnb8"``/``"bnb4"`` (CUDA:
-            these must be applied at load time with :func:`bnb_quantization_config`; here they only check
-            the device and return the model unchanged).
-        device: where the model runs; int8 is CPU-only, bnb needs CUDA.
+        method: None (unchanged), ``"int8"`` or ``"int4"`` (CPU: every linear layer; int4 is group-wise,
+            :func:`~cocina.engine.cpu_kernels.pack_int4`), or ``"bnb8"``/``"bnb4"`` (CUDA: these must be
+            applied at load time with :func:`bnb_quantization_config`; here they only check the device and
+            return the model unchanged).
+        device: where the model runs; int8 and int4 are CPU-only, bnb needs CUDA.
         kernel: int8 CPU kernel, ``"cocina"``, ``"dynamic"``, ``"weight_only"`` or ``"auto"`` (``"cocina"``
-            where it runs, else ``DEFAULT_CPU_KERNEL``).
+            where it runs, else ``DEFAULT_CPU_KERNEL``). int4 always packs for cocina's kernels (and runs
+            unpacked in PyTorch without them).
         quantize_lm_head: also quantize the output projection (a tied one becomes an untied int8 copy).
+        lib: cocina's loaded kernels (:func:`~cocina.engine.cpu_kernels.cpu_kernels`), None for none; by
+            default the process's choice.
 
     Raises:
         ValueError: unknown method or kernel, or a method that does not run on ``device``.
@@ -241,12 +246,13 @@ def quantize_model(
         _require_cuda(method, dev)
         return model
     if dev.type != "cpu":
-        raise ValueError(f"quantize='int8' runs on CPU only (device {dev}); on CUDA use 'bnb8' or 'bnb4'")
-    from cocina.engine.cpu_kernels import PackedInt8Linear, cpu_has_vnni, cpu_kernels
+        raise ValueError(f"quantize={method!r} runs on CPU only (device {dev}); on CUDA use 'bnb8' or 'bnb4'")
+    from cocina.engine.cpu_kernels import PackedInt8Linear, PackedLinear, cpu_kernels
 
-    lib = cpu_kernels() if kernel in ("auto", "cocina") and cpu_has_vnni() else None
-    if kernel == "cocina" and lib is None:
-        raise ValueError("int8 kernel 'cocina' needs AVX512-VNNI and cocina's compiled CPU kernels")
+    if isinstance(lib, str):
+        lib = cpu_kernels() if kernel in ("auto", "cocina") or method == "int4" else None
+    if method == "int8" and kernel == "cocina" and lib is None:
+        raise ValueError("int8 kernel 'cocina' needs cocina's compiled CPU kernels")
     if kernel == "auto":
         kernel = "cocina" if lib is not None else DEFAULT_CPU_KERNEL
     if kernel not in ("cocina", "dynamic", "weight_only"):
@@ -269,9 +275,12 @@ def quantize_model(
     with torch.no_grad():
         for name, mod, transposed in targets:
             new: nn.Module
-            if kernel == "cocina":
+            if method == "int4":
                 weight, bias = _weight_bias(mod, transposed)
-                new = PackedInt8Linear(weight, bias, lib)  # type: ignore[arg-type]
+                new = PackedLinear(weight, bias, "int4", lib)
+            elif kernel == "cocina":
+                weight, bias = _weight_bias(mod, transposed)
+                new = PackedInt8Linear(weight, bias, lib)
             elif kernel == "dynamic":
                 new = DynamicInt8Linear.from_float(mod, transposed=transposed)
             else:
@@ -292,13 +301,13 @@ def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def quantized_linear_count(model: nn.Module) -> tuple[int, int]:
-    """(int8 linear layers, remaining float ``nn.Linear``/``Conv1D`` layers) — for tests and logs."""
-    from cocina.engine.cpu_kernels import PackedInt8Linear
+    """(int8/int4 linear layers, remaining float ``nn.Linear``/``Conv1D`` layers) — for tests and logs."""
+    from cocina.engine.cpu_kernels import PackedLinear
 
     conv1d = _conv1d_class()
     quantized = remaining = 0
     for mod in model.modules():
-        if isinstance(mod, Int8Linear | DynamicInt8Linear | PackedInt8Linear):
+        if isinstance(mod, Int8Linear | DynamicInt8Linear) or (isinstance(mod, PackedLinear) and mod.kind != "bf16"):
             quantized += 1
         elif isinstance(mod, nn.Linear) or (conv1d is not None and isinstance(mod, conv1d)):
             remaining += 1

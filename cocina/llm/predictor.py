@@ -184,9 +184,17 @@ class LLMPredictor(BasePredictor):
             )
         if params.max_tokens > room:
             params = SamplingParams(**{**params.__dict__, "max_tokens": room})
+        from cocina.sdk.scope import current_scope
+
+        scope = current_scope()
+        # Replicate's names for a language model's metrics: token counts beside predict_time.
+        scope.record_metric("input_token_count", len(token_ids))
+        generated = 0
         # Leaving this generator early (a cancelled prediction) closes the engine's stream: abort.
         async for ev in self.engine.generate(token_ids, params):
             if isinstance(ev, TokenEvent):
+                generated += len(ev.token_ids)
+                scope.record_metric("output_token_count", generated)
                 if ev.text:
                     yield ev.text
             elif isinstance(ev, ErrorEvent):

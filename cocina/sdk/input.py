@@ -48,6 +48,7 @@ class FieldInfo:
     regex: str | None = None
     choices: tuple[Any, ...] | None = None
     deprecated: bool | None = None
+    accept: str | None = None
 
     @property
     def has_default(self) -> bool:
@@ -67,8 +68,12 @@ def Input(
     regex: str | None = None,
     choices: Sequence[Any] | None = None,
     deprecated: bool | None = None,
+    accept: str | None = None,
 ) -> Any:
     """Describe a predictor argument: its default, description and constraints.
+
+    `accept` (for `Path` and `File` inputs) lists the file types the input takes, as an HTML `accept` attribute
+    does: MIME types or extensions, comma-separated (`"image/*"`, `".safetensors,.bin"`).
 
     Returns a `FieldInfo` (typed `Any` so that `x: int = Input(...)` type-checks in user code).
     """
@@ -81,6 +86,8 @@ def Input(
     if isinstance(choices, str):
         # A str is a Sequence; Input(choices="abc") is almost certainly a mistake.
         raise TypeError("Input(): `choices` must be a list of values, not a string")
+    if accept is not None and (not isinstance(accept, str) or not accept.strip()):
+        raise TypeError("Input(): `accept` must be a non-empty string such as 'image/*' or '.png,.jpg'")
     return FieldInfo(
         default=default,
         default_factory=default_factory,
@@ -92,4 +99,5 @@ def Input(
         regex=regex,
         choices=tuple(choices) if choices is not None else None,
         deprecated=deprecated,
+        accept=accept,
     )

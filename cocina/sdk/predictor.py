@@ -8,6 +8,7 @@ import os
 import pathlib
 import sys
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,55 +29,91 @@ __all__ = [
 ]
 
 
-class BasePredictor:
-    """Base class of a Cog predictor: `setup()` once, then `predict(**inputs)` per request."""
+class BaseRunner:
+    """Base class of a Cog runner: `setup()` once, then `run(**inputs)` per request (Cog's newer names).
+
+    A subclass that implements `predict()` instead of `run()` works too: `run()` then calls it.
+    """
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         """Load the model, once, before any prediction; `weights` is passed only if declared."""
 
-    def predict(self, *args: Any, **kwargs: Any) -> Any:
+    def run(self, *args: Any, **kwargs: Any) -> Any:
         """Run one prediction; subclasses declare their inputs as typed keyword arguments."""
+        if _user_method(type(self), "predict") is not None:
+            return self.predict(*args, **kwargs)
+        raise NotImplementedError("run() must be implemented")
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        """Cog's older name for `run()`."""
+        if _user_method(type(self), "run") is not None:
+            return self.run(*args, **kwargs)
         raise NotImplementedError("predict() must be implemented")
 
+    @property
+    def scope(self) -> Any:
+        """The running prediction's scope (`cocina.sdk.current_scope()`)."""
+        from cocina.sdk.scope import current_scope
 
-class BaseRunner:
-    """Cog's newer name for a predictor: `setup()` and `run(**inputs)`."""
+        return current_scope()
 
-    def setup(self, *args: Any, **kwargs: Any) -> None:
-        """Load the model; called once before any run."""
+    def record_metric(self, key: str, value: Any, mode: str = "replace") -> None:
+        """Record a metric on the running prediction (see `cocina.sdk.scope`)."""
+        self.scope.record_metric(key, value, mode)
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        """Run one prediction."""
-        raise NotImplementedError("run() must be implemented")
+
+class BasePredictor(BaseRunner):
+    """Cog's older name for `BaseRunner`, still accepted: `setup()` and `predict(**inputs)`."""
 
 
 class PredictorLoadError(Exception):
     """`predict.py:Predictor` cannot be resolved: missing file, missing name, or not a predictor."""
 
 
-def _predict_method_name(cls: type) -> str | None:
-    """`predict` or `run`, whichever the class actually implements (a base class's placeholder does not
-    count)."""
-    for name, placeholder in (("predict", BasePredictor.predict), ("run", BaseRunner.run)):
-        method = inspect.getattr_static(cls, name, None)
-        if method is not None and callable(method) and method is not placeholder:
+_PLACEHOLDERS = {"run": BaseRunner.run, "predict": BaseRunner.predict}
+
+
+def _user_method(cls: type, name: str) -> Any:
+    """`cls`'s own `name` method (defined by the user's class or a mixin, not by BaseRunner), else None."""
+    method = inspect.getattr_static(cls, name, None)
+    if method is None or not callable(method) or method is _PLACEHOLDERS.get(name):
+        return None
+    return method
+
+
+def _predict_method_name(cls: type, mode: str = "predict") -> str | None:
+    """The method that runs a prediction (`predict` or `run`) or, in train mode, a training (`train`)."""
+    if mode == "train":
+        return "train" if _user_method(cls, "train") is not None else None
+    for name in ("predict", "run"):
+        if _user_method(cls, name) is not None:
             return name
     return None
 
 
-def get_predict_function(predictor: Any) -> Callable[..., Any]:
-    """The callable that runs a prediction: the `predict`/`run` method of a class or instance, or the
-    function itself.
+def get_predict_function(predictor: Any, mode: str = "predict") -> Callable[..., Any]:
+    """The callable that runs a prediction (or, with mode "train", a training): the `predict`/`run` (`train`)
+    method of a class or instance, or the function itself.
 
     For a class this is the plain function (its first parameter is `self`); for an instance, the bound method.
     """
     if inspect.isfunction(predictor):
         return typing.cast(Callable[..., Any], predictor)
     cls = predictor if inspect.isclass(predictor) else type(predictor)
-    name = _predict_method_name(cls)
+    name = _predict_method_name(cls, mode)
     if name is None:
-        raise PredictorLoadError(f"{cls.__name__} has no predict() or run() method")
+        wanted = "train()" if mode == "train" else "predict() or run()"
+        raise PredictorLoadError(f"{cls.__name__} has no {wanted} method")
     return typing.cast(Callable[..., Any], getattr(predictor, name))
+
+
+def warn_deprecated_names(cls: type, class_name: str) -> None:
+    """Cog's deprecation warnings for `predict()` and `BasePredictor`: DeprecationWarnings attributed to this
+    module, so hidden unless warnings are turned on (cocina's own templates still use those names)."""
+    if _user_method(cls, "predict") is not None and _user_method(cls, "run") is None:
+        warnings.warn(f"{class_name}.predict() is deprecated; use run() instead", DeprecationWarning, stacklevel=2)
+    if any(base is BasePredictor for base in inspect.getmro(cls)[1:]):
+        warnings.warn("BasePredictor is deprecated; use BaseRunner instead", DeprecationWarning, stacklevel=2)
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -89,9 +126,10 @@ def is_generator_callable(fn: Callable[..., Any]) -> bool:
     return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
 
 
-def load_predictor(ref: str, project_dir: pathlib.Path) -> Any:
+def load_predictor(ref: str, project_dir: pathlib.Path, mode: str = "predict") -> Any:
     """Import `file.py:Name` from `project_dir` (or `package.module:Name` from the project directory or the
-    environment) and return the predictor class or predict function.
+    environment) and return the predictor class or predict function (with mode "train", the trainer class or
+    train function of the project's `train:` reference).
 
     The project directory goes first on `sys.path` so `predict.py` can import its sibling modules, and the `cog`
     shim is installed first so an unchanged Cog predictor imports. Errors raised while importing the user's module
@@ -144,8 +182,17 @@ def load_predictor(ref: str, project_dir: pathlib.Path) -> Any:
         )
     if inspect.isfunction(obj):
         return obj
-    if inspect.isclass(obj) and _predict_method_name(obj) is not None:
+    if inspect.isclass(obj) and _predict_method_name(obj, mode) is not None:
+        if mode == "predict":
+            if _user_method(obj, "predict") is not None and _user_method(obj, "run") is not None:
+                raise PredictorLoadError(f"{name} must define either run() or predict(), not both")
+            warn_deprecated_names(obj, name)
         return obj
+    if mode == "train":
+        raise PredictorLoadError(
+            f"{file_part}:{name} is not a trainer: expected a class with a train() method, or a function; "
+            f"got {type(obj).__name__}"
+        )
     raise PredictorLoadError(
         f"{file_part}:{name} is not a predictor: expected a class with a predict() (or run()) method, "
         f"or a function; got {type(obj).__name__}"

@@ -10,16 +10,27 @@ Three uses, on two sides of a process boundary:
 Compatibility notes (the reference is the output of Cog 0.16.12, see tests/fixtures/schema/reference/):
 - `Literal[...]` inputs are treated like `choices`: the property keeps its `default` and `description`.
   Cog 0.16 drops both for `Literal` (and moves the description into the enum schema), losing the default.
-- Unions other than `Optional[T]` are not supported as inputs (Cog allows them, as pydantic `anyOf`).
+
+From newer Cog (the behaviour its integration suite checks):
+- unions of JSON types (`str | float`, `list[int] | list[float]`, with or without `None`) are `anyOf` inputs,
+  validated strictly (a value keeps its JSON type: no coercion between members);
+- `TypedDict` inputs are objects; a `TypedDict` output has its fields in the schema;
+- `Annotated[T, Opaque]` is an opaque object (a list of them when `T` is a list), passed through as is;
+- `Input(accept=...)` on a `Path`/`File` input is `x-cog-accept`;
+- an `Optional[T]` input without a default is optional (None when left out);
+- an explicit JSON `null` is refused for every input ("omit the input to use its default");
+- a training entry point's schema names its input and output `TrainingInput` and `TrainingOutput`.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import copy
 import enum
 import inspect
 import io
+import json
 import math
 import pathlib
 import re
@@ -42,8 +53,10 @@ from cocina.sdk.types import (
     AsyncConcatenateIterator,
     ConcatenateIterator,
     File,
+    Opaque,
     Path,
     Secret,
+    opaque_schema,
 )
 
 __all__ = [
@@ -59,8 +72,8 @@ OPENAPI_VERSION = "3.0.2"
 FILE_MARKER = "__cocina_file__"
 _REF = "#/components/schemas/"
 _SUPPORTED_INPUTS = (
-    "str, int, float, bool, cog.Path, cog.File, cog.Secret, dict, list[T] of those, Optional[T], "
-    "Literal[...] of str or int"
+    "str, int, float, bool, cog.Path, cog.File, cog.Secret, dict, a TypedDict, list[T] of those, Optional[T], "
+    "unions of str, int, float, bool and lists of them, Literal[...] of str or int, Annotated[T, cog.Opaque]"
 )
 _SUPPORTED_OUTPUTS = (
     "str, int, float, bool, cog.Path, cog.File, dict, list[T], a pydantic BaseModel, Optional[T], Any, "
@@ -96,6 +109,21 @@ def _split_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _union_members(tp: Any) -> tuple[list[Any], bool] | None:
+    """(members without None, whether None is one) for a union with two or more non-None members, else None."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    args = typing.get_args(tp)
+    members = [a for a in args if a is not type(None)]
+    if len(members) < 2:
+        return None
+    return members, len(members) < len(args)
+
+
+def _is_opaque(tp: Any) -> bool:
+    return typing.get_origin(tp) is typing.Annotated and any(m is Opaque for m in tp.__metadata__)
+
+
 def _strip_annotated(tp: Any) -> Any:
     while typing.get_origin(tp) is typing.Annotated:
         tp = typing.get_args(tp)[0]
@@ -117,8 +145,8 @@ class _Param:
     field: FieldInfo
 
 
-def _predict_params(predictor: Any) -> tuple[list[_Param], Any]:
-    fn = get_predict_function(predictor)
+def _predict_params(predictor: Any, mode: str = "predict") -> tuple[list[_Param], Any]:
+    fn = get_predict_function(predictor, mode)
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception as exc:
@@ -153,10 +181,26 @@ def _predict_params(predictor: Any) -> tuple[list[_Param], Any]:
 def _input_type_schema(name: str, tp: Any) -> dict[str, Any]:
     """Schema of an input type (no title/default); raises TypeError naming the argument for unsupported
     types."""
+    if _is_opaque(tp):
+        return opaque_schema(tp)
     tp = _strip_annotated(tp)
     inner, nullable = _split_optional(tp)
     if nullable:
         return {**_input_type_schema(name, inner), "nullable": True}
+    union = _union_members(tp)
+    if union is not None:
+        members, has_none = union
+        options = [_input_type_schema(name, member) for member in members]
+        for option in options:
+            if option.get("format") is not None or "enum" in option or option.get("type") is None:
+                raise TypeError(
+                    f"Input `{name}`: a union may only join JSON types (str, int, float, bool, dict and lists of "
+                    f"them), got {_type_name(tp)}"
+                )
+        union_schema: dict[str, Any] = {"anyOf": options}
+        if has_none:
+            union_schema["nullable"] = True
+        return union_schema
     origin = typing.get_origin(tp)
     schema: dict[str, Any]
     if tp is bool:
@@ -171,8 +215,8 @@ def _input_type_schema(name: str, tp: Any) -> dict[str, Any]:
         schema = dict(SECRET_SCHEMA)
     elif isinstance(tp, type) and (issubclass(tp, pathlib.PurePath) or tp is File):
         schema = {"type": "string", "format": "uri"}
-    elif tp is dict or origin is dict:
-        schema = {"type": "object", "additionalProperties": True}
+    elif tp is dict or origin is dict or typing.is_typeddict(tp):
+        schema = {"type": "object"}  # any object (newer Cog; 0.16 wrote `additionalProperties: true`)
     elif tp is list or origin is list:
         args = typing.get_args(tp)
         schema = {"type": "array", "items": _input_type_schema(name, args[0]) if args else {}}
@@ -261,6 +305,8 @@ def _input_property(
     name, field = param.name, param.field
     base = _input_type_schema(name, param.annotation)
     nullable = bool(base.pop("nullable", False))
+    if base.get("format") == "password" and field.default is None:
+        nullable = True  # `Secret = Input(default=None)`: an optional credential, as newer Cog reads it
     if field.choices is not None:
         if "enum" in base:
             raise TypeError(f"Input `{name}`: give either `choices` or a Literal type, not both")
@@ -273,6 +319,8 @@ def _input_property(
             )
         base = choice_schema
     _check_constraints(name, base, field)
+    if field.accept is not None and base.get("format") != "uri" and base.get("items", {}).get("format") != "uri":
+        raise TypeError(f"accept is only valid on Path or File inputs (parameter '{name}')")
 
     prop: dict[str, Any]
     if "enum" in base:
@@ -306,12 +354,28 @@ def _input_property(
         try:
             checker._check(name, checker._properties[name], default)
         except InputValidationError as exc:
-            raise TypeError(f"Input `{name}`: the default {default!r} is not valid: {exc}") from exc
+            raise TypeError(f"Input `{name}`: invalid default {default!r}: {_default_problem(exc, prop)}") from exc
         prop["default"] = default
+    elif field.default is None and nullable:
+        prop["default"] = None  # newer Cog publishes an Optional input's None default
     if field.deprecated:
         prop["deprecated"] = True
+    if field.accept is not None:
+        prop["x-cog-accept"] = field.accept
     prop["x-order"] = order
-    return prop, not field.has_default
+    # An Optional input without a default is optional too: left out, it is None.
+    return prop, not field.has_default and not nullable
+
+
+def _default_problem(exc: InputValidationError, prop: Mapping[str, Any]) -> str:
+    """Why a default does not fit its input, naming the schema keyword it breaks (as Cog's build error does)."""
+    kind = exc.errors[0].get("type") if exc.errors else None
+    if kind == "greater_than_equal":
+        return f"it is less than the minimum {prop['minimum']} (ge)"
+    if kind == "less_than_equal":
+        return f"it is greater than the maximum {prop['maximum']} (le)"
+    msg = str(exc.errors[0]["msg"]) if exc.errors else str(exc)
+    return msg.split(": ", 1)[1] if ": " in msg else msg
 
 
 def _nullable_anyof(node: Any) -> Any:
@@ -352,7 +416,24 @@ def _model_schema(model: type[pydantic.BaseModel], components: dict[str, Any]) -
     return {"$ref": f"{_REF}{model.__name__}"}
 
 
+def _typeddict_schema(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
+    """A TypedDict's fields as an object schema (`NotRequired` fields left out of `required`)."""
+    hints = typing.get_type_hints(tp)  # Required[...] / NotRequired[...] stripped
+    required_keys = getattr(tp, "__required_keys__", frozenset(hints))
+    properties = {
+        name: {**_output_type_schema(field_type, components), "title": _title(name)}
+        for name, field_type in hints.items()
+    }
+    schema: dict[str, Any] = {"properties": properties, "type": "object", "title": tp.__name__}
+    required = [name for name in hints if name in required_keys]
+    if required:
+        schema["required"] = required
+    return schema
+
+
 def _output_type_schema(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
+    if _is_opaque(tp):
+        return opaque_schema(tp)
     tp = _strip_annotated(tp)
     inner, nullable = _split_optional(tp)
     if nullable:
@@ -362,6 +443,8 @@ def _output_type_schema(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
         return {}
     if _is_model(tp):
         return _model_schema(tp, components)
+    if typing.is_typeddict(tp):
+        return _typeddict_schema(tp, components)
     if origin is list or tp is list:
         args = typing.get_args(tp)
         return {"type": "array", "items": _output_type_schema(args[0], components) if args else {}}
@@ -378,7 +461,9 @@ def _output_type_schema(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _output_schema(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
+def _output_schema(tp: Any, components: dict[str, Any], title: str = "Output") -> dict[str, Any]:
+    if _is_opaque(tp):
+        return {**opaque_schema(tp), "title": title}
     tp = _strip_annotated(tp)
     origin = typing.get_origin(tp) or tp
     if origin in _CONCATENATE or origin in _ITERATOR_ORIGINS:
@@ -387,7 +472,7 @@ def _output_schema(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
         schema: dict[str, Any] = {
             "type": "array",
             "items": items,
-            "title": "Output",
+            "title": title,
             "x-cog-array-type": "iterator",
         }
         if origin in _CONCATENATE:
@@ -395,20 +480,23 @@ def _output_schema(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
                 raise TypeError("ConcatenateIterator output must be ConcatenateIterator[str]")
             schema["x-cog-array-display"] = "concatenate"
         return schema
-    if _is_model(tp) and tp.__name__ == "Output":
+    if _is_model(tp) and tp.__name__ == title:
         schema = _model_schema(tp, components)
-        return components.pop("Output")
+        return components.pop(title)
     if _is_model(tp):
         return _model_schema(tp, components)  # Cog 0.16 gives a bare $ref, without a title
-    return {**_output_type_schema(tp, components), "title": "Output"}
+    return {**_output_type_schema(tp, components), "title": title}
 
 
-def derive_schema(predictor: Any) -> dict[str, Any]:
-    """The OpenAPI 3.0.2 document Cog 0.16 serves for `predictor` (a class, instance or predict function).
+def derive_schema(predictor: Any, mode: str = "predict") -> dict[str, Any]:
+    """The OpenAPI 3.0.2 document Cog serves for `predictor` (a class, instance or predict function); with mode
+    "train", for a training entry point (`TrainingInput`, `TrainingOutput`, `/trainings`).
 
     Raises TypeError, naming the argument, for unsupported types and misused `Input(...)` constraints.
     """
-    params, return_type = _predict_params(predictor)
+    params, return_type = _predict_params(predictor, mode)
+    train = mode == "train"
+    input_name, output_name = ("TrainingInput", "TrainingOutput") if train else ("Input", "Output")
     enums: dict[str, dict[str, Any]] = {}
     properties: dict[str, Any] = {}
     required: list[str] = []
@@ -417,25 +505,42 @@ def derive_schema(predictor: Any) -> dict[str, Any]:
         properties[param.name] = prop
         if is_required:
             required.append(param.name)
-    input_schema: dict[str, Any] = {"properties": properties, "type": "object", "title": "Input"}
+    input_schema: dict[str, Any] = {"properties": properties, "type": "object", "title": input_name}
     if required:
         input_schema["required"] = required
 
     models: dict[str, Any] = {}
-    output_schema = _output_schema(return_type, models)
+    output_schema = _output_schema(return_type, models, output_name)
     components: dict[str, Any] = {
         **_static_components(),
         **models,
-        "Input": input_schema,
-        "Output": output_schema,
+        input_name: input_schema,
+        output_name: output_schema,
         **enums,
     }
-    return {
+    document = {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "Cog", "version": "0.1.0"},
         "paths": _paths(),
         "components": {"schemas": components},
     }
+    return _as_training(document) if train else document
+
+
+def _as_training(document: dict[str, Any]) -> dict[str, Any]:
+    """A prediction document turned into a training one: Cog's `Training*` names and `/trainings` paths."""
+    text = json.dumps(document)
+    for old, new in (
+        ('"#/components/schemas/Input"', '"#/components/schemas/TrainingInput"'),
+        ('"#/components/schemas/Output"', '"#/components/schemas/TrainingOutput"'),
+        ("PredictionRequest", "TrainingRequest"),
+        ("PredictionResponse", "TrainingResponse"),
+        ("/predictions", "/trainings"),
+        ("prediction_id", "training_id"),
+    ):
+        text = text.replace(old, new)
+    trained: dict[str, Any] = json.loads(text)
+    return trained
 
 
 def _json_response(schema: dict[str, Any]) -> dict[str, Any]:
@@ -642,6 +747,38 @@ _FALSE = frozenset({"false", "0", "no", "off", "n", "f"})
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
 
 
+def _schema_kind(schema: Mapping[str, Any]) -> str:
+    kind = schema.get("type", "a value")
+    if kind == "array":
+        return f"a list of {_schema_kind(schema.get('items', {}))}"
+    return {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
+            "object": "an object"}.get(kind, str(kind))
+
+
+def _matches_strictly(schema: Mapping[str, Any], value: Any) -> bool:
+    """Whether `value` is, as JSON, of `schema`'s type: a member of a union takes no coercion (Cog validates unions
+    with JSON Schema, where "3" is no integer and true is no number)."""
+    kind = schema.get("type")
+    if kind is None:
+        return True
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "array":
+        items = schema.get("items", {})
+        return isinstance(value, list) and all(_matches_strictly(items, item) for item in value)
+    return False
+
+
 def _describe(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -659,7 +796,7 @@ class InputValidator:
 
     def __init__(self, openapi: Mapping[str, Any]) -> None:
         schemas = openapi.get("components", {}).get("schemas", {})
-        input_schema = schemas.get("Input", {})
+        input_schema = schemas.get("Input", schemas.get("TrainingInput", {}))  # a training's inputs
         self._schemas: Mapping[str, Any] = schemas
         self._properties: dict[str, dict[str, Any]] = {
             name: self._resolve(prop) for name, prop in input_schema.get("properties", {}).items()
@@ -709,9 +846,12 @@ class InputValidator:
         out: dict[str, Any] = {}
         for name in self.names:
             prop = self._properties[name]
-            if name in raw and not (
-                raw[name] is None and not prop.get("nullable") and name not in self._required
-            ):
+            if name in raw and raw[name] is None:
+                # As Cog: null is never a value, even for an Optional input; leaving the input out is.
+                errors.append(
+                    _error(name, f"{name}: must not be null (omit the input to use its default)", "none_forbidden")
+                )
+            elif name in raw:
                 try:
                     out[name] = self._check(name, prop, raw[name])
                 except InputValidationError as exc:
@@ -732,6 +872,12 @@ class InputValidator:
             if prop.get("nullable"):
                 return None
             fail("must not be null", "none_forbidden")
+        if "anyOf" in prop:
+            options = [self._resolve(option) for option in prop["anyOf"]]
+            if not any(_matches_strictly(option, value) for option in options):
+                kinds = " or ".join(_schema_kind(option) for option in options)
+                fail(f"must be {kinds}, got {_describe(value)}", "union_type")
+            return value
         kind = prop.get("type")
         if kind == "integer":
             value = self._to_int(value, fail)
@@ -828,6 +974,36 @@ class InputValidator:
                 return False
         fail(f"must be a boolean, got {_describe(value)}", "bool_parsing")
 
+    def _parse_union(self, name: str, options: list[dict[str, Any]], text: str) -> Any:
+        """The JSON value `text` stands for in a union: a JSON list or object when it is one; else an integer, a
+        number or a boolean when it reads as one and the union has that type; else the string itself."""
+        kinds = {option.get("type") for option in options}
+        stripped = text.strip()
+        if stripped[:1] in ("[", "{"):
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(stripped)
+                if any(_matches_strictly(option, parsed) for option in options):
+                    return parsed
+        if kinds & {"integer", "number"} and _INT_TEXT.match(stripped):
+            return int(stripped)
+        if "number" in kinds:
+            with contextlib.suppress(ValueError):
+                number = float(stripped)
+                if math.isfinite(number):
+                    return number
+        if "boolean" in kinds and stripped.lower() in ("true", "false"):
+            return stripped.lower() == "true"
+        for option in options:
+            if option.get("type") == "array":
+                with contextlib.suppress(InputValidationError):
+                    items = self._parse_text(name, option, text)
+                    if _matches_strictly(option, items):
+                        return items
+        if "string" in kinds:
+            return text
+        kinds_text = " or ".join(_schema_kind(option) for option in options)
+        raise InputValidationError([_error(name, f"{name}: must be {kinds_text}, got {text!r}", "union_type")])
+
     def parse_cli(self, name: str, text: str) -> Any:
         """Turn the text of `-i name=text` into a JSON value by the input's type.
 
@@ -844,11 +1020,11 @@ class InputValidator:
         return self._parse_text(name, self._properties[name], text)
 
     def _parse_text(self, name: str, prop: Mapping[str, Any], text: str) -> Any:
-        import json
-
         def fail(msg: str, type_: str) -> typing.NoReturn:
             raise InputValidationError([_error(name, f"{name}: {msg}", type_)])
 
+        if "anyOf" in prop:
+            return self._parse_union(name, [self._resolve(option) for option in prop["anyOf"]], text)
         kind = prop.get("type")
         if prop.get("nullable") and kind != "string" and text.strip().lower() in ("null", "none"):
             return None

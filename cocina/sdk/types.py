@@ -9,10 +9,9 @@ from __future__ import annotations
 import io
 import pathlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union
 
 import pydantic
-from pydantic import BaseModel
 from pydantic_core import core_schema
 
 __all__ = [
@@ -21,8 +20,10 @@ __all__ = [
     "CancelationException",
     "ConcatenateIterator",
     "File",
+    "Opaque",
     "Path",
     "Secret",
+    "Weights",
 ]
 
 T = TypeVar("T")
@@ -35,6 +36,24 @@ SECRET_SCHEMA: dict[str, Any] = {
     "x-cog-secret": True,
 }
 REDACTED = "**********"
+
+
+class BaseModel(pydantic.BaseModel):
+    """Base class of a structured output. A pydantic model (as in Cog 0.16), which also takes its fields
+    positionally in declaration order, as Cog 0.17+'s dataclass-based `BaseModel` does: `Output("hi", 0.9)`."""
+
+    def __init__(self, /, *args: Any, **data: Any) -> None:
+        if args:
+            names = list(type(self).model_fields)
+            if len(args) > len(names):
+                raise TypeError(
+                    f"{type(self).__name__}() takes {len(names)} positional arguments but {len(args)} were given"
+                )
+            for name, value in zip(names, args, strict=False):
+                if name in data:
+                    raise TypeError(f"{type(self).__name__}() got multiple values for argument '{name}'")
+                data[name] = value
+        super().__init__(**data)
 
 
 class Path(pathlib.PosixPath):
@@ -133,3 +152,42 @@ class CancelationException(BaseException):
 
     A BaseException, as in Cog, so that a predictor's `except Exception` does not swallow the cancel.
     """
+
+
+# The `weights` argument of `setup()` in Cog 0.13+: a local path, an open file or the URL string (cocina gives a
+# `Path`, downloading a URL first; an annotation of exactly `File` or `str` gets that form instead).
+Weights = Union[File, Path, str]  # noqa: UP007 - a runtime alias users put in annotations, as Cog defines it
+
+
+class _Opaque:
+    """`Annotated[T, Opaque]`: an input or output field taken as plain JSON (an object, or a list of objects when
+    `T` is a list), whatever `T` is; its value is passed through as it comes."""
+
+    def __repr__(self) -> str:
+        return "cog.Opaque"
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: pydantic.GetCoreSchemaHandler) -> Any:
+        # Any value is accepted and kept as it is; the JSON schema depends on the annotated type.
+        return core_schema.any_schema(metadata={"cocina_opaque": opaque_schema(source)})
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: pydantic.GetJsonSchemaHandler) -> dict[str, Any]:
+        found = (schema.get("metadata") or {}).get("cocina_opaque")
+        return dict(found) if isinstance(found, dict) else {"type": "object"}
+
+
+Opaque = _Opaque()
+
+
+def opaque_schema(annotated: Any) -> dict[str, Any]:
+    """The JSON schema of an `Annotated[T, Opaque]` type: an object, or an array of objects when `T` is a list."""
+    import typing
+
+    inner = typing.get_args(annotated)[0] if typing.get_origin(annotated) is typing.Annotated else annotated
+    if typing.get_origin(inner) in (list, tuple) or inner in (list, tuple):
+        return {"type": "array", "items": {"type": "object"}}
+    return {"type": "object"}
+
+
+class ExperimentalFeatureWarning(FutureWarning):
+    """Deprecated in Cog: no feature is experimental any more. Kept so that `from cog import
+    ExperimentalFeatureWarning` and the `warnings.filterwarnings(...)` calls that use it keep working."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,18 +30,29 @@ from cocina.server.middleware import (
     TokenAuthMiddleware,
 )
 from cocina.server.openapi_v1 import ModelEntry, full_openapi
+from cocina.server.replicate.blobs import BLOB_PREFIX
 from cocina.server.state import serving_of
 from cocina.serving import ModelState, Serving
 from cocina.serving.errors import ServingError
+
+if TYPE_CHECKING:
+    from cocina.hub import Hub
 
 log = logging.getLogger("cocina.server")
 
 
 def create_app(
-    serving: Serving, config: ServerConfig, *, request_shutdown: Callable[[], None] | None = None
+    serving: Serving,
+    config: ServerConfig,
+    *,
+    hub: Hub | None = None,
+    request_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """The server application. `request_shutdown` is what `POST /shutdown` calls (the CLI stops uvicorn)."""
+    """The server application: `serving`'s models, and `hub`'s pushed models and deployments when given.
+    `request_shutdown` is what `POST /shutdown` calls (the CLI stops uvicorn)."""
     metrics = ServerMetrics()
+    if hub is not None:
+        hub.serving = serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +76,8 @@ def create_app(
     )
     guard = serving.gate if isinstance(serving.gate, Guard) else None
     app.state.serving = serving
+    app.state.hub = hub
+    app.state.tasks = set()  # work that outlives its request (a push whose client went away)
     app.state.config = config
     app.state.metrics = metrics
     app.state.guard = guard
@@ -130,7 +144,7 @@ def create_app(
     app.include_router(audit.router)
     # add_middleware wraps: the last added is the outermost.
     app.add_middleware(GuardHeadersMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes, exempt_prefixes=(BLOB_PREFIX,))
     app.add_middleware(TokenAuthMiddleware, token=config.api_token, public_metrics=config.public_metrics, guard=guard)
     app.add_middleware(RequestIdMiddleware, on_response=metrics.observe_request)
     return app

@@ -119,7 +119,8 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 5000,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where the prediction store and files live")
+        Path | None,
+        typer.Option("--data-dir", help="The store, files and hub (default: $COCINA_HOME or ~/.cocina)"),
     ] = None,
     concurrency: Annotated[
         int | None, typer.Option(help="Predictions one model runs at once (default: what it supports)")
@@ -138,6 +139,10 @@ def serve_command(
     api_token_env: Annotated[
         str, typer.Option(help="Environment variable holding the bearer token every route requires (unset: none)")
     ] = "COCINA_API_TOKEN",
+    find_links: Annotated[
+        list[str] | None, typer.Option("--find-links", help="A local wheelhouse for pushed versions' environments")
+    ] = None,
+    no_index: Annotated[bool, typer.Option("--no-index", help="Build environments from --find-links only")] = False,
     public_metrics: Annotated[
         bool, typer.Option("--public-metrics", help="/metrics answers without the token")
     ] = False,
@@ -159,8 +164,10 @@ def serve_command(
     max_num_seqs: MaxNumSeqsOption = None,
     max_model_len: MaxModelLenOption = None,
 ) -> None:
-    """Serve Cog projects and language models (several at once, each in its own process) over HTTP.
+    """Serve Cog projects, language models and the hub's pushed models (each in its own process) over HTTP.
 
+    With no target and no --model it serves the project in the current directory, if there is one, and the hub
+    of the data directory (--data-dir, default $COCINA_HOME or ~/.cocina), to which `cocina push` adds versions.
     The engine options (--dtype, --quantize, --kv-cache, ...) apply to every language model; they win over
     `cocina: engine:` in cocina.yaml and over COCINA_* variables."""
     try:
@@ -177,18 +184,23 @@ def serve_command(
         typer.echo(f"cocina serve: {exc}", err=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    from cocina.config import ConfigError
+    from cocina.config import ConfigError, default_data_dir
     from cocina.guard import Guard, GuardConfig, GuardConfigError, load_guard_config
+    from cocina.hub import Hub
+    from cocina.hub.envs import EnvironmentBuilder, EnvironmentBuildError, environment_spec
     from cocina.server.config import ServerConfig
     from cocina.server.serve import build_server
     from cocina.serving import Serving, ServingConfig
-    from cocina.serving.spec import SpecError, check_unique
+    from cocina.serving.spec import SpecError, check_unique, is_project
+    from cocina.store import SQLiteStore, StoreError
 
     target_list = list(targets or [])
     model_list = list(model or [])
-    if not target_list and not model_list:
+    if not target_list and not model_list and is_project(Path(".")):
         target_list = ["."]
+    data_dir = data_dir or default_data_dir()
     try:
+        # What can be checked without the data directory first: a broken command touches nothing on disk.
         specs = build_specs(
             target_list,
             model_list,
@@ -198,23 +210,11 @@ def serve_command(
             environ=dict(os.environ),
         )
         check_unique(specs)
-        names = [s.name for s in specs]
-        if default is not None and default not in names:
-            raise SpecError(f"--default {default}: not one of the models served ({', '.join(names)})")
-        chosen_default = default or names[0]
-        warm_names = set(warm or [])
-        unknown = warm_names - {*names, "all"}
-        if unknown:
-            raise SpecError(f"--warm {sorted(unknown)[0]}: not one of the models served ({', '.join(names)})")
-        specs = [s.replace(warm=s.name == chosen_default or s.name in warm_names or "all" in warm_names) for s in specs]
     except (ConfigError, SpecError) as exc:
         # A broken cocina.yaml, a bad engine option, a clash of names: the user's to fix, said without a traceback.
         # (A model that cannot be loaded is a failed setup instead: the server reports it on /health-check.)
         typer.echo(f"cocina serve: {exc}", err=True)
         raise typer.Exit(1) from None
-    if data_dir is None:
-        only = Path(_split_named(target_list[0])[1]) if len(specs) == 1 and target_list else None
-        data_dir = (only.resolve() if only is not None else Path.cwd()) / ".cocina"
     guard_config: GuardConfig | None = None
     if not no_guard:
         try:
@@ -222,6 +222,45 @@ def serve_command(
         except GuardConfigError as exc:
             typer.echo(f"cocina serve: {exc}", err=True)
             raise typer.Exit(1) from None
+    try:
+        store = SQLiteStore(data_dir / "predictions.db")
+    except StoreError as exc:
+        typer.echo(f"cocina serve: {exc}", err=True)
+        raise typer.Exit(1) from None
+    builder = EnvironmentBuilder(data_dir / "hub" / "envs", find_links=tuple(find_links or ()), no_index=no_index)
+    try:
+        # Each project's requirements, installed where the server lacks them (as `cocina predict` and a push do).
+        for i, spec in enumerate(specs):
+            environment = builder.ensure(environment_spec(spec.project), lambda line: typer.echo(line, err=True))
+            if environment.path is not None:
+                specs[i] = spec.replace(python=environment.python)
+    except EnvironmentBuildError as exc:
+        store.close()
+        typer.echo(f"cocina serve: {exc}", err=True)
+        raise typer.Exit(1) from None
+    hub = Hub(store, data_dir / "hub", builder=builder, engine_options=options, environ=dict(os.environ))
+    try:
+        names = [s.name for s in specs]
+        hub_names = [m.name for m in hub.list_models() if m.name not in names and hub.find(m.name, None)]
+        every = names + hub_names
+        if default is not None and default not in every:
+            raise SpecError(f"--default {default}: not one of the models served ({', '.join(every)})")
+        chosen_default = default or (every[0] if every else None)
+        warm_names = set(warm or [])
+        unknown = warm_names - {*every, "all"}
+        if unknown:
+            raise SpecError(f"--warm {sorted(unknown)[0]}: not one of the models served ({', '.join(every)})")
+        # Hub models are served on demand; those asked to be warm (and Cog's default) are loaded at start.
+        for hub_name in hub_names:
+            if hub_name == chosen_default or hub_name in warm_names or "all" in warm_names:
+                hub_spec = hub.find(hub_name, None)
+                assert hub_spec is not None
+                specs.append(hub_spec)
+        specs = [s.replace(warm=s.name == chosen_default or s.name in warm_names or "all" in warm_names) for s in specs]
+    except (ConfigError, SpecError) as exc:
+        store.close()
+        typer.echo(f"cocina serve: {exc}", err=True)
+        raise typer.Exit(1) from None
     serving_config = ServingConfig(
         data_dir=data_dir,
         public_url=f"http://{host}:{port}",
@@ -251,9 +290,16 @@ def serve_command(
         kind = "language model" if spec.language_model else "predictor"
         extra = " (default; Cog's root API)" if spec.name == chosen_default else ""
         log.info("serving %s: %s from %s%s", spec.name, kind, spec.source, extra)
+    if hub_names:
+        log.info("the hub of %s: %s", data_dir, ", ".join(hub_names))
+    if not specs and not hub_names:
+        log.info("no model yet: push one with `cocina push http://%s:%d/owner/name`", host, port)
     guard = Guard(guard_config, data_dir) if guard_config is not None else None
-    serving = Serving(serving_config, specs, default=chosen_default, gate=guard)
-    build_server(serving, server_config).run()
+    serving = Serving(serving_config, specs, store=store, default=chosen_default, gate=guard, catalog=hub)
+    try:
+        build_server(serving, server_config, hub).run()
+    finally:
+        store.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -119,6 +119,8 @@ _SERVING: tuple[tuple[type[serving.ServingError], _Status], ...] = (
     (serving.PredictionNotFound, _Status(404, "Not found")),
     (serving.ContextLengthExceeded, _Status(400, "Bad request", openai_code="context_length_exceeded")),
     (serving.InvalidRequest, _Status(400, "Bad request")),
+    (serving.Conflict, _Status(409, "Conflict")),
+    (serving.Unprocessable, _Status(422, "Unprocessable entity")),
     (serving.QueueFull, _Status(429, "Too many requests", "rate_limit_exceeded", "rate_limit_exceeded")),
     (serving.ModelUnavailable, _Status(503, "Service unavailable", "server_error", "service_unavailable")),
     (serving.StoreUnavailable, _Status(503, "Service unavailable", "server_error", "service_unavailable")),

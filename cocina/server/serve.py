@@ -8,6 +8,7 @@ connections, so requests waiting on a prediction get its final state rather than
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import FastAPI
@@ -15,6 +16,9 @@ from fastapi import FastAPI
 from cocina.server.app import create_app
 from cocina.server.config import ServerConfig
 from cocina.serving import Serving
+
+if TYPE_CHECKING:
+    from cocina.hub import Hub
 
 
 class CocinaServer(uvicorn.Server):
@@ -31,7 +35,7 @@ class CocinaServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def build_server(serving: Serving, config: ServerConfig) -> CocinaServer:
+def build_server(serving: Serving, config: ServerConfig, hub: Hub | None = None) -> CocinaServer:
     """A server ready to `run()` (blocking) or `serve(sockets=...)`."""
     holder: list[CocinaServer] = []
 
@@ -39,7 +43,7 @@ def build_server(serving: Serving, config: ServerConfig) -> CocinaServer:
         if holder:
             holder[0].should_exit = True
 
-    app = create_app(serving, config, request_shutdown=request_shutdown)
+    app = create_app(serving, config, hub=hub, request_shutdown=request_shutdown)
     uv_config = uvicorn.Config(
         app,
         host=config.host,

@@ -1,22 +1,37 @@
-"""What every route reads from the application and the request: the `Serving` it fronts, the URL clients reach
-it at, the API key's principal, and the guard's response headers."""
+"""What every route reads from the application (the `Serving` it fronts, the hub) and from a request (the URL
+it reached the server at, the API key's principal, the key that keeps a user on one version of a deployment),
+and the guard's response headers it sets."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
 from cocina.guard.keys import Principal
-from cocina.server.errors import limit_headers
+from cocina.server.errors import NotFound, limit_headers
 from cocina.serving import Serving
 from cocina.serving.gate import Ticket
 from cocina.store import PredictionRecord
+
+if TYPE_CHECKING:
+    from cocina.hub import Hub
+
+STICKY_HEADER = "cocina-sticky"
+STICKY_COOKIE = "cocina_sticky"
 
 
 def serving_of(request: Request) -> Serving:
     serving: Serving = request.app.state.serving
     return serving
+
+
+def hub_of(request: Request) -> Hub:
+    """The server's hub; `NotFound` on a server started without one (a test's)."""
+    hub: Hub | None = getattr(request.app.state, "hub", None)
+    if hub is None:
+        raise NotFound("This server has no hub: models cannot be pushed or deployed here.")
+    return hub
 
 
 def base_url(request: Request) -> str:
@@ -65,3 +80,13 @@ def set_guard_headers(request: Request, ticket: Ticket | None = None, rec: Predi
         headers.update(disclosure_header(rec.guard.get("ai_disclosure")))
     if headers:
         request.scope.setdefault("state", {}).setdefault("guard_headers", {}).update(headers)
+
+
+def sticky_key(request: Request) -> str | None:
+    """What keeps one user on one version of a deployment: the `Cocina-Sticky` header, else the
+    `cocina_sticky` cookie, else the caller's credentials (each API token is one user)."""
+    given = request.headers.get(STICKY_HEADER) or request.cookies.get(STICKY_COOKIE)
+    if given:
+        return given
+    token = request.headers.get("authorization", "").partition(" ")[2]
+    return f"token:{token.strip()}" if token.strip() else None

@@ -52,7 +52,8 @@ class AdmissionRequest:
     prediction_id: str | None = None
     principal: Principal | None = None
     source: str = "api"
-    deployment: str | None = None
+    deployment: str | None = None  # a deployment's name: it picks the version (the model is then not given)
+    sticky_key: str | None = None  # keeps one user on one version of a deployment
     webhook: str | None = None
     webhook_events_filter: list[str] = field(default_factory=list)
     deadline: float | None = None  # epoch seconds
@@ -76,7 +77,10 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
             return Admitted(existing, False)
     serving.check_accepting()
     models = serving.models
-    if req.generation is not None:
+    release = None
+    if req.deployment is not None:
+        runtime, release = models.resolve_deployment(req.deployment, req.sticky_key)
+    elif req.generation is not None:
         runtime = models.resolve_language_model(req.model or "")
     elif req.model is None:
         runtime = models.default
@@ -115,6 +119,7 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
             model=model.name,
             version=model.version,
             deployment=req.deployment,
+            release=release,
             principal=req.principal.id if req.principal is not None else None,
             source=req.source,
             surface=req.surface,

@@ -49,6 +49,14 @@ class InvalidInput(ServingError):
         self.errors = [dict(e) for e in errors]
 
 
+class Conflict(ServingError):
+    """The request clashes with the state of things (a name taken, a version still in use)."""
+
+
+class Unprocessable(ServingError):
+    """The request is well formed but what it carries cannot be used (a pushed project that fails to import)."""
+
+
 class QueueFull(ServingError):
     """Every slot of the model is busy and its bounded queue is full."""
 

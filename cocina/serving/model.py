@@ -81,6 +81,7 @@ class ServedModel:
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
+        self.warm = spec.warm  # kept loaded (the default model, --warm, a deployment's min_instances)
         self.state = ModelState.UNLOADED
         self.runner: Runner | None = None
         self.schema = schema  # the predictor's Cog OpenAPI document (cached from an earlier load, or None)
@@ -193,6 +194,7 @@ class ServedModel:
             restart_on_exit=False,
             on_exit=self._exited,
             max_queue=1_000_000,  # serving bounds the queue; the runner only holds what serving sent it
+            python=self.spec.python,
         )
         self.runner = runner
         self.load_count += 1

@@ -12,13 +12,16 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cocina.serving.config import ServingConfig
 from cocina.serving.errors import InvalidModelName, ModelNotFound, ModelUnavailable
 from cocina.serving.model import ModelState, ServedModel, process_rss_bytes
 from cocina.serving.runtime import ModelRuntime
+from cocina.serving.spec import ModelSpec
 
 log = logging.getLogger("cocina.serving")
 
@@ -44,68 +47,174 @@ def parse_reference(ref: str, field: str) -> tuple[str | None, str | None]:
     return model, version or None
 
 
-class ModelSet:
-    """The runtimes of a server's models, by name. The first one (or `default`) serves Cog's root API."""
+@dataclass(frozen=True)
+class Route:
+    """Where a deployment sends one request: a version of its model, and the release that decided it."""
 
-    def __init__(self, runtimes: list[ModelRuntime], config: ServingConfig, default: str | None = None) -> None:
+    model: str
+    version: str
+    release: int
+
+
+class Catalog(Protocol):
+    """What the hub knows beyond the models given at start: pushed versions and deployments (serving asks it
+    when a reference is not among the runtimes it has; it never imports the hub)."""
+
+    def find(self, name: str, version: str | None) -> ModelSpec | None:
+        """A version of a model (None: its newest), or None."""
+        ...
+
+    def find_version(self, version: str) -> ModelSpec | None:
+        """A version by its id alone, or None."""
+        ...
+
+    def route(self, deployment: str, sticky_key: str | None) -> Route | None:
+        """Where a deployment's current release sends a request, or None when there is no such deployment."""
+        ...
+
+    def warm(self) -> set[tuple[str, str]]:
+        """The (model, version) pairs deployments keep loaded (their `min_instances` > 0)."""
+        ...
+
+
+class ModelSet:
+    """The runtimes of a server's models, one per (name, version). Each name has a default version (the one it
+    was served with, or its newest pushed one); the first model (or `default`) serves Cog's root API.
+    `make` builds (and starts) the runtime of a spec found later in the catalog."""
+
+    def __init__(
+        self,
+        runtimes: list[ModelRuntime],
+        config: ServingConfig,
+        default: str | None = None,
+        *,
+        catalog: Catalog | None = None,
+        make: Callable[[ModelSpec], ModelRuntime] | None = None,
+    ) -> None:
         self.config = config
-        self.by_name: dict[str, ModelRuntime] = {rt.model.name: rt for rt in runtimes}
+        self.catalog = catalog
+        self._make = make
+        self.runtimes: dict[tuple[str, str], ModelRuntime] = {}
+        self.by_name: dict[str, ModelRuntime] = {}  # each name's default version
+        self._checked: dict[str, float] = {}  # when each hub model's newest version was last looked up
         self.aliases: dict[str, str] = {}
         for rt in runtimes:
-            for alias in rt.model.spec.aliases:
-                self.aliases.setdefault(alias, rt.model.name)
+            self._register(rt, default_version=True)
         if default is not None and default not in self.by_name:
             raise ValueError(f"the default model {default!r} is not one of the models served")
         self.default_name = default or (runtimes[0].model.name if runtimes else None)
 
+    def _register(self, rt: ModelRuntime, *, default_version: bool) -> ModelRuntime:
+        self.runtimes[(rt.model.name, rt.model.version)] = rt
+        if default_version or rt.model.name not in self.by_name:
+            self.by_name[rt.model.name] = rt
+        for alias in rt.model.spec.aliases:
+            self.aliases.setdefault(alias, rt.model.name)
+        return rt
+
+    def add(self, spec: ModelSpec) -> ModelRuntime:
+        """The runtime of `spec`, made (and started) if it is new."""
+        found = self.runtimes.get((spec.name, spec.version))
+        if found is not None:
+            return found
+        if self._make is None:
+            raise ModelNotFound(f"Model {spec.name} not found.")
+        return self._register(self._make(spec), default_version=False)
+
+    def remove(self, name: str, version: str) -> ModelRuntime | None:
+        """Forget a version (its runtime is the caller's to drain)."""
+        rt = self.runtimes.pop((name, version), None)
+        if rt is not None and self.by_name.get(name) is rt:
+            others = [r for (n, _v), r in self.runtimes.items() if n == name]
+            if others:
+                self.by_name[name] = others[-1]
+            else:
+                self.by_name.pop(name, None)
+        return rt
+
     def __iter__(self) -> Iterator[ModelRuntime]:
-        return iter(self.by_name.values())
+        return iter(list(self.runtimes.values()))
 
     def __len__(self) -> int:
-        return len(self.by_name)
+        return len(self.runtimes)
 
     @property
     def default(self) -> ModelRuntime:
         if self.default_name is None:
             raise ModelNotFound("This server serves no model.")
-        return self.by_name[self.default_name]
+        return self.get(self.default_name)
 
-    def get(self, name: str) -> ModelRuntime:
-        """The model named `owner/name` (`ModelNotFound` otherwise)."""
+    def get(self, name: str, field: str = "model") -> ModelRuntime:
+        """The default version of the model named `owner/name` (`ModelNotFound` otherwise): the one it was served
+        with, or for a hub model its newest version (looked up at most once a second: a push made by another
+        process is seen within that second)."""
         runtime = self.by_name.get(name)
+        if self.catalog is not None and (runtime is None or runtime.model.spec.pushed):
+            now = time.monotonic()
+            if runtime is None or now - self._checked.get(name, 0.0) > 1.0:
+                self._checked[name] = now
+                spec = self.catalog.find(name, None)
+                if spec is not None and (runtime is None or spec.version != runtime.model.version):
+                    runtime = self.add(spec)
+                    self.by_name[name] = runtime
         if runtime is None:
-            raise ModelNotFound(f"Model {name} not found.", param="model")
+            raise ModelNotFound(f"Model {name} not found.", param=field)
+        return runtime
+
+    def version(self, name: str, version: str, field: str = "version") -> ModelRuntime:
+        """One version of a model (loaded from the catalog if it is not among the runtimes yet)."""
+        runtime = self.runtimes.get((name, version))
+        if runtime is None and self.catalog is not None:
+            spec = self.catalog.find(name, version)
+            if spec is not None:
+                runtime = self.add(spec)
+        if runtime is None:
+            if name not in self.by_name and (self.catalog is None or self.catalog.find(name, None) is None):
+                raise ModelNotFound(f"Model {name} not found.", param=field)
+            raise ModelNotFound(f"Version {version} of {name} not found.", param=field)
         return runtime
 
     def resolve(self, ref: str, field: str = "version") -> ModelRuntime:
-        """The model a Replicate reference names, its version checked."""
+        """The model a Replicate reference names: `owner/name` (its default version), `owner/name:version`,
+        or a version id."""
         name, version = parse_reference(ref, field)
         if name is None:
-            for runtime in self.by_name.values():
-                if runtime.model.version == version:
+            assert version is not None
+            for (_n, v), runtime in self.runtimes.items():
+                if v == version:
                     return runtime
-            raise ModelNotFound(f"Version {version} not found.", param=field)
-        found = self.by_name.get(name)
-        if found is None:
-            raise ModelNotFound(f"Model {name} not found.", param=field)
-        runtime = found
-        if version is not None and version != runtime.model.version:
-            raise ModelNotFound(
-                f"Version {version} of {name} not found; this server runs version {runtime.model.version}.",
-                param=field,
-            )
-        return runtime
+            spec = self.catalog.find_version(version) if self.catalog is not None else None
+            if spec is None:
+                raise ModelNotFound(f"Version {version} not found.", param=field)
+            return self.add(spec)
+        if version is None:
+            return self.get(name, field)
+        return self.version(name, version, field)
+
+    def resolve_deployment(self, name: str, sticky_key: str | None) -> tuple[ModelRuntime, int | None]:
+        """Where a deployment sends this request, and the release that decided (None: a deployment named
+        like a model, which routes to that model's default version)."""
+        route = self.catalog.route(name, sticky_key) if self.catalog is not None else None
+        if route is not None:
+            return self.version(route.model, route.version), route.release
+        if name in self.by_name:
+            return self.by_name[name], None
+        raise ModelNotFound(f"Deployment {name} not found.", param="deployment")
 
     def resolve_language_model(self, name: str) -> ModelRuntime:
-        """The language model OpenAI's `model` names: its `owner/name` or one of its aliases."""
+        """The language model OpenAI's `model` names: its `owner/name` (or `owner/name:version`) or an alias."""
         if not name or len(name) > 1024 or any(ord(c) < 32 for c in name):
             raise InvalidModelName("model must be a non-empty model name.", param="model")
-        runtime = self.by_name.get(self.aliases.get(name, name))
-        if runtime is None or not runtime.model.is_language_model:
+        try:
+            runtime = self.resolve(self.aliases.get(name, name), "model")
+        except (ModelNotFound, InvalidModelName):
+            raise ModelNotFound(f"The model `{name}` does not exist.", param="model") from None
+        if not runtime.model.is_language_model:
             raise ModelNotFound(f"The model `{name}` does not exist.", param="model")
         return runtime
 
     def language_models(self) -> list[ModelRuntime]:
+        """Each name's default version that is a language model."""
         return [rt for rt in self.by_name.values() if rt.model.is_language_model]
 
     # ---- loading with room
@@ -152,9 +261,7 @@ class ModelSet:
         deadline = time.monotonic() + self.config.load_timeout_s
         while (reason := self._over(model)) is not None:
             victims = [
-                rt
-                for rt in self._loaded(model)
-                if rt.model.state is ModelState.READY and rt.idle and not rt.model.spec.warm
+                rt for rt in self._loaded(model) if rt.model.state is ModelState.READY and rt.idle and not rt.model.warm
             ]
             if victims:
                 victim = min(victims, key=lambda rt: rt.model.last_used)

@@ -145,6 +145,10 @@ class ModelRuntime:
     def start(self) -> None:
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
 
+    def wake(self) -> None:
+        """Look again at the queue and the model (e.g. it was just marked warm)."""
+        self._wake.set()
+
     @property
     def concurrency(self) -> int:
         return self.ctx.config.concurrency or self.model.max_concurrency
@@ -242,7 +246,7 @@ class ModelRuntime:
                         active = self.ctx.book.active.get(self._queue.popleft())
                         if active is not None and not active.record.status.is_terminal:
                             self._finish(active, PredictionStatus.FAILED, error)
-            elif self.model.spec.warm and state is ModelState.UNLOADED and self.accepting:
+            elif self.model.warm and state is ModelState.UNLOADED and self.accepting:
                 self._request_load()  # kept warm: reloaded at once after its process died
             await self._wake.wait()
 

@@ -25,7 +25,7 @@ from cocina.serving.files import FileStore, url_policy_env
 from cocina.serving.gate import Gate
 from cocina.serving.model import ModelState, ServedModel
 from cocina.serving.recovery import LeaseKeeper, new_owner_id
-from cocina.serving.registry import ModelSet
+from cocina.serving.registry import Catalog, ModelSet
 from cocina.serving.replay import replay
 from cocina.serving.runtime import (
     CancelReason,
@@ -61,12 +61,15 @@ class Serving:
         store: Store | None = None,
         default: str | None = None,
         gate: Gate | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self.config = config
         self.gate = gate  # the guard (keys, limits, scanners, audit), when configured
         self.specs = list(specs)
         self._default = default
+        self.catalog = catalog
         self._given_store = store
+        self._policy_env: dict[str, str] = {}  # the URL policy every model's process gets (set at start)
         self.state = ServerState.STARTING
         self.owner = new_owner_id()
         self.book = PredictionBook()
@@ -88,26 +91,13 @@ class Serving:
         self.webhooks = WebhookSender(min_interval_s=config.webhook_min_interval_s, retries=config.webhook_retries)
         if self.gate is not None:
             await self.gate.start(self.store)
-        ctx = RuntimeContext(
+        self._ctx = RuntimeContext(
             config, self.store, self.files, self.webhooks, self.book, self.owner, self.renderers, self.gate
         )
-        runtimes = []
-        policy_env = url_policy_env(config)
-        self.specs = [s.replace(env={**s.env, **policy_env}) for s in self.specs]
-        for spec in self.specs:
-            cached = self.store.get_version(spec.name, spec.version)
-            if cached is None:
-                cached = VersionRecord(spec.name, spec.version)
-                self.store.put_version(cached)  # first served now: its creation time stays across restarts
-            model = ServedModel(
-                spec,
-                schema=cached.openapi_schema or None,
-                language_model=cached.info.get("language_model"),
-            )
-            model.version_created_at = cached.created_at
-            model.loader = self._load
-            runtimes.append(ModelRuntime(model, ctx))
-        self.models = ModelSet(runtimes, config, self._default)
+        self._policy_env = url_policy_env(config)
+        self.specs = [self._with_policy(s) for s in self.specs]
+        runtimes = [self._runtime(spec) for spec in self.specs]
+        self.models = ModelSet(runtimes, config, self._default, catalog=self.catalog, make=self._make_runtime)
         if self.models.default_name is not None:
             # Predictions stored before models were recorded belong to the one model the server had then.
             self.store.adopt_unowned(self.models.default_name)
@@ -116,13 +106,64 @@ class Serving:
         )
         for runtime in runtimes:
             runtime.start()
-            if runtime.model.spec.warm:
+            if runtime.model.warm:
                 self._tasks.append(asyncio.get_running_loop().create_task(self._warm(runtime.model)))
+        self.refresh_warm()
         self.leases.reclaim()
         self.leases.start()
         if config.retention_s is not None:
             self._tasks.append(asyncio.get_running_loop().create_task(self._retention_loop(config.retention_s)))
         self.state = ServerState.READY
+
+    def _with_policy(self, spec: ModelSpec) -> ModelSpec:
+        """`spec` with the URL policy in its environment (its process checks downloads against it)."""
+        return spec.replace(env={**spec.env, **self._policy_env})
+
+    def _runtime(self, spec: ModelSpec) -> ModelRuntime:
+        """A runtime for `spec` (not started), what the store remembers of its version applied."""
+        spec = self._with_policy(spec)
+        cached = self.store.get_version(spec.name, spec.version)
+        if cached is None:
+            cached = VersionRecord(spec.name, spec.version)
+            self.store.put_version(cached)  # first served now: its creation time stays across restarts
+        model = ServedModel(
+            spec, schema=cached.openapi_schema or None, language_model=cached.info.get("language_model")
+        )
+        model.version_created_at = cached.created_at
+        model.loader = self._load
+        return ModelRuntime(model, self._ctx)
+
+    def _make_runtime(self, spec: ModelSpec) -> ModelRuntime:
+        """A version found later (pushed, or named by a deployment): its runtime, started."""
+        runtime = self._runtime(spec)
+        runtime.start()
+        log.info("serving %s version %s (%s)", spec.name, spec.version[:12], spec.source)
+        return runtime
+
+    def refresh_warm(self) -> None:
+        """Keep loaded what deployments ask to keep loaded (`min_instances` > 0), as the catalog says now."""
+        if self.catalog is None or not hasattr(self, "models"):
+            return
+        wanted = self.catalog.warm()
+        for name, version in wanted:
+            try:
+                runtime = self.models.version(name, version)
+            except Exception:
+                log.exception("cannot keep %s:%s warm", name, version)
+                continue
+            if not runtime.model.warm:
+                runtime.model.warm = True
+                runtime.wake()
+        for runtime in self.models:
+            key = (runtime.model.name, runtime.model.version)
+            if runtime.model.warm and key not in wanted and not runtime.model.spec.warm:
+                runtime.model.warm = False  # warm only for a deployment that no longer asks for it
+
+    async def remove_version(self, name: str, version: str) -> None:
+        """Stop serving a version (deleted from the hub): its process stops, its runtime goes."""
+        runtime = self.models.remove(name, version)
+        if runtime is not None:
+            await runtime.drain(1.0)
 
     async def _warm(self, model: ServedModel) -> None:
         with contextlib.suppress(Exception):
@@ -243,8 +284,12 @@ class Serving:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Whether the server can serve (READY, and every warm model loaded), and what each model is doing."""
-        models = {rt.model.name: rt.model.state.value for rt in self.models} if hasattr(self, "models") else {}
-        warm_ready = all(rt.model.state is ModelState.READY for rt in getattr(self, "models", []) if rt.model.spec.warm)
+        models: dict[str, str] = {}
+        for rt in getattr(self, "models", []):
+            # Each name's default version under its name; other versions as `name:version`.
+            default = self.models.by_name.get(rt.model.name) is rt
+            models[rt.model.name if default else f"{rt.model.name}:{rt.model.version}"] = rt.model.state.value
+        warm_ready = all(rt.model.state is ModelState.READY for rt in getattr(self, "models", []) if rt.model.warm)
         ok = self.state is ServerState.READY and warm_ready
         status = "ok" if ok else ("starting" if self.state in (ServerState.STARTING, ServerState.READY) else "draining")
         failed = [n for n, s in models.items() if s == ModelState.FAILED.value]

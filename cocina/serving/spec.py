@@ -61,6 +61,8 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     warm: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
+    python: str | None = None  # the interpreter of the model's process (a pushed version's environment)
+    pushed: bool = False  # a version of the hub (its model's default version is then its newest one)
 
     @property
     def owner(self) -> str:
@@ -183,12 +185,14 @@ def project_spec(
     engine_options: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     warm: bool = False,
+    version: str | None = None,
 ) -> ModelSpec:
     """A Cog project directory (cog.yaml or cocina.yaml): its predictor in a worker process.
 
     Named `name`, else `local/<directory name>`. For a predictor on cocina's engine, the engine options are,
     later winning: `COCINA_*` in `environ` (the server's environment), then in the project's `environment:`,
-    then `cocina: engine:`, then `engine_options` (the command line)."""
+    then `cocina: engine:`, then `engine_options` (the command line). `version`: the id when it is known (a
+    pushed version's), instead of hashing the directory."""
     from cocina.engine_options import config_fields_from_env
 
     root = directory.resolve()
@@ -212,7 +216,7 @@ def project_spec(
     model = resolve_project_model(project, llm, LLM_DEFAULT_MODEL, env=environ) if llm is not None else None
     return ModelSpec(
         name=name,
-        version=version_id(root),
+        version=version or version_id(root),
         project=project,
         source=f"project {root}",
         engine=EngineSpec(model, config),

@@ -10,9 +10,12 @@ from cocina.store.migrate import migrate
 from cocina.store.records import (
     AuditEntry,
     CheckpointRecord,
+    DeploymentRecord,
     KeyRecord,
+    ModelRecord,
     PredictionRecord,
     PredictionStatus,
+    ReleaseRecord,
     VersionRecord,
     utc_now,
 )
@@ -21,9 +24,12 @@ from cocina.store.sqlite import SQLiteStore
 __all__ = [
     "AuditEntry",
     "CheckpointRecord",
+    "DeploymentRecord",
     "KeyRecord",
+    "ModelRecord",
     "PredictionRecord",
     "PredictionStatus",
+    "ReleaseRecord",
     "SQLiteStore",
     "Store",
     "StoreError",

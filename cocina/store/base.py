@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from cocina.store.records import AuditEntry, CheckpointRecord, KeyRecord, PredictionRecord, VersionRecord
+from cocina.store.records import (
+    AuditEntry,
+    CheckpointRecord,
+    DeploymentRecord,
+    KeyRecord,
+    ModelRecord,
+    PredictionRecord,
+    ReleaseRecord,
+    VersionRecord,
+)
 
 UsageCell = tuple[str, int]
 """A usage counter of a key: (kind, window), e.g. ("tokens", minute number) or ("month_tokens", 202611)."""
@@ -38,6 +47,10 @@ class Store(Protocol):
         and `principal` (an API key's id) filter."""
         ...
 
+    def of_deployment(self, deployment: str, limit: int = 10_000) -> list[PredictionRecord]:
+        """A deployment's predictions, newest first."""
+        ...
+
     def renew_leases(self, owner: str, until: float) -> int:
         """Extend every unfinished prediction `owner` holds to `until`; how many."""
         ...
@@ -67,10 +80,50 @@ class Store(Protocol):
         ...
 
     def put_version(self, version: VersionRecord) -> None:
-        """Insert or replace what is known of a version."""
+        """Insert a version, or update what is known of it (its creation time stays the first one)."""
         ...
 
     def get_version(self, model: str, version_id: str) -> VersionRecord | None: ...
+
+    def list_versions(self, model: str | None = None, *, pushed_only: bool = False) -> list[VersionRecord]:
+        """Newest first."""
+        ...
+
+    def delete_version(self, model: str, version_id: str) -> bool: ...
+
+    def count_unfinished(self, model: str, version: str | None = None) -> int:
+        """Predictions of a model (or of one of its versions) that have not ended."""
+        ...
+
+    def put_model(self, model: ModelRecord) -> bool:
+        """Create a model; False when it exists."""
+        ...
+
+    def get_model(self, name: str) -> ModelRecord | None: ...
+
+    def list_models(self) -> list[ModelRecord]: ...
+
+    def delete_model(self, name: str) -> bool: ...
+
+    def create_deployment(self, deployment: DeploymentRecord, configuration: dict[str, Any], by: str | None) -> bool:
+        """A deployment and its release 1, atomically; False when the name is taken."""
+        ...
+
+    def add_release(self, deployment: str, configuration: dict[str, Any], by: str | None) -> ReleaseRecord:
+        """The deployment's next release (numbered one more than the last), atomically."""
+        ...
+
+    def list_releases(self, deployment: str) -> list[ReleaseRecord]:
+        """Newest first."""
+        ...
+
+    def get_deployment(self, name: str) -> DeploymentRecord | None:
+        """With its current (newest) release."""
+        ...
+
+    def list_deployments(self, model: str | None = None) -> list[DeploymentRecord]: ...
+
+    def delete_deployment(self, name: str) -> bool: ...
 
     # ---- API keys (the guard)
 

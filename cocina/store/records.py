@@ -74,6 +74,7 @@ class PredictionRecord:
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     guard: dict[str, Any] = field(default_factory=dict)  # the guard's verdicts, disclosure marker, keyed hashes
+    release: int | None = None  # the deployment's release that routed it
     seq: int = 0  # insertion order: the list cursor
 
 
@@ -82,7 +83,9 @@ class VersionRecord:
     """A model version the server has run: its id, when it was first seen, and what it takes and gives.
 
     `openapi_schema` is the predictor's Cog document (kept so inputs can be validated before a cold model has
-    loaded); `info` holds facts learnt when it loaded (e.g. `{"language_model": {"max_model_len": 2048}}`).
+    loaded); `info` holds facts learnt when it loaded (e.g. `{"language_model": {"max_model_len": 2048}}`). A
+    pushed version also has its `manifest` (its files: `[{path, size, sha256, executable}]`) and `environment`
+    (`{"python", "hash", "installed"}`); a version served from a directory has neither.
     """
 
     model: str
@@ -90,6 +93,8 @@ class VersionRecord:
     created_at: str = field(default_factory=utc_now)
     openapi_schema: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    manifest: list[dict[str, Any]] | None = None
+    environment: dict[str, Any] | None = None
 
 
 @dataclass
@@ -140,3 +145,38 @@ class CheckpointRecord:
     root: bytes
     note: str
     created_at: float
+
+
+@dataclass
+class ModelRecord:
+    """A model of the hub (`owner/name`): created by a push or by the API."""
+
+    name: str
+    description: str | None = None
+    visibility: str = "private"
+    created_at: str = field(default_factory=utc_now)
+
+
+@dataclass
+class ReleaseRecord:
+    """One release of a deployment: which versions it routes to, with what weights, and its scaling.
+
+    `configuration` is `{"versions": [{"version": id, "weight": 90}, ...], "min_instances": n,
+    "max_instances": n}`; every change to a deployment is a new release (`number` counts from 1).
+    """
+
+    deployment: str
+    number: int
+    configuration: dict[str, Any]
+    created_at: str = field(default_factory=utc_now)
+    created_by: str | None = None
+
+
+@dataclass
+class DeploymentRecord:
+    """A deployment (`owner/name`) of one model, and its current (newest) release."""
+
+    name: str
+    model: str
+    created_at: str = field(default_factory=utc_now)
+    current_release: ReleaseRecord | None = None

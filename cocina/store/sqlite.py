@@ -21,9 +21,12 @@ from cocina.store.migrate import migrate
 from cocina.store.records import (
     AuditEntry,
     CheckpointRecord,
+    DeploymentRecord,
     KeyRecord,
+    ModelRecord,
     PredictionRecord,
     PredictionStatus,
+    ReleaseRecord,
     VersionRecord,
 )
 
@@ -58,7 +61,7 @@ _MUTABLE = (
     "lease_expires_at",
     "guard",
 )
-_COLUMNS = _FIXED + _MUTABLE
+_COLUMNS = (*_FIXED, "release", *_MUTABLE)
 _JSON = frozenset({"input", "run_input", "output", "metrics", "webhook_events_filter", "guard"})
 _SELECT = f"SELECT seq, {', '.join(_COLUMNS)} FROM predictions"
 _UNFINISHED = (PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.value)
@@ -224,6 +227,14 @@ class SQLiteStore:
             rows = db.execute(f"{_SELECT}{where} ORDER BY seq DESC LIMIT ?", [*params, limit]).fetchall()
         return [_decode(r) for r in rows]
 
+    def of_deployment(self, deployment: str, limit: int = 10_000) -> list[PredictionRecord]:
+        """A deployment's predictions, newest first (its live traffic)."""
+        with self._locked() as db:
+            rows = db.execute(
+                f"{_SELECT} WHERE deployment = ? ORDER BY seq DESC LIMIT ?", (deployment, limit)
+            ).fetchall()
+        return [_decode(r) for r in rows]
+
     # ---- leases
 
     def renew_leases(self, owner: str, until: float) -> int:
@@ -298,29 +309,180 @@ class SQLiteStore:
     # ---- versions
 
     def put_version(self, version: VersionRecord) -> None:
+        """Insert a version, or update what is learnt of it (schema, info; a push's manifest and environment);
+        its creation time stays the first one."""
         with self._locked() as db:
             db.execute(
-                "INSERT INTO versions (model, id, created_at, openapi_schema, info) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (model, id) DO UPDATE SET openapi_schema = excluded.openapi_schema, "
-                "info = excluded.info",
+                "INSERT INTO versions (model, id, created_at, openapi_schema, info, manifest, environment) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model, id) DO UPDATE SET "
+                "openapi_schema = excluded.openapi_schema, info = excluded.info, "
+                "manifest = COALESCE(excluded.manifest, versions.manifest), "
+                "environment = COALESCE(excluded.environment, versions.environment)",
                 (
                     version.model,
                     version.id,
                     version.created_at,
                     json.dumps(version.openapi_schema),
                     json.dumps(version.info),
+                    None if version.manifest is None else json.dumps(version.manifest),
+                    None if version.environment is None else json.dumps(version.environment),
                 ),
             )
 
+    _VERSION = "SELECT model, id, created_at, openapi_schema, info, manifest, environment FROM versions"
+
+    @staticmethod
+    def _version(row: tuple[Any, ...]) -> VersionRecord:
+        return VersionRecord(
+            row[0],
+            row[1],
+            row[2],
+            json.loads(row[3]),
+            json.loads(row[4]),
+            None if row[5] is None else json.loads(row[5]),
+            None if row[6] is None else json.loads(row[6]),
+        )
+
     def get_version(self, model: str, version_id: str) -> VersionRecord | None:
         with self._locked() as db:
+            row = db.execute(f"{self._VERSION} WHERE model = ? AND id = ?", (model, version_id)).fetchone()
+        return None if row is None else self._version(row)
+
+    def list_versions(self, model: str | None = None, *, pushed_only: bool = False) -> list[VersionRecord]:
+        """Newest first (by creation time); `pushed_only`: versions with files in the hub."""
+        clauses, params = [], []
+        if model is not None:
+            clauses.append("model = ?")
+            params.append(model)
+        if pushed_only:
+            clauses.append("manifest IS NOT NULL")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._locked() as db:
+            rows = db.execute(f"{self._VERSION}{where} ORDER BY created_at DESC, rowid DESC", params).fetchall()
+        return [self._version(r) for r in rows]
+
+    def delete_version(self, model: str, version_id: str) -> bool:
+        with self._locked() as db:
+            cur = db.execute("DELETE FROM versions WHERE model = ? AND id = ?", (model, version_id))
+        return cur.rowcount > 0
+
+    def count_unfinished(self, model: str, version: str | None = None) -> int:
+        """Predictions of a model (or one version of it) that have not ended."""
+        query = "SELECT COUNT(*) FROM predictions WHERE model = ? AND status IN (?, ?)"
+        params: list[Any] = [model, *_UNFINISHED]
+        if version is not None:
+            query += " AND version = ?"
+            params.append(version)
+        with self._locked() as db:
+            return int(db.execute(query, params).fetchone()[0])
+
+    # ---- models
+
+    def put_model(self, model: ModelRecord) -> bool:
+        """Create a model; False when it exists (nothing changed)."""
+        try:
+            with self._locked() as db:
+                db.execute(
+                    "INSERT INTO models (name, description, visibility, created_at) VALUES (?, ?, ?, ?)",
+                    (model.name, model.description, model.visibility, model.created_at),
+                )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def get_model(self, name: str) -> ModelRecord | None:
+        with self._locked() as db:
             row = db.execute(
-                "SELECT model, id, created_at, openapi_schema, info FROM versions WHERE model = ? AND id = ?",
-                (model, version_id),
+                "SELECT name, description, visibility, created_at FROM models WHERE name = ?", (name,)
             ).fetchone()
-        if row is None:
-            return None
-        return VersionRecord(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]))
+        return None if row is None else ModelRecord(*row)
+
+    def list_models(self) -> list[ModelRecord]:
+        with self._locked() as db:
+            rows = db.execute("SELECT name, description, visibility, created_at FROM models ORDER BY name").fetchall()
+        return [ModelRecord(*r) for r in rows]
+
+    def delete_model(self, name: str) -> bool:
+        with self._locked() as db:
+            cur = db.execute("DELETE FROM models WHERE name = ?", (name,))
+        return cur.rowcount > 0
+
+    # ---- deployments and releases
+
+    def create_deployment(self, deployment: DeploymentRecord, configuration: dict[str, Any], by: str | None) -> bool:
+        """A deployment with its first release, in one transaction; False when the name is taken."""
+        with self._locked() as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT INTO deployments (name, model, created_at) VALUES (?, ?, ?)",
+                    (deployment.name, deployment.model, deployment.created_at),
+                )
+                db.execute(
+                    "INSERT INTO releases (deployment, number, created_at, created_by, configuration) "
+                    "VALUES (?, 1, ?, ?, ?)",
+                    (deployment.name, deployment.created_at, by, json.dumps(configuration)),
+                )
+                db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                db.execute("ROLLBACK")
+                return False
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return True
+
+    def add_release(self, deployment: str, configuration: dict[str, Any], by: str | None) -> ReleaseRecord:
+        """The next release of a deployment (its number one more than the last), atomically."""
+        created = ReleaseRecord(deployment, 0, configuration, created_by=by)
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT MAX(number) FROM releases WHERE deployment = ?", (deployment,)).fetchone()
+                created.number = int(row[0] or 0) + 1
+                db.execute(
+                    "INSERT INTO releases (deployment, number, created_at, created_by, configuration) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (deployment, created.number, created.created_at, by, json.dumps(configuration)),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return created
+
+    _RELEASE = "SELECT deployment, number, configuration, created_at, created_by FROM releases"
+
+    @staticmethod
+    def _release(row: tuple[Any, ...]) -> ReleaseRecord:
+        return ReleaseRecord(row[0], int(row[1]), json.loads(row[2]), row[3], row[4])
+
+    def list_releases(self, deployment: str) -> list[ReleaseRecord]:
+        """Newest first."""
+        with self._locked() as db:
+            rows = db.execute(f"{self._RELEASE} WHERE deployment = ? ORDER BY number DESC", (deployment,)).fetchall()
+        return [self._release(r) for r in rows]
+
+    def get_deployment(self, name: str) -> DeploymentRecord | None:
+        with self._locked() as db:
+            row = db.execute("SELECT name, model, created_at FROM deployments WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            rel = db.execute(f"{self._RELEASE} WHERE deployment = ? ORDER BY number DESC LIMIT 1", (name,)).fetchone()
+        return DeploymentRecord(row[0], row[1], row[2], None if rel is None else self._release(rel))
+
+    def list_deployments(self, model: str | None = None) -> list[DeploymentRecord]:
+        with self._locked() as db:
+            query = "SELECT name FROM deployments" + (" WHERE model = ?" if model else "") + " ORDER BY name"
+            names = [r[0] for r in db.execute(query, (model,) if model else ()).fetchall()]
+        found = [self.get_deployment(n) for n in names]
+        return [d for d in found if d is not None]
+
+    def delete_deployment(self, name: str) -> bool:
+        with self._locked() as db:
+            db.execute("DELETE FROM releases WHERE deployment = ?", (name,))
+            cur = db.execute("DELETE FROM deployments WHERE name = ?", (name,))
+        return cur.rowcount > 0
 
     # ---- API keys
 

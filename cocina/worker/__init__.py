@@ -2,7 +2,9 @@
 
 from cocina.worker.events import (
     Done,
+    HealthcheckResult,
     Log,
+    Metric,
     Output,
     OutputKind,
     PredictionEvent,
@@ -15,7 +17,9 @@ from cocina.worker.runner import QueueFullError, Runner, RunnerState
 
 __all__ = [
     "Done",
+    "HealthcheckResult",
     "Log",
+    "Metric",
     "Output",
     "OutputKind",
     "PredictionEvent",

@@ -14,6 +14,7 @@ predictor runs on an event loop in the main thread and is cancelled with `Task.c
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import ctypes
@@ -39,7 +40,10 @@ from cocina.worker.events import (
     Encoded,
     Generate,
     GenerationEnd,
+    Healthcheck,
+    HealthcheckResult,
     Log,
+    Metric,
     Output,
     OutputKind,
     PredictionStatus,
@@ -202,10 +206,13 @@ def _flush_c_stdio() -> None:
         ctypes.CDLL(None).fflush(None)
 
 
+HEALTHCHECK_TIMEOUT_S = 5.0  # Cog's limit on a predictor's healthcheck()
+
+
 def _describe(exc: BaseException) -> str:
     """The one-line error of a failed prediction: the exception's message, as Cog reports it."""
     if isinstance(exc, SystemExit):
-        return f"the predictor called sys.exit({exc.code!r})"
+        return f"SystemExit: the predictor called sys.exit({exc.code!r})"
     message = str(exc).strip()
     return message if message else type(exc).__name__
 
@@ -234,6 +241,8 @@ class Child:
         self.predict_ref: str = spec["predict_ref"]
         # The model and typed engine options for a predictor on cocina's engine (`cocina serve`/`predict`).
         self.engine_spec: dict[str, Any] | None = spec.get("engine")
+        self.schema_only: bool = bool(spec.get("schema_only"))
+        self.mode: str = spec.get("mode", "predict")  # "train": the project's train entry point
         self.channel = _Channel(spec["event_fd"])
         self.request_fd: int = spec["request_fd"]
         self.requests: queue.Queue[tuple[str | None, Any]] = queue.Queue()
@@ -266,6 +275,8 @@ class Child:
                     tag, message = decode(line)
                     if isinstance(message, Cancel):
                         self._cancel(tag)
+                    elif isinstance(message, Healthcheck):
+                        threading.Thread(target=self._healthcheck, args=(tag,), daemon=True).start()
                     else:
                         self.requests.put((tag, message))
 
@@ -281,6 +292,56 @@ class Child:
         else:
             # Not started yet (still in our queue): it ends as canceled without running.
             self.canceled_before_start.add(tag)
+
+    def _healthcheck(self, tag: str | None) -> None:
+        """Run the predictor's `healthcheck()` (if it has one) within HEALTHCHECK_TIMEOUT_S, off the main thread.
+
+        Cog's rules: a result of False is unhealthy, anything else healthy; an exception or a timeout is unhealthy.
+        A sync healthcheck that overruns keeps running in its thread: Python cannot stop it.
+        """
+        check = None if inspect.isfunction(self.predictor) else getattr(self.predictor, "healthcheck", None)
+        if not callable(check):
+            self.channel.send(HealthcheckResult(True), tag)
+            return
+        timeout = HEALTHCHECK_TIMEOUT_S
+        try:
+            if inspect.iscoroutinefunction(check):
+                loop = self.loop
+                if loop is not None and loop.is_running():
+                    future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(check(), timeout), loop)
+                    result = future.result(timeout + 1.0)
+                else:
+                    result = asyncio.run(asyncio.wait_for(check(), timeout))
+            else:
+                outcome: list[Any] = []
+
+                def call() -> None:
+                    try:
+                        outcome.append(("ok", check()))
+                    except BaseException as exc:
+                        outcome.append(("error", exc))
+
+                thread = threading.Thread(target=call, name="cocina-healthcheck", daemon=True)
+                thread.start()
+                thread.join(timeout)
+                if not outcome:
+                    raise TimeoutError()
+                kind, value = outcome[0]
+                if kind == "error":
+                    raise value
+                result = value
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            error = f"Healthcheck failed: user-defined healthcheck timed out after {timeout:.1f} seconds"
+            self.channel.send(HealthcheckResult(False, error), tag)
+            return
+        except BaseException as exc:
+            self.channel.send(HealthcheckResult(False, f"Healthcheck failed: {_describe_setup(exc)}"), tag)
+            return
+        if result is False:
+            error = "Healthcheck failed: user-defined healthcheck returned False"
+            self.channel.send(HealthcheckResult(False, error), tag)
+        else:
+            self.channel.send(HealthcheckResult(True), tag)
 
     def _cancel_task(self, tag: str) -> None:
         task = self.tasks.get(tag)
@@ -318,6 +379,9 @@ class Child:
 
         if not self._load():
             return
+        if self.schema_only:  # a pushed version is checked without running its setup()
+            self.channel.send(SetupDone(SetupStatus.SUCCEEDED))
+            return
         if self.is_async:
             asyncio.run(self._amain())
         else:
@@ -327,25 +391,29 @@ class Child:
     def _load(self) -> bool:
         """Import predict.py and derive the schema; on failure report setup failed."""
         try:
+            from cocina.sdk.decorators import concurrent_max, is_streaming
             from cocina.sdk.predictor import get_predict_function, is_async_callable, load_predictor
             from cocina.sdk.schema import derive_schema
             from cocina.sdk.shim import install_cog_shim
 
             install_cog_shim()
-            loaded = load_predictor(self.predict_ref, self.root)
-            openapi = derive_schema(loaded)
+            loaded = load_predictor(self.predict_ref, self.root, self.mode)
+            openapi = derive_schema(loaded, mode=self.mode)
             self.predictor = loaded() if inspect.isclass(loaded) else loaded
             self._configure_engine()
-            self.predict_fn = get_predict_function(self.predictor)
+            self.predict_fn = get_predict_function(self.predictor, self.mode)
             self.is_async = is_async_callable(self.predict_fn)
             self.kind = output_kind(openapi)
+            streaming = is_streaming(self.predict_fn)
+            concurrency = concurrent_max(self.predict_fn)
         except BaseException as exc:
             self._log_traceback(exc, None)
             self.stdout.flush()
             self.stderr.flush()
             self.channel.send(SetupDone(SetupStatus.FAILED, _describe_setup(exc)))
             return False
-        self.channel.send(SchemaReady(json.loads(json.dumps(openapi, default=str)), self.is_async))
+        schema = json.loads(json.dumps(openapi, default=str))
+        self.channel.send(SchemaReady(schema, self.is_async, streaming, concurrency))
         return True
 
     def _llm_predictor(self) -> Any:
@@ -417,9 +485,15 @@ class Child:
             if isinstance(message, Shutdown):
                 return
             if isinstance(message, PredictRequest) and tag is not None:
-                self._predict_sync(tag, message.inputs)
+                self._predict_sync(tag, message.inputs, message.context)
 
-    def _predict_sync(self, tag: str, inputs: dict[str, Any]) -> None:
+    def _metric_listener(self, tag: str) -> Callable[[str, Any, str], None]:
+        def listener(name: str, value: Any, mode: str) -> None:
+            self.channel.send(Metric(name, value, mode), tag)
+
+        return listener
+
+    def _predict_sync(self, tag: str, inputs: dict[str, Any], context: dict[str, str]) -> None:
         from cocina.sdk import CancelationException
         from cocina.sdk.schema import coerce_inputs, encode_output
         from cocina.sdk.scope import prediction_scope
@@ -427,6 +501,7 @@ class Child:
         started = time.monotonic()
         status, error = PredictionStatus.SUCCEEDED, None
         metrics: dict[str, Any] = {}
+        recorder: Any = None
         token = _TAG.set(tag)
         assert self.predict_fn is not None
         try:
@@ -434,8 +509,8 @@ class Child:
             if tag in self.canceled_before_start:
                 self.canceled_before_start.discard(tag)
                 raise CancelationException()
-            with prediction_scope() as scope:
-                metrics = scope.metrics
+            with prediction_scope(context, self._metric_listener(tag)) as scope:
+                recorder = scope.metrics
                 kwargs = coerce_inputs(self.predict_fn, inputs)
                 result = self.predict_fn(**kwargs)
                 if _is_stream(result, self.kind):
@@ -455,6 +530,8 @@ class Child:
         finally:
             _SIGNALS.disarm()
             _TAG.reset(token)
+        if recorder is not None:
+            metrics = recorder.snapshot()
         self._finish(tag, status, error, started, metrics)
         _SIGNALS.current = None
 
@@ -482,7 +559,7 @@ class Child:
                     self.canceled_before_start.discard(tag)
                     self._finish(tag, PredictionStatus.CANCELED, None, time.monotonic(), {})
                     continue
-                self.tasks[tag] = asyncio.create_task(self._predict_async(tag, message.inputs))
+                self.tasks[tag] = asyncio.create_task(self._predict_async(tag, message.inputs, message.context))
             elif isinstance(message, Generate):
                 if tag in self.canceled_before_start:
                     self.canceled_before_start.discard(tag)
@@ -496,18 +573,19 @@ class Child:
         if self.tasks:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
-    async def _predict_async(self, tag: str, inputs: dict[str, Any]) -> None:
+    async def _predict_async(self, tag: str, inputs: dict[str, Any], context: dict[str, str]) -> None:
         from cocina.sdk.schema import coerce_inputs, encode_output
         from cocina.sdk.scope import prediction_scope
 
         started = time.monotonic()
         status, error = PredictionStatus.SUCCEEDED, None
         metrics: dict[str, Any] = {}
+        recorder: Any = None
         _TAG.set(tag)  # this task's own context
         assert self.predict_fn is not None
         try:
-            with prediction_scope() as scope:
-                metrics = scope.metrics
+            with prediction_scope(context, self._metric_listener(tag)) as scope:
+                recorder = scope.metrics
                 kwargs = coerce_inputs(self.predict_fn, inputs)
                 result = self.predict_fn(**kwargs)
                 if inspect.isawaitable(result):
@@ -527,6 +605,8 @@ class Child:
             self._log_traceback(exc, tag)
         finally:
             self.tasks.pop(tag, None)
+        if recorder is not None:
+            metrics = recorder.snapshot()
         self._finish(tag, status, error, started, metrics)
 
 
@@ -617,9 +697,34 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+def schema_main(root: str, ref: str, mode: str) -> int:
+    """`python -m cocina.worker.child --schema ROOT REF MODE`: print the OpenAPI schema of a project's predictor
+    (or trainer) as JSON without running setup() (`cocina schema`); on failure, the reason on stderr and 1."""
+    from cocina.sdk.predictor import PredictorLoadError, load_predictor
+    from cocina.sdk.schema import derive_schema
+    from cocina.sdk.shim import install_cog_shim
+
+    os.chdir(root)
+    try:
+        install_cog_shim()
+        schema = derive_schema(load_predictor(ref, pathlib.Path(root), mode), mode=mode)
+    except (TypeError, PredictorLoadError) as exc:
+        print(f"error: {ref}: {exc}", file=sys.stderr)
+        return 1
+    except BaseException as exc:
+        traceback.print_exception(exc)
+        print(f"error: importing {ref} failed: {_describe_setup(exc)}", file=sys.stderr)
+        return 1
+    print(json.dumps(schema, indent=2, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the child process; `argv[1]` is the JSON spec written by the runner."""
+    """Entry point of the child process; `argv[1]` is the JSON spec written by the runner (or `--schema`, see
+    `schema_main`)."""
     args = sys.argv if argv is None else argv
+    if len(args) == 5 and args[1] == "--schema":
+        sys.exit(schema_main(args[2], args[3], args[4]))
     spec = json.loads(args[1])
     for fd in (spec["event_fd"], spec["request_fd"]):
         # pass_fds made them inheritable; the user's subprocesses must not hold our pipes open.

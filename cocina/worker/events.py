@@ -1,7 +1,7 @@
 """Typed messages between the runner (parent) and the worker child, and the events a prediction yields.
 
-Three public events reach the runner's callers: `Log`, `Output` and `Done`. The rest are wire messages between
-the two processes. On the wire every message is one line of JSON `{"type": ..., "tag": ..., ...}` so that the
+Four public events reach the runner's callers: `Log`, `Output`, `Metric` and `Done`. The rest are wire messages
+between the two processes. On the wire every message is one line of JSON `{"type": ..., "tag": ..., ...}` so that the
 framing survives a child that dies halfway: the parent reads whole lines and ignores a torn last one.
 """
 
@@ -20,7 +20,10 @@ __all__ = [
     "Encoded",
     "Generate",
     "GenerationEnd",
+    "Healthcheck",
+    "HealthcheckResult",
     "Log",
+    "Metric",
     "Output",
     "OutputKind",
     "PredictRequest",
@@ -90,6 +93,16 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Metric:
+    """A metric the predictor recorded (`current_scope().record_metric`), as it happens; `mode` is "replace",
+    "increment" or "append" (Cog's names). `Done.metrics` holds the result of all of them."""
+
+    name: str
+    value: Any
+    mode: str = "replace"
+
+
+@dataclass(frozen=True)
 class Done:
     """The end of a prediction; always the last event."""
 
@@ -99,7 +112,16 @@ class Done:
     metrics: dict[str, Any] = field(default_factory=dict)  # what the predictor recorded with record_metric
 
 
-PredictionEvent = Log | Output | Done
+PredictionEvent = Log | Output | Metric | Done
+
+
+@dataclass(frozen=True)
+class HealthcheckResult:
+    """The outcome of the predictor's own `healthcheck()` (`Runner.healthcheck()`); `error` says why it is
+    unhealthy, in Cog's words (its /health-check `user_healthcheck_error`)."""
+
+    healthy: bool
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,8 +136,10 @@ class SetupResult:
 
 
 def output_kind(openapi: dict[str, Any]) -> OutputKind:
-    """Read from an OpenAPI schema whether the output streams (Cog's `x-cog-array-type` extensions)."""
-    output = openapi.get("components", {}).get("schemas", {}).get("Output", {})
+    """Read from an OpenAPI schema whether the output streams (Cog's `x-cog-array-type` extensions); a training
+    schema's output is `TrainingOutput`."""
+    schemas = openapi.get("components", {}).get("schemas", {})
+    output = schemas.get("Output", schemas.get("TrainingOutput", {}))
     if output.get("x-cog-array-type") != "iterator":
         return OutputKind.VALUE
     if output.get("x-cog-array-display") == "concatenate":
@@ -128,9 +152,11 @@ def output_kind(openapi: dict[str, Any]) -> OutputKind:
 
 @dataclass(frozen=True)
 class PredictRequest:
-    """Parent -> child: run a prediction with normalized JSON inputs."""
+    """Parent -> child: run a prediction with normalized JSON inputs; `context` is the request's `context`
+    object, which the predictor reads as `current_scope().context`."""
 
     inputs: dict[str, Any]
+    context: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,11 +170,19 @@ class Shutdown:
 
 
 @dataclass(frozen=True)
+class Healthcheck:
+    """Parent -> child: run the predictor's `healthcheck()` (its tag identifies the answer)."""
+
+
+@dataclass(frozen=True)
 class SchemaReady:
-    """Child -> parent: predict.py imported; its OpenAPI schema, sent before setup() runs."""
+    """Child -> parent: predict.py imported; its OpenAPI schema, sent before setup() runs. `streaming`: the
+    predict function is marked `@streaming`; `concurrency_max`: its `@concurrent(max=...)`, if any."""
 
     openapi: dict[str, Any]
     is_async: bool = False
+    streaming: bool = False
+    concurrency_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -231,10 +265,13 @@ _TYPES: dict[str, type] = {
     for cls in (
         Log,
         Output,
+        Metric,
         Done,
         PredictRequest,
         Cancel,
         Shutdown,
+        Healthcheck,
+        HealthcheckResult,
         SchemaReady,
         SetupDone,
         Encode,

@@ -34,7 +34,10 @@ from cocina.worker.events import (
     Encoded,
     Generate,
     GenerationEnd,
+    Healthcheck,
+    HealthcheckResult,
     Log,
+    Metric,
     Output,
     OutputKind,
     PredictionEvent,
@@ -125,14 +128,17 @@ class _Child:
         self.event_r, event_w = os.pipe()
         project = runner.project
         root = str(Path(project.root).resolve())
-        spec = {
+        spec: dict[str, Any] = {
             "root": root,
-            "predict_ref": project.predict_ref,
+            "predict_ref": project.train if runner.mode == "train" else project.predict_ref,
+            "mode": runner.mode,
             "request_fd": request_r,
             "event_fd": event_w,
         }
         if runner.engine is not None:
             spec["engine"] = runner.engine
+        if runner.schema_only:
+            spec["schema_only"] = True
         env = dict(os.environ)
         env.update(_environment(project))
         env.update(runner.env_overrides)
@@ -236,7 +242,7 @@ class _Child:
     def _message(self, tag: str | None, message: Any) -> None:
         if isinstance(message, Log):
             self.runner._route_log(self, tag, message)
-        elif isinstance(message, Output | Tokens):
+        elif isinstance(message, Output | Tokens | Metric):
             prediction = self.running.get(tag or "")
             if prediction is not None:
                 prediction.events.put_nowait(message)
@@ -247,6 +253,10 @@ class _Child:
                 prediction.events.put_nowait(message)
         elif isinstance(message, Encoded | Stats):
             self.runner._reply(tag, message)
+        elif isinstance(message, HealthcheckResult):
+            waiter = self.runner._healthchecks.pop(tag or "", None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
         elif isinstance(message, Done):
             # Output written at fd level before Done is already in the pipes: take it first, in order.
             for fd, kind in self.fds.items():
@@ -347,7 +357,8 @@ class Runner:
 
     `engine` (`{"model": ..., "config": {EngineConfig fields}}`) is handed to a `cocina.llm.LLMPredictor`
     before its setup. Without `restart_on_exit` a child that dies is not replaced: the runner becomes `EXITED`
-    and `on_exit(reason)` is called (the server reloads the model when it is next used).
+    and `on_exit(reason)` is called (the server reloads the model when it is next used). With `schema_only` the
+    child imports predict.py, sends its schema and exits without running `setup()` (checking a pushed version).
     """
 
     def __init__(
@@ -362,14 +373,20 @@ class Runner:
         engine: dict[str, Any] | None = None,
         restart_on_exit: bool = True,
         on_exit: Callable[[str], None] | None = None,
+        schema_only: bool = False,
+        mode: Literal["predict", "train"] = "predict",
     ) -> None:
+        if mode == "train" and not getattr(project, "train", None):
+            raise ValueError(f"{project.config_file} has no `train:` entry point")
         self.project = project
+        self.schema_only = schema_only
         self.engine = engine
         self.restart_on_exit = restart_on_exit
         self.on_exit = on_exit
         self.exit_reason: str | None = None
         self.language_model: dict[str, Any] | None = None  # set by setup when the predictor runs on the engine
         self._replies: dict[str, asyncio.Future[Any]] = {}
+        self.mode = mode  # "train": the child runs the project's `train:` entry point instead of its predictor
         # Set last in the child's environment, over the project's `environment:` (command-line flags win).
         self.env_overrides = dict(env_overrides or {})
         self.python = python or sys.executable
@@ -379,6 +396,9 @@ class Runner:
         self.state = RunnerState.NEW
         self.setup_result: SetupResult | None = None
         self.is_async = False
+        self.streaming = False  # the predict function is marked @streaming (Cog's opt-in to event streams)
+        self._explicit_concurrency = max_concurrency is not None or getattr(project, "concurrency_max", 1) != 1
+        self._healthchecks: dict[str, asyncio.Future[HealthcheckResult]] = {}
         self._openapi: dict[str, Any] | None = None
         self._validator: InputValidator | None = None
         self._child: _Child | None = None
@@ -451,10 +471,15 @@ class Runner:
         return self._openapi
 
     async def predict(
-        self, inputs: Mapping[str, Any], *, prediction_id: str | None = None
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        prediction_id: str | None = None,
+        context: Mapping[str, str] | None = None,
     ) -> AsyncIterator[PredictionEvent]:
-        """Run one prediction on validated inputs; yields `Log` and `Output` events, then one `Done`.
+        """Run one prediction on validated inputs; yields `Log`, `Output` and `Metric` events, then one `Done`.
 
+        `context` is the request's `context` object, which the predictor reads as `current_scope().context`.
         Stopping the iteration early (a client that went away) cancels the prediction.
         """
         pid = prediction_id or uuid.uuid4().hex
@@ -487,7 +512,8 @@ class Runner:
                 yield self._unavailable_done()
                 return
             child.running[pid] = prediction
-            prediction.sent = child.send(PredictRequest(dict(inputs)), pid)
+            request = PredictRequest(dict(inputs), {str(k): str(v) for k, v in (context or {}).items()})
+            prediction.sent = child.send(request, pid)
             prediction.sent_at = time.monotonic()
             if not prediction.sent:
                 child.running.pop(pid, None)
@@ -522,6 +548,27 @@ class Runner:
             child.send(Cancel(), prediction_id)
             asyncio.get_running_loop().create_task(self._escalate_cancel(prediction, child))
         return True
+
+    async def healthcheck(self, timeout_s: float = 10.0) -> HealthcheckResult:
+        """Run the predictor's own `healthcheck()` in the child (healthy when it has none).
+
+        The child limits the healthcheck to 5 s, as Cog does; `timeout_s` bounds the wait for the child's answer.
+        Only meaningful once setup succeeded: before (or after a failed setup) the answer is unhealthy.
+        """
+        child = self._child
+        if self.state is not RunnerState.READY or child is None or child.exited:
+            return HealthcheckResult(False, f"the predictor is not ready ({self.state.value})")
+        tag = f"healthcheck-{uuid.uuid4().hex}"
+        waiter: asyncio.Future[HealthcheckResult] = asyncio.get_running_loop().create_future()
+        self._healthchecks[tag] = waiter
+        try:
+            if not child.send(Healthcheck(), tag):
+                return HealthcheckResult(False, "the predictor process is not running")
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+        except TimeoutError:
+            return HealthcheckResult(False, f"Healthcheck failed: no answer from the predictor in {timeout_s:g} s")
+        finally:
+            self._healthchecks.pop(tag, None)
 
     async def shutdown(self, grace_s: float = 5.0) -> None:
         """Stop the child: let running predictions finish for `grace_s`, then kill it. Idempotent."""
@@ -680,6 +727,9 @@ class Runner:
             self._openapi = schema.openapi
             self._validator = None
             self.is_async = schema.is_async
+            self.streaming = schema.streaming
+            if schema.concurrency_max is not None and not self._explicit_concurrency:
+                self._requested_concurrency = schema.concurrency_max  # @concurrent(max=N) on predict()
             if self._slots is None:
                 self._slots = asyncio.Semaphore(self.concurrency)
             if self._requested_concurrency > 1 and not self.is_async:
@@ -690,8 +740,15 @@ class Runner:
                 )
         if self._schema_ready is not None:
             self._schema_ready.set()
-        setup = await child.setup_done
-        ok = setup.status is SetupStatus.SUCCEEDED and not child.exited
+        setup_timeout = _setup_timeout({**os.environ, **_environment(self.project), **self.env_overrides})
+        try:
+            setup = await asyncio.wait_for(asyncio.shield(child.setup_done), setup_timeout)
+        except TimeoutError:
+            child.kill()
+            setup = SetupDone(SetupStatus.FAILED, f"setup() did not finish within {setup_timeout:g} seconds")
+            self._setup_logs.append(f"cocina: setup timed out after {setup_timeout:g} seconds (COG_SETUP_TIMEOUT)\n")
+        # A schema-only child exits right after saying so: its exit is not a failure.
+        ok = setup.status is SetupStatus.SUCCEEDED and (self.schema_only or not child.exited)
         result = SetupResult(
             status=SetupStatus.SUCCEEDED if ok else SetupStatus.FAILED,
             logs="".join(self._setup_logs),
@@ -773,6 +830,13 @@ class Runner:
             return await self._start_child()
         finally:
             self._restart_task = None
+
+
+def _setup_timeout(env: Mapping[str, str]) -> float | None:
+    """Seconds setup() may take: `COG_SETUP_TIMEOUT` (the environment or the project's `environment:`), as in
+    Cog; unset, 0 or not a whole number: no limit."""
+    value = env.get("COG_SETUP_TIMEOUT", "").strip()
+    return float(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _all_secrets(predictions: Any) -> list[str]:

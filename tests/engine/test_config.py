@@ -38,7 +38,9 @@ def test_frozen() -> None:
         ("enable_prefix_caching", "yes"),
         ("prefill_first", "yes"),
         ("dtype", "float64"),
-        ("quantize", "int4"),
+        ("quantize", "int2"),
+        ("model_impl", "vllm"),
+        ("cpu_kernels", "avx1024"),
         ("device", "tpu"),
         ("device", "cuda:x"),
     ],
@@ -53,6 +55,6 @@ def test_devices(device: str) -> None:
     assert EngineConfig(device=device).device == device
 
 
-@pytest.mark.parametrize("quantize", [None, "int8", "bnb8", "bnb4"])
+@pytest.mark.parametrize("quantize", [None, "int8", "int4", "bnb8", "bnb4"])
 def test_quantize_methods(quantize: str | None) -> None:
     assert EngineConfig(quantize=quantize).quantize == quantize

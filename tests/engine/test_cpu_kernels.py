@@ -1,7 +1,14 @@
-"""cocina's C kernels (cocina/engine/csrc/cpu_kernels.c) against PyTorch references, and their fallbacks."""
+"""cocina's C kernels (cocina/engine/csrc/) against PyTorch references, for every variant this CPU runs.
+
+Each variant (avx512bf16, avx512vnni, avx512, avx2) is its own build of the same sources; the ones this machine
+can run are all tested here, so every instruction-set path is exercised on one machine. The references compute
+what each kernel claims in plain PyTorch: bf16 weights (and, with vdpbf16ps, x rounded to bf16), int8 and int4
+with their activation quantization modelled exactly, so only the order of fp32 additions may differ.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 from pathlib import Path
@@ -11,90 +18,201 @@ import torch
 
 from cocina.engine import cpu_kernels as ck
 
-lib = ck.cpu_kernels()
-needs_kernels = pytest.mark.skipif(lib is None, reason="cocina's CPU kernels need AVX-512 and a C compiler")
+HERE = ck.runnable_variants()
+needs_any = pytest.mark.skipif(not HERE, reason="cocina's CPU kernels need an x86-64 CPU with AVX2 or AVX-512")
 
 
-@needs_kernels
-@pytest.mark.parametrize("rows", [1, 2, 5, 12, 13, 40, 97, 200])
-@pytest.mark.parametrize(("n_out", "n_in"), [(80, 48), (33, 7), (64, 96), (1000, 77)])
-@pytest.mark.parametrize("bias", [True, False])
-def test_bf16_linear_matches_pytorch_in_fp32(rows: int, n_out: int, n_in: int, bias: bool) -> None:
-    """Every register-block size (1..12 rows, several cache blocks), ragged last panels, odd K."""
+@pytest.fixture(params=HERE or ["none"])
+def lib(request: pytest.FixtureRequest) -> ck.KernelLib:
+    if request.param == "none":
+        pytest.skip("no kernel variant runs on this CPU")
+    loaded = ck.load_variant(request.param)
+    if loaded is None:
+        pytest.skip(f"the {request.param} kernels did not build here (no compiler?)")
+    return loaded
+
+
+def _x_as_the_kernel_sees_it(lib: ck.KernelLib, x: torch.Tensor) -> torch.Tensor:
+    # vdpbf16ps multiplies bf16 pairs: x is rounded to bf16 (to nearest even) on the way in.
+    return x.bfloat16().float() if lib.variant == "avx512bf16" else x
+
+
+ROWS = [1, 2, 3, 5, 12, 13, 97, 200]  # every register-block size of both widths, and several cache blocks of 96
+SHAPES = [(80, 48), (33, 7), (1000, 77), (64, 96), (40, 3072)]  # ragged panels, odd K, K not a multiple of 4/32
+
+
+# -- packing -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("n", "k"), SHAPES)
+def test_packing_round_trips(n: int, k: int) -> None:
+    g = torch.Generator().manual_seed(n + k)
+    w = torch.randn(n, k, generator=g)
+    assert torch.equal(ck.unpack_bf16(ck.pack_bf16(w), n, k), w.bfloat16())
+    packed, scales, colsum = ck.pack_int8(w)
+    w8 = ck.unpack_int8(packed, scales, n, k)
+    assert bool(((w8 - w).abs() <= scales[:, None] / 2 + 1e-6).all())  # within half a step
+    assert torch.equal(colsum, torch.round(w8 / scales[:, None]).sum(dim=1).int())
+    w4 = ck.unpack_int4(ck.pack_int4(w), n, k)
+    # Q4_0: per group of 32, d = (value of largest magnitude) / -8; codes 0..15 -> (code - 8) * d.
+    groups = -(-k // 32)
+    wp = torch.zeros(n, groups * 32)
+    wp[:, :k] = w
+    d = torch.gather(wp.view(n, groups, 32), 2, wp.view(n, groups, 32).abs().argmax(2, keepdim=True)) / -8
+    step = d.abs().half().float().repeat_interleave(32, dim=2).view(n, -1)[:, :k]
+    err = (w4 - w).abs()
+    # Half a step, but up to one for values beyond +7 steps (the codes' positive side is one shorter).
+    opposite = w.sign() != d.sign().repeat_interleave(32, 2).view(n, -1)[:, :k]
+    assert bool((err <= step / 2 + 1e-3 * step + 1e-7)[opposite].all())
+    assert bool((err <= step + 1e-3 * step + 1e-7).all())
+
+
+# -- linear layers -----------------------------------------------------------------------------------------
+def _int8_reference(lib: ck.KernelLib, layer: ck.PackedLinear, x: torch.Tensor) -> torch.Tensor:
+    """Per-row int8 activations (scale = max |x| / 127, round half to even), exact integer sums."""
+    amax = x.abs().amax(dim=1)
+    sx = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    xq = torch.clamp(torch.round(x * (1.0 / sx)[:, None]), -127, 127)
+    assert layer.scales is not None
+    wq = torch.round(layer.dequantized_weight() / layer.scales[:, None])
+    sums = (xq.double() @ wq.double().t()).float()
+    y = sums * layer.scales[None, :] * sx[:, None]
+    return y + layer.bias_f32 if layer.bias_f32 is not None else y
+
+
+def _int4_reference(layer: ck.PackedLinear, x: torch.Tensor) -> torch.Tensor:
+    """Per group of 32: int8 activations with their own scale, integer dot products with the 4-bit codes."""
+    m, k = x.shape
+    groups = -(-k // 32)
+    xp = torch.zeros(m, groups * 32)
+    xp[:, :k] = x
+    xg = xp.view(m, groups, 32)
+    amax = xg.abs().amax(dim=2)
+    sx = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))  # [M, G]
+    xq = torch.clamp(torch.round(xg * (1.0 / sx)[:, :, None]), -127, 127)
+    w = ck.unpack_int4(layer.packed, layer.out_features, groups * 32)  # (code - 8) * d
+    n = layer.out_features
+    panels = layer.packed
+    d = panels[:, :, 512:].contiguous().view(torch.float16).reshape(panels.shape[0], groups, 32).permute(0, 2, 1)
+    d = d.reshape(-1, groups)[:n].float()  # [N, G]
+    codes = torch.round(w.view(n, groups, 32) / torch.where(d == 0, 1.0, d)[:, :, None])
+    sums = torch.einsum("mgk,ngk->mng", xq.double(), codes.double()).float()  # [M, N, G] exact integers
+    y = (sums * d[None] * sx[:, None, :]).sum(dim=2)
+    return y + layer.bias_f32 if layer.bias_f32 is not None else y
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize(("n_out", "n_in"), SHAPES)
+@pytest.mark.parametrize("kind", ["bf16", "int8", "int4"])
+def test_linear_computes_exactly_what_it_claims(lib: ck.KernelLib, kind: str, rows: int, n_out: int, n_in: int) -> None:
     g = torch.Generator().manual_seed(rows * 1000 + n_out)
-    w = torch.randn(n_out, n_in, generator=g).to(torch.bfloat16)
-    b = torch.randn(n_out, generator=g).to(torch.bfloat16) if bias else None
-    x = torch.randn(3, rows, n_in, generator=g)
-    layer = ck.PackedBf16Linear(w, b, lib)
-    want = torch.nn.functional.linear(x, w.float(), None if b is None else b.float())
-    got = layer(x)  # fp32 in, fp32 out: only the summation order differs
-    assert got.shape == (3, rows, n_out) and got.dtype is torch.float32
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    w = torch.randn(n_out, n_in, generator=g)
+    b = torch.randn(n_out, generator=g) if rows % 2 else None
+    x = torch.randn(rows, n_in, generator=g)
+    layer = ck.PackedLinear(w, b, kind, lib)
+    got = layer(x)
+    assert got.shape == (rows, n_out) and got.dtype is torch.float32
+    if kind == "bf16":
+        want = torch.nn.functional.linear(_x_as_the_kernel_sees_it(lib, x), layer.dequantized_weight(), b)
+    elif kind == "int8":
+        want = _int8_reference(lib, layer, x)
+    else:
+        want = _int4_reference(layer, x)
+    # Sums of n_in products of unit size: fp32 rounding that grows with sqrt(n_in), in any order of additions.
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=2e-5 * math.sqrt(n_in))
 
 
-@needs_kernels
-@pytest.mark.parametrize("rows", [1, 32, 200])  # 200: three cache blocks of 96 rows, each converted in turn
-def test_bf16_linear_in_bf16_rounds_like_pytorch(rows: int) -> None:
-    """bf16 in and out: fp32 accumulation rounded to nearest even, at most one bf16 step from PyTorch's."""
-    g = torch.Generator().manual_seed(7)
-    w = torch.randn(96, 160, generator=g).to(torch.bfloat16)
-    b = torch.randn(96, generator=g).to(torch.bfloat16)
-    x = torch.randn(rows, 160, generator=g).to(torch.bfloat16)
-    exact = torch.nn.functional.linear(x.float(), w.float(), b.float())
-    got = ck.PackedBf16Linear(w, b, lib)(x)
-    assert got.dtype is torch.bfloat16
-    # Rounding the exact fp32 result gives PyTorch-in-fp32-then-round; allow one bf16 ulp for the sum order.
-    ulp = exact.abs().clamp_min(1e-3) * 2**-7
-    assert bool(((got.float() - exact).abs() <= ulp).all())
+@pytest.mark.parametrize("kind", ["bf16", "int8", "int4"])
+def test_linear_accumulates_into_strided_rows(lib: ck.KernelLib, kind: str) -> None:
+    """What the model step uses: x and y rows inside wider buffers, the result added to y (the residual)."""
+    g = torch.Generator().manual_seed(5)
+    layer = ck.PackedLinear(torch.randn(40, 64, generator=g), torch.randn(40, generator=g), kind, lib)
+    xbuf = torch.randn(7, 100, generator=g)
+    ybuf = torch.randn(7, 90, generator=g)
+    before = ybuf.clone()
+    rc = lib.linear(ctypes.byref(layer.make_struct()), xbuf.data_ptr(), 7, 100, ybuf.data_ptr(), 90, 1, 2)
+    assert rc == 0
+    torch.testing.assert_close(ybuf[:, :40], before[:, :40] + layer(xbuf[:, :64]))
+    assert torch.equal(ybuf[:, 40:], before[:, 40:])
 
 
-@needs_kernels
-def test_bf16_linear_keeps_nan_and_inf() -> None:
-    w = torch.ones(32, 16, dtype=torch.bfloat16)
-    x = torch.zeros(2, 16, dtype=torch.bfloat16)
+@pytest.mark.parametrize("kind", ["bf16", "int8", "int4"])
+def test_linear_keeps_nan_and_inf(lib: ck.KernelLib, kind: str) -> None:
+    layer = ck.PackedLinear(torch.ones(32, 40), None, kind, lib)
+    x = torch.full((4, 40), 0.5)
     x[0, 3] = float("nan")
-    x[1, 4] = float("inf")
-    y = ck.PackedBf16Linear(w, None, lib)(x)
-    assert bool(torch.isnan(y[0]).all()) and bool(torch.isinf(y[1]).all())
+    x[1, 39] = float("nan")  # the last element, in a partial vector
+    y = layer(x)
+    assert bool(torch.isnan(y[0]).all()) and bool(torch.isnan(y[1]).all())
+    torch.testing.assert_close(y[2], torch.full((32,), 20.0), rtol=1e-2, atol=0.1)
+    if kind == "bf16":
+        x[3, 4] = float("inf")
+        assert bool(torch.isinf(layer(x)[3]).all())
 
 
-@needs_kernels
-def test_bf16_linear_with_no_rows() -> None:
-    y = ck.PackedBf16Linear(torch.ones(40, 8, dtype=torch.bfloat16), None, lib)(torch.empty(0, 8))
-    assert y.shape == (0, 40)
+def test_linear_with_no_rows_and_other_dtypes(lib: ck.KernelLib) -> None:
+    layer = ck.PackedLinear(torch.randn(40, 8), None, "bf16", lib)
+    assert layer(torch.empty(0, 8)).shape == (0, 40)
+    assert layer(torch.randn(2, 3, 8).half()).dtype is torch.float16
 
 
-@needs_kernels
-def test_packed_embedding_reads_the_tied_table() -> None:
-    """A tied LM head's panels serve embedding lookups: every row comes back exactly."""
+@pytest.mark.parametrize("kind", ["bf16", "int8", "int4"])
+def test_pytorch_path_computes_the_same_layer(lib: ck.KernelLib, kind: str) -> None:
+    """Without kernels a packed layer unpacks its weight for PyTorch: the same layer within its own rounding."""
+    g = torch.Generator().manual_seed(9)
+    w, x = torch.randn(64, 96, generator=g), torch.randn(5, 96, generator=g)
+    with_kernel = ck.PackedLinear(w, None, kind, lib)(x)
+    without = ck.PackedLinear(w, None, kind, None)(x)  # x is not quantized on this path
+    ref = torch.nn.functional.linear(x, w)
+    rel = {"bf16": 0.02, "int8": 0.05, "int4": 0.2}[kind]
+    for got in (with_kernel, without):
+        assert float((got - ref).norm() / ref.norm()) < rel
+
+
+def test_packed_layers_refuse_buffers_converted_after_packing(lib: ck.KernelLib) -> None:
+    """``model.to(dtype)`` after packing would make the C side read the wrong bytes: a clear error instead."""
+    layer = ck.PackedLinear(torch.randn(32, 16), torch.randn(32), "int8", lib)
+    layer.to(torch.bfloat16)
+    with pytest.raises(TypeError, match=r"scales is torch\.bfloat16"):
+        layer(torch.randn(2, 16))
+
+
+def test_packed_embedding_reads_the_tied_table(lib: ck.KernelLib) -> None:
+    """A tied LM head's panels serve embedding lookups: every row comes back exactly, no second copy."""
     table = torch.randn(1000, 24).to(torch.bfloat16)
-    head = ck.PackedBf16Linear(table, None, lib)
-    emb = ck.PackedBf16Embedding(head)
+    emb = ck.PackedBf16Embedding(ck.PackedBf16Linear(table, None, lib))
     ids = torch.tensor([[0, 1, 31, 32, 999], [16, 15, 17, 500, 998]])
     assert torch.equal(emb(ids), table[ids])
-    # One copy of the table: the embedding holds no parameter of its own.
     assert list(emb.parameters()) == []
+    with pytest.raises(IndexError, match="1000 entries"):
+        emb(torch.tensor([1000]))  # inside the last panel's padding, not the vocabulary
 
 
-def _reference_decode_attention(
-    q: torch.Tensor,
-    kc: torch.Tensor,
-    vc: torch.Tensor,
-    tables: list[list[int]],
-    lens: list[int],
-    bs: int,
-    scale: float,
-    alibi: torch.Tensor | None,
+def test_kernels_called_from_several_python_threads_at_once(lib: ck.KernelLib) -> None:
+    """ctypes releases the GIL: concurrent callers each use their own scratch buffers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = torch.Generator().manual_seed(11)
+    layers = [ck.PackedLinear(torch.randn(96, 200, generator=g), None, kind, lib) for kind in ("bf16", "int8", "int4")]
+    inputs = [torch.randn(rows, 200, generator=g) for rows in (1, 7, 33, 64, 120, 5)] * 2
+    jobs = [(layer, x) for layer in layers for x in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda job: job[0](job[1]), jobs))
+    for (layer, x), got in zip(jobs, results, strict=True):
+        assert torch.equal(got, layer(x))
+
+
+# -- attention ---------------------------------------------------------------------------------------------
+def _reference_attention(
+    q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, tables: list[list[int]], lens: list[int], bs: int,
+    scale: float, alibi: torch.Tensor | None,
 ) -> torch.Tensor:
-    """The textbook computation, one sequence and head at a time, in fp32."""
+    """The textbook computation, one row and head at a time, in fp32."""
     n, heads, dim = q.shape
     group = heads // kc.shape[0]
     out = torch.empty(n, heads, dim)
     for i in range(n):
         slots = torch.tensor([tables[i][j // bs] * bs + j % bs for j in range(lens[i])])
         for h in range(heads):
-            k = kc[h // group, slots].float()
-            v = vc[h // group, slots].float()
+            k, v = kc[h // group, slots].float(), vc[h // group, slots].float()
             s = (k @ q[i, h].float()) * scale
             if alibi is not None:
                 s = s + alibi[h, : lens[i]]
@@ -102,12 +220,11 @@ def _reference_decode_attention(
     return out
 
 
-@needs_kernels
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(4, 4, 16), (8, 2, 64), (6, 1, 32), (2, 2, 128)])
 @pytest.mark.parametrize("with_alibi", [False, True])
-def test_paged_decode_attention_matches_the_reference(
-    dtype: torch.dtype, heads: int, kv_heads: int, dim: int, with_alibi: bool
+def test_paged_attention_matches_the_reference(
+    lib: ck.KernelLib, dtype: torch.dtype, heads: int, kv_heads: int, dim: int, with_alibi: bool
 ) -> None:
     """Scattered blocks, sequences of different lengths (1 key, a block edge, more than 16 keys), GQA/MQA."""
     g = torch.Generator().manual_seed(heads * dim)
@@ -124,178 +241,36 @@ def test_paged_decode_attention_matches_the_reference(
     width = max(len(t) for t in tables)
     table_t = torch.tensor([t + [0] * (width - len(t)) for t in tables], dtype=torch.int32)
     # q as the model runner passes it: a [n, H, D] view of an [H, T, D] tensor (strided over n and H).
-    q_full = torch.randn(heads, len(lens) + 3, dim, generator=g).to(dtype)
-    q = q_full[:, : len(lens)].transpose(0, 1)
+    q = torch.randn(heads, len(lens) + 3, dim, generator=g).to(dtype)[:, : len(lens)].transpose(0, 1)
     alibi = torch.randn(heads, 64, generator=g) if with_alibi else None
     scale = 1 / math.sqrt(dim)
     out = torch.empty(len(lens), heads, dim, dtype=dtype)
-    ck.paged_decode_attention(
-        lib, q, kc, vc, table_t, torch.tensor(lens, dtype=torch.int32), bs, scale, alibi, out
-    )
-    want = _reference_decode_attention(q, kc, vc, tables, lens, bs, scale, alibi)
+    ck.paged_decode_attention(lib, q, kc, vc, table_t, torch.tensor(lens, dtype=torch.int32), bs, scale, alibi, out)
+    want = _reference_attention(q.float(), kc, vc, tables, lens, bs, scale, alibi)
     tol = 1e-5 if dtype is torch.float32 else 1e-2
     torch.testing.assert_close(out.float(), want, rtol=tol, atol=tol)
 
 
-@needs_kernels
-def test_paged_decode_attention_rejects_a_head_dim_it_cannot_run() -> None:
-    q = torch.zeros(1, 2, 24)
-    kc = torch.zeros(2, 8, 24)
-    with pytest.raises(ValueError, match="head_dim 24"):
-        ck.paged_decode_attention(
-            lib,
-            q,
-            kc,
-            kc,
-            torch.zeros(1, 1, dtype=torch.int32),
-            torch.ones(1, dtype=torch.int32),
-            8,
-            1.0,
-            None,
-            torch.empty(1, 2, 24),
-        )
-
-
-def test_kernels_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COCINA_CPU_KERNELS", "0")
-    ck.cpu_kernels.cache_clear()
-    try:
-        assert ck.cpu_kernels() is None
-    finally:
-        monkeypatch.undo()
-        ck.cpu_kernels.cache_clear()
-
-
-@pytest.mark.skipif(not ck.cpu_has_avx512(), reason="the compile step only runs on AVX-512 CPUs")
-@pytest.mark.parametrize(
-    ("case", "message"),
-    [
-        ("failing compiler", "compiling cpu_kernels.c failed"),
-        ("no compiler", "no C compiler found"),
-        ("unwritable cache", "cannot create the cache directory"),
-    ],
-)
-def test_a_kernel_that_cannot_be_built_leaves_the_pytorch_path_with_a_warning(
-    case: str, message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("COCINA_CACHE_DIR", str(tmp_path))
-    if case == "failing compiler":
-        monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-    elif case == "no compiler":
-        monkeypatch.setenv("CC", "/nonexistent/cc")
-    else:
-        blocker = tmp_path / "not-a-directory"
-        blocker.write_text("a file where the cache directory should be")
-        monkeypatch.setenv("COCINA_CACHE_DIR", str(blocker))
-    ck.cpu_kernels.cache_clear()
-    try:
-        with caplog.at_level(logging.WARNING, logger="cocina.engine.cpu_kernels"):
-            assert ck.cpu_kernels() is None
-        assert message in caplog.text
-    finally:
-        monkeypatch.undo()
-        ck.cpu_kernels.cache_clear()
-
-
-@needs_kernels
-def test_a_fresh_cache_compiles_once_and_reuses_the_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("COCINA_CACHE_DIR", str(tmp_path))
-    ck.cpu_kernels.cache_clear()
-    try:
-        assert ck.cpu_kernels() is not None
-        built = list((Path(str(tmp_path)) / "kernels").glob("cpu_kernels-*.so"))
-        assert len(built) == 1
-        stamp = built[0].stat().st_mtime_ns
-        ck.cpu_kernels.cache_clear()
-        assert ck.cpu_kernels() is not None
-        assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
-    finally:
-        monkeypatch.undo()
-        ck.cpu_kernels.cache_clear()
-
-
-needs_vnni = pytest.mark.skipif(
-    lib is None or not ck.cpu_has_vnni(), reason="the int8 kernel needs AVX512-VNNI and a C compiler"
-)
-
-
-def _int8_reference(layer: ck.PackedInt8Linear, x: torch.Tensor) -> torch.Tensor:
-    """The kernel's arithmetic in PyTorch: per-row uint8 activations (zero point 128), exact integer sums."""
-    x2 = x.reshape(-1, layer.in_features).float()
-    amax = x2.abs().amax(dim=1)
-    sx = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
-    xq = torch.clamp(torch.round(x2 * (1.0 / sx)[:, None]) + 128, 0, 255) - 128  # round half to even
-    wq = torch.round(layer.dequantized_weight() / layer.scales[:, None])
-    sums = (xq.double() @ wq.double().t()).float()
-    y = sums * layer.scales[None, :] * sx[:, None]
-    if layer.bias_f32 is not None:
-        y = y + layer.bias_f32
-    return y.reshape(*x.shape[:-1], layer.out_features)
-
-
-@needs_vnni
-@pytest.mark.parametrize("rows", [1, 3, 12, 13, 97, 200])
-@pytest.mark.parametrize(("n_out", "n_in"), [(80, 48), (33, 7), (1000, 77), (64, 3072)])
-@pytest.mark.parametrize("bias", [True, False])
-def test_int8_linear_computes_exactly_what_it_claims(rows: int, n_out: int, n_in: int, bias: bool) -> None:
-    """Same integers as the reference (several threads, ragged panels, K not a multiple of 4)."""
-    g = torch.Generator().manual_seed(rows + n_out)
-    w = torch.randn(n_out, n_in, generator=g)
-    b = torch.randn(n_out, generator=g) if bias else None
-    x = torch.randn(2, rows, n_in, generator=g)
-    layer = ck.PackedInt8Linear(w, b, lib)
-    got = layer(x)
-    assert got.shape == (2, rows, n_out) and got.dtype is torch.float32
-    torch.testing.assert_close(got, _int8_reference(layer, x), rtol=1e-5, atol=1e-4)
-    # And close to the float layer: int8 weights and activations lose about 1% of the scale.
-    exact = torch.nn.functional.linear(x, w, b)
-    assert float((got - exact).abs().max()) < 0.03 * float(exact.abs().max()) + 0.05
-
-
-@needs_vnni
-def test_int8_linear_in_bf16_over_several_cache_blocks() -> None:
-    g = torch.Generator().manual_seed(5)
-    layer = ck.PackedInt8Linear(torch.randn(48, 72, generator=g), None, lib)
-    x = torch.randn(250, 72, generator=g).to(torch.bfloat16)  # 96 + 96 + 58 rows, quantized block by block
-    got = layer(x).float()
-    torch.testing.assert_close(got, _int8_reference(layer, x).bfloat16().float(), rtol=1e-2, atol=1e-2)
-
-
-@needs_vnni
-def test_int8_linear_in_bf16_and_with_zero_rows() -> None:
+def test_paged_attention_of_prompt_rows_is_causal(lib: ck.KernelLib) -> None:
+    """Rows of one sequence's chunk share its block table and see the keys up to their own position."""
     g = torch.Generator().manual_seed(3)
-    layer = ck.PackedInt8Linear(torch.randn(40, 64, generator=g), torch.randn(40, generator=g), lib)
-    x = torch.randn(5, 64, generator=g).to(torch.bfloat16)
-    x[2] = 0  # an all-zero row: scale 1, output = bias
-    got = layer(x)
-    assert got.dtype is torch.bfloat16
-    torch.testing.assert_close(got.float(), _int8_reference(layer, x).bfloat16().float(), rtol=1e-2, atol=1e-2)
-    torch.testing.assert_close(got[2].float(), layer.bias_f32.bfloat16().float())
-    assert layer(torch.empty(0, 64)).shape == (0, 40)
+    heads, dim, bs = 4, 32, 4
+    kc, vc = torch.randn(2, 64, dim, generator=g), torch.randn(2, 64, dim, generator=g)
+    tables = torch.tensor([[5, 2, 9, 0], [7, 1, 0, 0]], dtype=torch.int32)
+    row_table = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1], dtype=torch.int32)
+    lens = torch.tensor([8, 9, 10, 11, 12, 13, 1, 2], dtype=torch.int32)  # a chunk at 7..12, a new prompt
+    q = torch.randn(8, heads, dim, generator=g)
+    out = torch.empty(8, heads, dim)
+    rc = lib.attention(q.data_ptr(), heads * dim, dim, kc.data_ptr(), vc.data_ptr(), 64, 0, tables.data_ptr(), 4,
+                       row_table.data_ptr(), lens.data_ptr(), 8, heads, 2, dim, bs, 0.125, None, 0, out.data_ptr(),
+                       heads * dim, 2)
+    assert rc == 0
+    per_row = [tables[int(r)].tolist() for r in row_table]
+    want = _reference_attention(q, kc, vc, per_row, lens.tolist(), bs, 0.125, None)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
 
 
-@needs_vnni
-def test_quantize_model_uses_cocinas_int8_kernel_by_default() -> None:
-    from transformers import AutoModelForCausalLM
-
-    from cocina.engine.quantize import quantize_model, quantized_linear_count
-    from cocina.models.tiny import tiny_config
-
-    cfg = tiny_config("gpt2", vocab_size=300, hidden_size=64, num_layers=2, num_heads=4)  # type: ignore[arg-type]
-    model = AutoModelForCausalLM.from_config(cfg).eval()
-    ids = torch.randint(0, 300, (1, 12))
-    with torch.inference_mode():
-        ref = model(ids).logits
-        q = quantize_model(model, "int8", "cpu")
-        out = q(ids).logits
-    assert any(isinstance(m, ck.PackedInt8Linear) for m in q.modules())
-    assert quantized_linear_count(q) == (9, 0)  # 4 per layer (GPT-2's Conv1D) and the LM head
-    cos = torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0)
-    assert float(cos) > 0.99
-
-
-@needs_kernels
-def test_paged_decode_attention_propagates_nan() -> None:
+def test_paged_attention_propagates_nan(lib: ck.KernelLib) -> None:
     kc = torch.ones(1, 8, 16)
     vc = torch.arange(8 * 16, dtype=torch.float32).view(1, 8, 16)
     q = torch.zeros(2, 1, 16)
@@ -307,8 +282,7 @@ def test_paged_decode_attention_propagates_nan() -> None:
     torch.testing.assert_close(out[1, 0], vc[0, :2].mean(dim=0))  # the other sequence is untouched
 
 
-@needs_kernels
-def test_paged_decode_attention_rejects_inputs_that_would_read_out_of_bounds() -> None:
+def test_paged_attention_rejects_what_it_cannot_run_or_would_read_out_of_bounds(lib: ck.KernelLib) -> None:
     kc = torch.zeros(1, 8, 16)
     q = torch.zeros(1, 1, 16)
     out = torch.empty(1, 1, 16)
@@ -323,84 +297,113 @@ def test_paged_decode_attention_rejects_inputs_that_would_read_out_of_bounds() -
         ck.paged_decode_attention(lib, **args)  # type: ignore[arg-type]
 
     call()  # the valid call runs
+    call(bounds=(1, 1, 0, 0))  # bounds the caller already knows are checked the same way
     with pytest.raises(TypeError, match="one dtype"):
         call(k_cache=kc.bfloat16())
     with pytest.raises(TypeError, match="int32"):
         call(block_tables=table.long())
     with pytest.raises(ValueError, match="beyond its block table"):
         call(ctx_lens=torch.tensor([9], dtype=torch.int32))
+    with pytest.raises(ValueError, match="beyond its block table"):
+        call(bounds=(1, 9, 0, 0))
     with pytest.raises(ValueError, match="outside the cache"):
         call(block_tables=torch.ones(1, 1, dtype=torch.int32))
+    with pytest.raises(ValueError, match="outside the cache"):
+        call(bounds=(1, 1, 0, 3))
     with pytest.raises(ValueError, match="alibi"):
         call(alibi=torch.zeros(1, 0))
     with pytest.raises(ValueError, match="shapes disagree"):
         call(out=torch.empty(1, 2, 16))
+    odd = torch.zeros(1, 8, 20)  # a head size no vector width divides
+    with pytest.raises(ValueError, match="head_dim 20"):
+        call(q=torch.zeros(1, 1, 20), k_cache=odd, v_cache=odd, out=torch.empty(1, 1, 20))
 
 
-@needs_vnni
-def test_int8_linear_propagates_nan() -> None:
-    layer = ck.PackedInt8Linear(torch.ones(32, 40), None, lib)
-    x = torch.full((3, 40), 0.5)
-    x[0, 5] = float("nan")
-    x[1, 39] = float("nan")  # the last element, in a partial vector
-    y = layer(x)
-    assert bool(torch.isnan(y[0]).all()) and bool(torch.isnan(y[1]).all())
-    torch.testing.assert_close(y[2], torch.full((32,), 20.0), rtol=1e-2, atol=0.1)
+# -- choosing, building, falling back ----------------------------------------------------------------------
+def test_the_setting_forces_a_variant_or_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in HERE:
+        assert ck.choose_variant(name) == name
+    assert ck.choose_variant("auto") == (HERE[0] if HERE else "torch")
+    for off in ("torch", "0", "off"):
+        assert ck.choose_variant(off) == "torch"
+    monkeypatch.setenv("COCINA_CPU_KERNELS", "torch")
+    assert ck.choose_variant() == "torch" and ck.cpu_kernels() is None
+    with pytest.raises(ValueError, match="valid: auto, avx512bf16"):
+        ck.choose_variant("sse2")
 
 
-@needs_kernels
-def test_packed_layers_refuse_buffers_converted_after_packing() -> None:
-    """``model.to(dtype)`` after packing would make the C side read the wrong bytes: a clear error instead."""
-    layer = ck.PackedBf16Linear(torch.randn(32, 16).bfloat16(), torch.randn(32).bfloat16(), lib)
-    layer.to(torch.float16)
-    with pytest.raises(TypeError, match="changed after its layers were packed"):
-        layer(torch.randn(2, 16))
-    if ck.cpu_has_vnni():
-        q = ck.PackedInt8Linear(torch.randn(32, 16), None, lib)
-        q.to(torch.bfloat16)
-        with pytest.raises(TypeError, match=r"scales is torch\.bfloat16"):
-            q(torch.randn(2, 16))
+def test_a_variant_this_cpu_cannot_run_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ck, "cpu_flags", lambda: frozenset({"avx2", "fma", "f16c"}))
+    monkeypatch.setattr(ck, "_x86", lambda: True)
+    assert ck.runnable_variants() == ["avx2"]
+    assert ck.choose_variant("auto") == "avx2"
+    with pytest.raises(ValueError, match=r"lacks .*avx512_bf16"):
+        ck.choose_variant("avx512bf16")
+    monkeypatch.setattr(ck, "cpu_flags", lambda: frozenset())
+    assert ck.choose_variant("auto") == "torch"  # no AVX2 either: PyTorch's ops
 
 
-@needs_kernels
-def test_packed_layers_return_the_input_dtype() -> None:
-    layer = ck.PackedBf16Linear(torch.randn(32, 16).bfloat16(), None, lib)
-    assert layer(torch.randn(2, 16).half()).dtype is torch.float16
-    if ck.cpu_has_vnni():
-        assert ck.PackedInt8Linear(torch.randn(32, 16), None, lib)(torch.randn(2, 16).half()).dtype is torch.float16
+@needs_any
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("failing compiler", "compiling the avx2 kernels failed"),
+        ("no compiler", "no C compiler found"),
+        ("unwritable cache", "cannot create the cache directory"),
+    ],
+)
+def test_a_kernel_that_cannot_be_built_leaves_the_pytorch_path_with_a_warning(
+    case: str, message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if "avx2" not in HERE:
+        pytest.skip("this CPU has no AVX2")
+    monkeypatch.setenv("COCINA_CACHE_DIR", str(tmp_path))
+    if case == "failing compiler":
+        monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    elif case == "no compiler":
+        monkeypatch.setenv("CC", "/nonexistent/cc")
+    else:
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("a file where the cache directory should be")
+        monkeypatch.setenv("COCINA_CACHE_DIR", str(blocker))
+    ck.load_variant.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="cocina.engine.cpu_kernels"):
+            assert ck.cpu_kernels("avx2") is None
+        assert message in caplog.text
+        if case != "unwritable cache":
+            assert "no C compiler" in str(ck.build_kernels(["avx2"])) or case == "failing compiler"
+    finally:
+        monkeypatch.undo()
+        ck.load_variant.cache_clear()
 
 
-@needs_kernels
-def test_packed_embedding_rejects_ids_outside_the_vocabulary() -> None:
-    emb = ck.PackedBf16Embedding(ck.PackedBf16Linear(torch.randn(50, 8).bfloat16(), None, lib))
-    with pytest.raises(IndexError, match="50 entries"):
-        emb(torch.tensor([49, 50]))  # 50 is inside the last panel's padding, not the vocabulary
-    with pytest.raises(IndexError):
-        emb(torch.tensor([-1]))
+@needs_any
+def test_build_compiles_every_variant_once_and_later_loads_reuse_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What `cocina kernels build` does at install time: afterwards a first use loads, it does not compile."""
+    monkeypatch.setenv("COCINA_CACHE_DIR", str(tmp_path))
+    ck.load_variant.cache_clear()
+    try:
+        built = ck.build_kernels()
+        assert set(built) == set(HERE)
+        paths = [Path(p) for p in built.values()]
+        assert all(p.exists() and p.parent == tmp_path / "kernels" for p in paths)
+        stamps = [p.stat().st_mtime_ns for p in paths]
+        assert ck.build_kernels() == built  # nothing rebuilt
+        lib = ck.cpu_kernels(HERE[-1])
+        assert lib is not None and lib.path in paths and lib.variant == HERE[-1]
+        assert lib.cdll.cocina_kernels_isa().decode() == HERE[-1]
+        assert [p.stat().st_mtime_ns for p in paths] == stamps
+    finally:
+        monkeypatch.undo()
+        ck.load_variant.cache_clear()
 
 
-@needs_kernels
-def test_kernels_called_from_several_python_threads_at_once() -> None:
-    """ctypes releases the GIL: concurrent callers each use their own scratch buffers."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    g = torch.Generator().manual_seed(11)
-    layer = ck.PackedBf16Linear(torch.randn(96, 200, generator=g).bfloat16(), None, lib)
-    inputs = [torch.randn(rows, 200, generator=g).bfloat16() for rows in (1, 7, 33, 64, 120, 5)] * 4
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(layer, inputs))
-    for x, got in zip(inputs, results, strict=True):
-        assert torch.equal(got, layer(x))
-
-
-@needs_kernels
-def test_paged_decode_attention_checks_bounds_given_by_the_caller_too() -> None:
-    """The runner passes the step's bounds instead of reductions per layer; they are checked the same way."""
-    kc = torch.zeros(1, 8, 16)
-    q, out = torch.zeros(1, 1, 16), torch.empty(1, 1, 16)
-    table, one = torch.zeros(1, 1, dtype=torch.int32), torch.ones(1, dtype=torch.int32)
-    ck.paged_decode_attention(lib, q, kc, kc, table, one, 8, 1.0, None, out, bounds=(1, 1, 0, 0))
-    with pytest.raises(ValueError, match="outside the cache"):
-        ck.paged_decode_attention(lib, q, kc, kc, table, one, 8, 1.0, None, out, bounds=(1, 1, 0, 3))
-    with pytest.raises(ValueError, match="beyond its block table"):
-        ck.paged_decode_attention(lib, q, kc, kc, table, one, 8, 1.0, None, out, bounds=(1, 9, 0, 0))
+def test_describe_kernel_names_the_instruction() -> None:
+    assert ck.describe_kernel("bf16", "avx512bf16") == "bf16, cocina avx512bf16 kernel (vdpbf16ps)"
+    assert "FMA" in ck.describe_kernel("bf16", "avx2")
+    assert "vpdpbusd" in ck.describe_kernel("int8", "avx512vnni")
+    assert "vpmaddubsw" in ck.describe_kernel("int4", "avx2")
+    assert "PyTorch" in ck.describe_kernel("int4", None)

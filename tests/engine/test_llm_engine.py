@@ -75,6 +75,29 @@ def test_greedy_single_requests_match_generate(arch: str, model_dirs: dict[str, 
         assert out.finish_reason is FinishReason.LENGTH
 
 
+# Falcon's other layer shapes (rotary, multi-query, parallel attention with one or two norms) and a Llama with
+# full multi-head attention and biases: each takes code paths the five default models do not.
+VARIANTS: dict[str, tuple[Arch, dict[str, Any]]] = {
+    "falcon-7b": ("falcon", {"alibi": False, "multi_query": True, "parallel_attn": True, "bias": False}),
+    "falcon-40b": (
+        "falcon",
+        {"alibi": False, "new_decoder_architecture": True, "num_kv_heads": 2, "parallel_attn": True, "bias": False},
+    ),
+    "llama-mha-bias": ("llama", {"num_kv_heads": 4, "attention_bias": True, "mlp_bias": True}),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_greedy_model_variants_match_generate(variant: str, tmp_path: Path) -> None:
+    arch, overrides = VARIANTS[variant]
+    path = make_tiny_model(tmp_path / variant, arch=arch, **overrides)
+    engine = _engine(path)
+    assert engine.runner.cocina is not None  # cocina's own model code, in fp32 on PyTorch ops
+    want = _reference(path, PROMPTS[:2], 10)
+    outs = engine.generate(PROMPTS[:2], GREEDY)
+    assert [o.token_ids for o in outs] == want
+
+
 @pytest.mark.parametrize("arch", ["llama", "falcon", "gpt2"])
 def test_greedy_batch_with_staggered_arrivals_matches_generate(arch: str, model_dirs: dict[str, Path]) -> None:
     """Requests of different lengths arriving at different steps, prefix caching on: same tokens as alone."""

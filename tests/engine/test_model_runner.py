@@ -113,17 +113,15 @@ def test_dtype_resolution() -> None:
 
 
 def test_auto_dtype_is_bf16_only_where_bf16_runs_fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Native bf16, or AVX-512 with cocina's kernel: bf16. Neither: fp32 (PyTorch would emulate bf16)."""
-    from cocina.engine import cpu_kernels, model_runner
+    """Native bf16, or cocina's kernels: bf16. Neither: fp32 (PyTorch would emulate bf16)."""
+    from cocina.engine import model_runner
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(model_runner, "cpu_supports_bf16", lambda: True)
-    assert resolve_dtype("auto", cpu) is torch.bfloat16
+    assert resolve_dtype("auto", cpu, kernels=False) is torch.bfloat16
     monkeypatch.setattr(model_runner, "cpu_supports_bf16", lambda: False)
-    monkeypatch.setattr(cpu_kernels, "cpu_kernels", lambda: object())
-    assert resolve_dtype("auto", cpu) is torch.bfloat16
-    monkeypatch.setattr(cpu_kernels, "cpu_kernels", lambda: None)
-    assert resolve_dtype("auto", cpu) is torch.float32
+    assert resolve_dtype("auto", cpu, kernels=True) is torch.bfloat16
+    assert resolve_dtype("auto", cpu, kernels=False) is torch.float32
 
 
 def test_bnb_needs_a_gpu(model_dirs: dict[str, Path]) -> None:
@@ -147,22 +145,26 @@ def test_cpu_bf16_linear_matches_linear(rows: int) -> None:
     torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
 
 
-def test_bf16_engine_on_a_cpu_without_native_bf16_uses_the_fast_linears(model_dirs: dict[str, Path]) -> None:
-    """cocina's C kernel where it builds, else the PyTorch fallback; never PyTorch's slow bf16 ``nn.Linear``."""
-    from cocina.engine.cpu_kernels import PackedBf16Linear, cpu_kernels
-    from cocina.engine.model_runner import CpuBf16Linear, cpu_supports_bf16
+@pytest.mark.parametrize("kernels", ["auto", "torch"])
+def test_transformers_modules_on_a_cpu_without_native_bf16_use_the_fast_linears(
+    kernels: str, model_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers' path (models cocina has no code for): cocina's packed layers where the kernels load, else
+    the PyTorch fallback; never PyTorch's slow bf16 ``nn.Linear`` on such a CPU."""
+    from cocina.engine import model_runner
+    from cocina.engine.cpu_kernels import PackedBf16Linear
+    from cocina.engine.model_runner import CpuBf16Linear
 
-    runner = ModelRunner(model_dirs["llama"], _config(dtype="bfloat16"))
+    monkeypatch.setattr(model_runner, "cpu_supports_bf16", lambda: False)
+    runner = ModelRunner(model_dirs["llama"], _config(dtype="bfloat16", model_impl="transformers", cpu_kernels=kernels))
     kinds = {type(m) for m in runner.model.modules()}
     line = runner.memory_report().describe()  # what `cocina serve` / `predict` print at start
-    if cpu_supports_bf16():
-        assert PackedBf16Linear not in kinds and CpuBf16Linear not in kinds
-    elif cpu_kernels() is not None:
+    if runner.kernels is not None:
         assert PackedBf16Linear in kinds and CpuBf16Linear not in kinds and torch.nn.Linear not in kinds
-        assert line.endswith("; cocina CPU kernels: bf16 linear, decode attention")
+        assert f"cocina {runner.kernels.variant} kernel" in line
     else:
         assert CpuBf16Linear in kinds and torch.nn.Linear not in kinds
-        assert "cocina CPU kernels" not in line
+        assert "cocina" not in line.split("kernels:", 1)[1].replace("transformers", "")
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "falcon"])

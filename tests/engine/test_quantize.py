@@ -128,8 +128,8 @@ def test_memory_counts_packed_weights() -> None:
 def test_none_and_unknown_methods() -> None:
     model = nn.Sequential(nn.Linear(4, 4))
     assert quantize_model(model, None, "cpu") is model
-    with pytest.raises(ValueError, match="int8, bnb8, bnb4"):
-        quantize_model(model, "int4", "cpu")
+    with pytest.raises(ValueError, match="int8, int4, bnb8, bnb4"):
+        quantize_model(model, "int2", "cpu")
     with pytest.raises(ValueError, match="kernel"):
         quantize_model(model, "int8", "cpu", kernel="fancy")  # type: ignore[arg-type]
 

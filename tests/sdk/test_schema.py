@@ -17,6 +17,10 @@ from tests.fixtures.schema.make_reference import REFERENCES  # noqa: E402
 # Where cocina differs from Cog on purpose, tested on its own below: a Literal input keeps its default and
 # description (Cog 0.16.12 drops both).
 DELIBERATE_DIFFERENCES = {"input_literal"}
+# What newer Cog publishes differently for these fixtures' inputs (its integration suite checks the schema label:
+# ../shared/conformance/cog/tests/typeddict_input.txtar, static_schema_secret_optional.txtar): an Optional input's
+# None default is written out.
+NEWER_COG_INPUTS: dict[str, dict[str, dict[str, Any]]] = {"inputs_all": {"maybe": {"default": None}}}
 
 
 def _schema(ref: str) -> dict[str, Any]:
@@ -37,7 +41,8 @@ def test_matches_cog_field_by_field(name: str) -> None:
             assert actual.get("required") == expected.get("required")
             assert list(actual["properties"]) == list(expected["properties"])
             for prop, expected_prop in expected["properties"].items():
-                assert actual["properties"][prop] == expected_prop, prop
+                newer = NEWER_COG_INPUTS.get(name, {}).get(prop, {})
+                assert actual["properties"][prop] == {**expected_prop, **newer}, prop
         else:
             assert actual == expected, schema_name
 
@@ -104,6 +109,7 @@ def test_optional_list_and_secret_inputs() -> None:
         "title": "Maybe",
         "nullable": True,
         "minimum": 0,
+        "default": None,
         "x-order": 1,
     }
     # A Secret's default is never published in the schema.
@@ -170,9 +176,10 @@ def test_unsupported_output_type() -> None:
         (str, Input(choices=["a", 1]), "`choices` must be all str or all int"),
         (str, Input(choices=[]), "`choices` must not be empty"),
         (int, Input(choices=["a", "b"]), "`choices` are strings but the input is integer"),
-        (str, Input(default="c", choices=["a", "b"]), "the default 'c' is not valid"),
-        (int, Input(default="x"), "the default 'x' is not valid.*must be an integer"),
-        (int, Input(default=1000, le=512), "must be <= 512, got 1000"),
+        (str, Input(default="c", choices=["a", "b"]), "invalid default 'c': must be one of 'a', 'b'"),
+        (int, Input(default="x"), "invalid default 'x': must be an integer"),
+        (int, Input(default=1000, le=512), "invalid default 1000: it is greater than the maximum 512 \\(le\\)"),
+        (int, Input(default=1, ge=2), "invalid default 1: it is less than the minimum 2 \\(ge\\)"),
         (float, Input(choices=[1.0]), "`choices` only applies to str and int"),
     ],
 )

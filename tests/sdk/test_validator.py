@@ -39,6 +39,7 @@ def test_fills_defaults_and_drops_unknown_fields() -> None:
         "temperature": 0.7,
         "stream": False,
         "color": "red",
+        "image": None,  # an Optional input's None default, as newer Cog publishes it
         "sizes": [1],
     }
 
@@ -97,7 +98,16 @@ def test_uri_accepts_urls_and_absolute_paths() -> None:
         "/tmp/a.png",
     ):
         assert VALIDATOR.validate({"prompt": "a", "image": value})["image"] == value
-    assert VALIDATOR.validate({"prompt": "a", "image": None})["image"] is None
+    assert VALIDATOR.validate({"prompt": "a"})["image"] is None
+
+
+@pytest.mark.parametrize("name", ["image", "max_new_tokens", "prompt"])
+def test_explicit_null_is_refused_even_for_optional_inputs(name: str) -> None:
+    # As Cog: null is no value; an input is left out to get its default.
+    [error] = _errors({"prompt": "a", name: None})
+    assert error["loc"] == ["body", "input", name]
+    assert error["type"] == "none_forbidden"
+    assert error["msg"] == f"{name}: must not be null (omit the input to use its default)"
 
 
 def test_all_errors_are_reported_together() -> None:

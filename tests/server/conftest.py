@@ -123,20 +123,34 @@ def start_server(
     max_body_bytes: int = 16 * 2**20,
     drain_grace_s: float = 2.0,
     guard: GuardConfig | None = None,
+    hub: bool = False,
     **serving: Any,
 ) -> LiveServer:
     """A server for `specs` (default: the echo project as `acme/echo`, warm); waits until Cog's health says
-    `wait` (None: does not wait). With `guard`, the guard (keys, scanners, disclosure, audit) runs too."""
+    `wait` (None: does not wait). With `guard`, the guard (keys, scanners, disclosure, audit) runs too. With
+    `hub`, it has a hub in `data_dir/hub` (environments built offline, from `data_dir/wheels` only) and serves
+    its pushed models."""
     sock = free_socket()
     port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     if specs is None:
-        specs = [echo_spec(warm=True)]
-    specs = [s.replace(warm=True) if s.name == (default or specs[0].name) else s for s in specs]
+        specs = [] if hub else [echo_spec(warm=True)]
+    if specs:
+        specs = [s.replace(warm=True) if s.name == (default or specs[0].name) else s for s in specs]
+    the_hub = None
+    if hub:
+        from cocina.hub import Hub
+        from cocina.hub.envs import EnvironmentBuilder
+        from cocina.store import SQLiteStore
+
+        store = store or SQLiteStore(data_dir / "predictions.db")
+        (data_dir / "wheels").mkdir(parents=True, exist_ok=True)
+        builder = EnvironmentBuilder(data_dir / "hub" / "envs", find_links=[str(data_dir / "wheels")], no_index=True)
+        the_hub = Hub(store, data_dir / "hub", builder=builder, engine_options=TINY_ENGINE)
     fields: dict[str, Any] = {"max_queue": 8, "lease_s": 5.0, "webhook_min_interval_s": 0.5, "load_timeout_s": 60.0}
     config = ServingConfig(data_dir=data_dir, public_url=url, drain_grace_s=drain_grace_s, **{**fields, **serving})
     gate = Guard(guard, data_dir) if guard is not None else None
-    service = Serving(config, specs, store=store, default=default, gate=gate)
+    service = Serving(config, specs, store=store, default=default, gate=gate, catalog=the_hub)
     server_config = ServerConfig(
         host="127.0.0.1",
         port=port,
@@ -145,7 +159,7 @@ def start_server(
         public_metrics=public_metrics,
         drain_grace_s=drain_grace_s,
     )
-    server = build_server(service, server_config)
+    server = build_server(service, server_config, the_hub)
     holder: dict[str, asyncio.AbstractEventLoop] = {}
 
     def run() -> None:

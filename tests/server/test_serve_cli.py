@@ -63,7 +63,8 @@ class Served:
                 cmd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **ENGINE_ENV, **(env or {})},
+                # The default data directory is $COCINA_HOME: a test's own, never the real home's.
+                env={**os.environ, **ENGINE_ENV, "COCINA_HOME": str(tmp / "home"), **(env or {})},
                 start_new_session=True,
             )
 
@@ -189,7 +190,7 @@ def test_serve_builtin_llm_project_shares_one_engine(
 
     mine = {"model_name": "acme/proj", "version": version_id(project)}
     assert value(samples, "cocina_engine_requests_total", outcome="finished", **mine) == 3
-    assert (project / ".cocina" / "predictions.db").exists()
+    assert (tmp_path / "home" / "predictions.db").exists()  # the default data directory: $COCINA_HOME
     srv.sigterm()
 
 
@@ -293,7 +294,8 @@ def test_serve_reports_a_model_that_fails_to_load(tmp_path: Path, serve_procs: l
 def test_serve_refuses_a_bad_project_clearly(tiny_model: Path, tmp_path: Path) -> None:
     def serve(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "cocina.cli", "serve", *args, "--port", str(_free_port())]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, **ENGINE_ENV})
+        env = {**os.environ, **ENGINE_ENV, "COCINA_HOME": str(tmp_path / "home")}
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
 
     broken = _write_project(tmp_path / "broken", "class Predictor: pass\n", "predict: 42\n")
     bad = serve(str(broken))

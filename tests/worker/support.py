@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cocina.config import load_project
-from cocina.worker import Done, Log, Output, Runner
+from cocina.worker import Done, Log, Metric, Output, Runner
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "predictors"
 
@@ -23,6 +23,7 @@ class Result:
 
     logs: list[Log] = field(default_factory=list)
     outputs: list[Any] = field(default_factory=list)
+    metrics: list[Metric] = field(default_factory=list)
     done: Done | None = None
 
     @property
@@ -31,16 +32,21 @@ class Result:
 
 
 async def run(
-    runner: Runner, inputs: dict[str, Any] | None = None, prediction_id: str | None = None
+    runner: Runner,
+    inputs: dict[str, Any] | None = None,
+    prediction_id: str | None = None,
+    context: dict[str, str] | None = None,
 ) -> Result:
     """Validate `inputs` by the runner's schema, run the prediction and collect its events."""
     normalized = runner.validator.validate(inputs or {})
     result = Result()
-    async for event in runner.predict(normalized, prediction_id=prediction_id):
+    async for event in runner.predict(normalized, prediction_id=prediction_id, context=context):
         if isinstance(event, Log):
             result.logs.append(event)
         elif isinstance(event, Output):
             result.outputs.append(event.value)
+        elif isinstance(event, Metric):
+            result.metrics.append(event)
         else:
             result.done = event
     assert result.done is not None

@@ -47,7 +47,7 @@ async def test_raise_in_predict(failing: Runner) -> None:
 async def test_sys_exit_in_predict(failing: Runner) -> None:
     result = await run(failing, {"mode": "exit"})
     assert result.done is not None and result.done.status is PredictionStatus.FAILED
-    assert result.done.error == "the predictor called sys.exit(3)"
+    assert result.done.error == "SystemExit: the predictor called sys.exit(3)"  # Cog names SystemExit
     assert "about to exit" in result.text
     await _assert_recovers(failing)
 

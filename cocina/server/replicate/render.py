@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cocina.hub.objects import COG_VERSION
 from cocina.serving import ServedModel
 from cocina.store import PredictionRecord
-
-COG_VERSION = "0.16.0"  # the Cog release whose HTTP behaviour cocina follows
 
 
 def replicate_prediction(rec: PredictionRecord, base_url: str) -> dict[str, Any]:
@@ -45,22 +44,4 @@ def version_object(model: ServedModel) -> dict[str, Any]:
         "created_at": model.version_created_at,
         "cog_version": COG_VERSION,
         "openapi_schema": model.schema or {},
-    }
-
-
-def model_object(model: ServedModel, base_url: str, run_count: int) -> dict[str, Any]:
-    """Replicate's model object."""
-    return {
-        "url": f"{base_url.rstrip('/')}/v1/models/{model.name}",
-        "owner": model.spec.owner,
-        "name": model.spec.short_name,
-        "description": None,
-        "visibility": "private",
-        "github_url": None,
-        "paper_url": None,
-        "license_url": None,
-        "run_count": run_count,
-        "cover_image_url": None,
-        "default_example": None,
-        "latest_version": version_object(model),
     }

@@ -1,15 +1,15 @@
 """The guard: API keys, their usage windows, and the audit log (entries, Merkle nodes, signed checkpoints); each
 prediction records what the guard decided about it.
 
-Revision ID: 0003_guard
-Revises: 0002
+Revision ID: 0007_guard
+Revises: 0003_hub
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_guard"
-down_revision = "0002"
+revision = "0007_guard"
+down_revision = "0003_hub"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,166 @@
+"""Replicate's deployments (`deployments.get/list/create/update/delete` of the official client), with cocina's
+weighted releases: `versions: [{"version", "weight"}]` splits the traffic (sticky by the caller's key), every
+change is a new numbered release, and `POST .../rollback` makes a release that routes as an earlier one did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from cocina.hub.compare import MAX_EXAMPLES, example_of, run_compare
+from cocina.hub.deployments import Split
+from cocina.hub.objects import deployment_object, release_object
+from cocina.server.bodies import parse_body
+from cocina.server.errors import BadRequest, RequestInvalid
+from cocina.server.replicate.ndjson import Emit, ndjson_response, wants_ndjson
+from cocina.server.state import hub_of, serving_of
+
+router = APIRouter(prefix="/v1")
+
+
+class Weighted(pydantic.BaseModel):
+    version: str
+    weight: int
+
+
+class DeploymentCreate(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    name: str = pydantic.Field(min_length=1, max_length=128)
+    model: str
+    version: str | None = None
+    versions: list[Weighted] | None = None
+    hardware: str | None = None
+    min_instances: int = 0
+    max_instances: int = 1
+
+
+class DeploymentUpdate(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    version: str | None = None
+    versions: list[Weighted] | None = None
+    hardware: str | None = None
+    min_instances: int | None = None
+    max_instances: int | None = None
+
+
+class Rollback(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    release: int | None = None
+
+
+def _splits(version: str | None, versions: list[Weighted] | None) -> list[Split] | None:
+    if version is not None and versions is not None:
+        raise BadRequest("give `version` (all traffic) or `versions` (weighted), not both", param="versions")
+    if versions is not None:
+        return [Split(v.version, v.weight) for v in versions]
+    return [Split(version, 100)] if version is not None else None
+
+
+@router.get("/deployments")
+async def list_deployments(request: Request) -> dict[str, Any]:
+    return {
+        "next": None,
+        "previous": None,
+        "results": [deployment_object(d) for d in hub_of(request).list_deployments()],
+    }
+
+
+@router.post("/deployments")
+async def create_deployment(request: Request) -> Response:
+    body = await parse_body(request, DeploymentCreate)
+    owner = body.model.split("/", 1)[0]
+    name = body.name if "/" in body.name else f"{owner}/{body.name}"  # owned by the model's owner
+    splits = _splits(body.version, body.versions)
+    if splits is None:
+        raise BadRequest("a deployment needs `version` or `versions`", param="version")
+    record = hub_of(request).create_deployment(
+        name, body.model, splits, min_instances=body.min_instances, max_instances=body.max_instances
+    )
+    return JSONResponse(deployment_object(record), status_code=201)
+
+
+@router.get("/deployments/{owner}/{name}")
+async def get_deployment(request: Request, owner: str, name: str) -> dict[str, Any]:
+    return deployment_object(hub_of(request).get_deployment(f"{owner}/{name}"))
+
+
+@router.patch("/deployments/{owner}/{name}")
+async def update_deployment(request: Request, owner: str, name: str) -> dict[str, Any]:
+    body = await parse_body(request, DeploymentUpdate)
+    record = hub_of(request).update_deployment(
+        f"{owner}/{name}",
+        splits=_splits(body.version, body.versions),
+        min_instances=body.min_instances,
+        max_instances=body.max_instances,
+    )
+    return deployment_object(record)
+
+
+@router.delete("/deployments/{owner}/{name}")
+async def delete_deployment(request: Request, owner: str, name: str) -> Response:
+    hub_of(request).delete_deployment(f"{owner}/{name}")
+    return Response(status_code=204)
+
+
+@router.get("/deployments/{owner}/{name}/releases")
+async def list_releases(request: Request, owner: str, name: str) -> dict[str, Any]:
+    hub = hub_of(request)
+    record = hub.get_deployment(f"{owner}/{name}")
+    releases = hub.releases(record.name)
+    return {"next": None, "previous": None, "results": [release_object(r, record.model) for r in releases]}
+
+
+@router.get("/deployments/{owner}/{name}/stats")
+async def stats(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """Each version's live traffic: predictions, failures, latency and output tokens/s."""
+    return hub_of(request).stats(f"{owner}/{name}")
+
+
+class Compare(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    examples: list[dict[str, Any]] = pydantic.Field(min_length=1, max_length=MAX_EXAMPLES)
+    timeout: float = pydantic.Field(300.0, gt=0, le=3600, description="seconds for each prediction")
+    perplexity: bool = True
+
+
+@router.post("/deployments/{owner}/{name}/compare")
+async def compare(request: Request, owner: str, name: str) -> Response:
+    """The same examples through each version of the current release, one at a time: latency, errors, output
+    tokens/s and quality against references, with differences and their 95% intervals (`cocina.hub.compare`).
+    With `Accept: application/x-ndjson`, progress streams as `{"done", "total"}` lines before the report."""
+    hub = hub_of(request)
+    body = await parse_body(request, Compare)
+    examples = []
+    for i, item in enumerate(body.examples):
+        try:
+            examples.append(example_of(item, f"example {i + 1}"))
+        except ValueError as exc:
+            raise RequestInvalid([{"loc": ["body", "examples", i], "msg": str(exc), "type": "value_error"}]) from None
+    full = f"{owner}/{name}"
+    hub.get_deployment(full)  # a 404 before any work
+
+    async def work(emit: Emit | None = None) -> dict[str, Any]:
+        return await run_compare(
+            hub, serving_of(request), full, examples, timeout_s=body.timeout, perplexity=body.perplexity, progress=emit
+        )
+
+    if not wants_ndjson(request):
+        return JSONResponse(await work())
+
+    async def streamed(emit: Emit) -> dict[str, Any]:
+        return {"report": await work(emit)}
+
+    return ndjson_response(request, streamed, finish_if_left=False)
+
+
+@router.post("/deployments/{owner}/{name}/rollback")
+async def rollback(request: Request, owner: str, name: str) -> dict[str, Any]:
+    body = await parse_body(request, Rollback, empty_ok=True)
+    return deployment_object(hub_of(request).rollback(f"{owner}/{name}", body.release))
