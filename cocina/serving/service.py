@@ -26,7 +26,8 @@ from cocina.serving.admission import AdmissionRequest, Admitted, admit
 from cocina.serving.config import ServingConfig
 from cocina.serving.errors import InvalidRequest, ServingError, ShuttingDown
 from cocina.serving.events import Completed, LogChunk, OutputChunk, PredictionEvent, ReplayTruncated, Started
-from cocina.serving.files import FILE_MARKER, FileStore, new_id
+from cocina.serving.files import FILE_MARKER, FileStore, new_id, url_policy_env
+from cocina.serving.gate import Gate
 from cocina.serving.jobs import GenerationOptions
 from cocina.serving.model import DEFAULT_STREAM_HISTORY_CAPACITY, ModelState, ServedModel
 from cocina.serving.recovery import LeaseKeeper, new_owner_id
@@ -65,7 +66,8 @@ class ServerState(enum.StrEnum):
 
 class Serving:
     """Serves `specs` (the first, or `default`, is Cog's root model). `await start()`; `await drain()` at
-    the end. `store` defaults to the config's (`store_url`, else SQLite in the data directory)."""
+    the end. `store` defaults to the config's (`store_url`, else SQLite in the data directory); `gate` (the guard)
+    is called by admission and at each prediction's end."""
 
     remote_poll_s = 0.25  # a prediction another server runs is re-read at least this often while followed
 
@@ -76,13 +78,16 @@ class Serving:
         *,
         store: Store | None = None,
         default: str | None = None,
+        gate: Gate | None = None,
         catalog: Catalog | None = None,
     ) -> None:
         self.config = config
+        self.gate = gate  # the guard (keys, limits, scanners, audit), when configured
         self.specs = list(specs)
         self._default = default
         self.catalog = catalog
         self._given_store = store
+        self._policy_env: dict[str, str] = {}  # the URL policy every model's process gets (set at start)
         self.state = ServerState.STARTING
         self.owner = new_owner_id()
         self.book = PredictionBook()
@@ -110,6 +115,8 @@ class Serving:
             self.store = SQLiteStore(config.db_path)
         self.files = FileStore(config.files_dir, config.public_url, upload_url=config.upload_url)
         self.webhooks = WebhookSender(min_interval_s=config.webhook_min_interval_s, retries=config.webhook_retries)
+        if self.gate is not None:
+            await self.gate.start(self.store)
         ctx = RuntimeContext(
             config,
             self.store,
@@ -119,6 +126,7 @@ class Serving:
             self.owner,
             self.renderers,
             publish_training=self._publish_training if self.catalog is not None else None,
+            gate=self.gate,
         )
         threads = config.store_threads
         if threads is None:
@@ -126,6 +134,8 @@ class Serving:
         if threads > 0:
             ctx.store_pool = ThreadPoolExecutor(threads, thread_name_prefix="cocina-store")
         self._ctx = ctx
+        self._policy_env = url_policy_env(config)
+        self.specs = [self._with_policy(s) for s in self.specs]
         runtimes = [self._runtime(spec) for spec in self.specs]
         self.models = ModelSet(runtimes, config, self._default, catalog=self.catalog, make=self._make_runtime)
         if self.models.default_name is not None:
@@ -146,9 +156,14 @@ class Serving:
             self._tasks.append(asyncio.get_running_loop().create_task(self._retention_loop(config.retention_s)))
         self.state = ServerState.READY
 
+    def _with_policy(self, spec: ModelSpec) -> ModelSpec:
+        """`spec` with the URL policy in its environment (its process checks downloads against it)."""
+        return spec.replace(env={**spec.env, **self._policy_env})
+
     def _runtime(self, spec: ModelSpec) -> ModelRuntime:
         """A runtime for `spec` (not started), what the store remembers of its version applied (a version's
         record holds its predictor's schema: a `train` runtime learns its own at its first load)."""
+        spec = self._with_policy(spec)
         cached = self.store.get_version(spec.name, spec.version)
         if cached is None:
             cached = VersionRecord(spec.name, spec.version)
@@ -228,8 +243,10 @@ class Serving:
         """Write again the records the store refused; how many it took (stops at the first refusal)."""
         written = 0
         for pid, rec in list(ctx.unwritten.items()):
+            gate = self._ctx.gate
             try:
-                self.store.update(rec, owner=self.owner)  # fenced: a prediction taken over meanwhile is not ours
+                # Fenced: a prediction taken over meanwhile is not ours. Through the guard, as every write is.
+                self.store.update(gate.persist(rec) if gate is not None else rec, owner=self.owner)
             except StoreError:
                 break
             if ctx.unwritten.get(pid) is rec:
@@ -297,6 +314,8 @@ class Serving:
         self.rewrite_unwritten(self._ctx)
         if self._ctx.store_pool is not None:
             self._ctx.store_pool.shutdown(wait=True)
+        if self.gate is not None:
+            await self.gate.stop()
         await self.webhooks.aclose()
         await self.files.aclose()
         self.rag.close()
@@ -523,7 +542,7 @@ class Serving:
     ) -> list[PredictionRecord]:
         """Newest first, each as it stands (an active prediction's freshest state is in memory); predictions
         only unless `kind` says otherwise ("training"; None: both); `filters` are the store's (`model`,
-        `version`, `status`, `source`, `principal`)."""
+        `version`, `status`, `source`, `principal`: an API key's own)."""
         records = self.store.page(before_seq, limit, kind=kind, **filters)
         return [self.get(r.id) or r for r in records]
 

@@ -5,12 +5,15 @@ This package imports nothing of cocina: serving, the hub and the guard build on 
 Both run the same Alembic migrations (`migrate`). `open_store(path_or_url)` picks one.
 """
 
-from cocina.store.base import Store, StoreError
+from cocina.store.base import Store, StoreError, UsageCell
 from cocina.store.migrate import migrate
 from cocina.store.open import is_store_url, open_store
 from cocina.store.records import (
+    AuditEntry,
+    CheckpointRecord,
     DeploymentRecord,
     ExampleRecord,
+    KeyRecord,
     ModelRecord,
     PredictionRecord,
     PredictionStatus,
@@ -22,8 +25,11 @@ from cocina.store.records import (
 from cocina.store.sqlite import SQLiteStore
 
 __all__ = [
+    "AuditEntry",
+    "CheckpointRecord",
     "DeploymentRecord",
     "ExampleRecord",
+    "KeyRecord",
     "ModelRecord",
     "PredictionRecord",
     "PredictionStatus",
@@ -32,6 +38,7 @@ __all__ = [
     "ShareRecord",
     "Store",
     "StoreError",
+    "UsageCell",
     "VersionRecord",
     "is_store_url",
     "migrate",

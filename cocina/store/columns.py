@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cocina.store.records import PredictionRecord, PredictionStatus
+from cocina.store.records import KeyRecord, PredictionRecord, PredictionStatus
 
 # Written once, at insert.
 FIXED = (
@@ -46,10 +46,11 @@ MUTABLE = (
     "attempts",
     "lease_owner",
     "lease_expires_at",
+    "guard",  # what the guard decided (verdicts, disclosure marker, keyed hashes)
 )
 COLUMNS = FIXED + MUTABLE
 JSON_COLUMNS = frozenset(
-    {"input", "run_input", "output", "metrics", "webhook_events_filter", "context", "sources", "retrieval"}
+    {"input", "run_input", "output", "metrics", "webhook_events_filter", "context", "sources", "retrieval", "guard"}
 )
 
 
@@ -79,4 +80,42 @@ def decode(row: tuple[Any, ...]) -> PredictionRecord:
     kwargs["source"] = kwargs["source"] or "api"
     kwargs["kind"] = kwargs["kind"] or "prediction"
     kwargs["context"] = kwargs["context"] or {}
+    kwargs["guard"] = kwargs["guard"] or {}
     return PredictionRecord(seq=seq, **kwargs)
+
+
+# API keys (the guard): `models` and `scopes` as JSON text, the hashes as bytes.
+KEY_COLUMNS = (
+    "id",
+    "name",
+    "lookup",
+    "secret_hash",
+    "models",
+    "scopes",
+    "rpm",
+    "tpm",
+    "monthly_tokens",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "rotated_at",
+    "last_used_at",
+    "previous_lookup",
+    "previous_hash",
+    "previous_expires_at",
+)
+KEY_SELECT = f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys"
+
+
+def key_values(key: KeyRecord) -> list[Any]:
+    return [json.dumps(getattr(key, c)) if c in ("models", "scopes") else getattr(key, c) for c in KEY_COLUMNS]
+
+
+def decode_key(row: tuple[Any, ...]) -> KeyRecord:
+    kwargs = dict(zip(KEY_COLUMNS, row, strict=True))
+    kwargs["models"] = json.loads(kwargs["models"] or "[]")
+    kwargs["scopes"] = json.loads(kwargs["scopes"] or "[]")
+    for blob in ("secret_hash", "previous_hash"):
+        if kwargs[blob] is not None:
+            kwargs[blob] = bytes(kwargs[blob])
+    return KeyRecord(**kwargs)
