@@ -2,7 +2,7 @@
 
 Every test runs with its own `COCINA_HOME` (the default data directory of `cocina serve` and `cocina push`):
 nothing a test starts ever reads or writes the real one. A throwaway PostgreSQL server (one per test session)
-backs the tests that run on PostgreSQL."""
+backs the tests that run on PostgreSQL; `where` runs a test on each store (a SQLite file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,11 @@ def postgres_server() -> Iterator[ThrowawayPostgres]:
 def postgres_url(postgres_server: ThrowawayPostgres) -> str:
     """A fresh, empty database on the session's server."""
     return postgres_server.create_database(f"t{next(_databases)}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store lives: a SQLite file, or a fresh database on the throwaway PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "p.db")
+    return str(request.getfixturevalue("postgres_url"))

@@ -34,12 +34,15 @@ from typing import Any
 
 import psycopg
 
-from cocina.store.base import StoreError
-from cocina.store.columns import COLUMNS, MUTABLE, decode, encode
+from cocina.store.base import StoreError, UsageCell
+from cocina.store.columns import COLUMNS, KEY_COLUMNS, KEY_SELECT, MUTABLE, decode, decode_key, encode, key_values
 from cocina.store.migrate import migrate, redact_url
 from cocina.store.records import (
+    AuditEntry,
+    CheckpointRecord,
     DeploymentRecord,
     ExampleRecord,
+    KeyRecord,
     ModelRecord,
     PredictionRecord,
     PredictionStatus,
@@ -58,6 +61,7 @@ _UNFINISHED = [PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.valu
 _CONNECT_TIMEOUT_S = 3
 _RELEASE_LOCK = 0x636F63  # the advisory lock class of a deployment's releases (with a hash of its name)
 _EXAMPLE_LOCK = 0x636F64  # ... and of a model's examples
+_USAGE_LOCK = 0x636F65  # ... and of an API key's usage counters
 
 
 def is_postgres_url(url: str) -> bool:
@@ -622,6 +626,181 @@ class PostgresStore:
         with self._locked() as db:
             cur = db.execute("DELETE FROM examples WHERE model = %s AND prediction_id = %s", (model, prediction_id))
         return cur.rowcount > 0
+
+    # ---- API keys (the guard)
+
+    def insert_key(self, key: KeyRecord) -> bool:
+        """Insert a new key; False (nothing written) if its id or lookup exists already."""
+        marks = ", ".join("%s" for _ in KEY_COLUMNS)
+        with self._locked() as db:
+            try:
+                db.execute(f"INSERT INTO api_keys ({', '.join(KEY_COLUMNS)}) VALUES ({marks})", key_values(key))
+            except psycopg.errors.IntegrityError:
+                return False
+        return True
+
+    def update_key(self, key: KeyRecord) -> None:
+        sets = ", ".join(f"{c} = %s" for c in KEY_COLUMNS[1:])
+        with self._locked() as db:
+            db.execute(f"UPDATE api_keys SET {sets} WHERE id = %s", [*key_values(key)[1:], key.id])
+
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        with self._locked() as db:
+            row = db.execute(f"{KEY_SELECT} WHERE id = %s", (key_id,)).fetchone()
+        return None if row is None else decode_key(tuple(row))
+
+    def find_key(self, lookup: str) -> KeyRecord | None:
+        with self._locked() as db:
+            row = db.execute(f"{KEY_SELECT} WHERE lookup = %s OR previous_lookup = %s", (lookup, lookup)).fetchone()
+        return None if row is None else decode_key(tuple(row))
+
+    def list_keys(self) -> list[KeyRecord]:
+        """Oldest first (equal times by id, in byte order as SQLite compares text)."""
+        with self._locked() as db:
+            rows = db.execute(f'{KEY_SELECT} ORDER BY created_at, id COLLATE "C"').fetchall()
+        return [decode_key(tuple(r)) for r in rows]
+
+    def count_keys(self) -> int:
+        with self._locked() as db:
+            row = db.execute("SELECT COUNT(*) FROM api_keys").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def touch_key(self, key_id: str, when: float) -> None:
+        self._write("UPDATE api_keys SET last_used_at = %s WHERE id = %s", [when, key_id], durable=False)
+
+    # ---- usage counters (rate limits and quotas)
+
+    def usage_update(
+        self,
+        key_id: str,
+        cells: list[UsageCell],
+        decide: Callable[[dict[UsageCell, int]], dict[UsageCell, int] | None],
+    ) -> dict[UsageCell, int] | None:
+        """Read, decide and add in one transaction holding the key's advisory lock: replicas counting one key's
+        requests at once take turns (as SQLite's BEGIN IMMEDIATE makes them), so none overshoots a limit."""
+        with self._locked() as db, db.transaction():
+            db.execute(f"SELECT pg_advisory_xact_lock({_USAGE_LOCK}, hashtext(%s))", (key_id,))
+            current: dict[UsageCell, int] = dict.fromkeys(cells, 0)
+            if cells:
+                rows = db.execute(
+                    'SELECT u.kind, u."window", u.amount FROM key_usage u '
+                    'JOIN unnest(%s::text[], %s::bigint[]) AS c(kind, "window") '
+                    'ON u.kind = c.kind AND u."window" = c."window" WHERE u.key_id = %s',
+                    ([k for k, _ in cells], [w for _, w in cells], key_id),
+                ).fetchall()
+                for kind, window, amount in rows:
+                    current[(str(kind), int(window))] = int(amount)
+            deltas = decide(current)
+            changes = [(key_id, kind, window, delta) for (kind, window), delta in (deltas or {}).items() if delta]
+            if changes:
+                with db.cursor() as cur:
+                    cur.executemany(
+                        'INSERT INTO key_usage (key_id, kind, "window", amount) VALUES (%s, %s, %s, %s) '
+                        'ON CONFLICT (key_id, kind, "window") DO UPDATE '
+                        "SET amount = key_usage.amount + excluded.amount",
+                        changes,
+                    )
+        return deltas
+
+    def usage_rows(self, key_id: str) -> list[tuple[str, int, int]]:
+        with self._locked() as db:
+            rows = db.execute(
+                'SELECT kind, "window", amount FROM key_usage WHERE key_id = %s ORDER BY kind COLLATE "C", "window"',
+                (key_id,),
+            ).fetchall()
+        return [(str(k), int(w), int(a)) for k, w, a in rows]
+
+    def usage_prune(self, kind: str, before_window: int) -> int:
+        with self._locked() as db:
+            cur = db.execute('DELETE FROM key_usage WHERE kind = %s AND "window" < %s', (kind, before_window))
+        return cur.rowcount
+
+    # ---- the audit log (an append-only RFC 6962 Merkle tree)
+
+    def audit_size(self) -> int:
+        with self._locked() as db:
+            row = db.execute("SELECT MAX(idx) FROM audit_entries").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def audit_append(self, entry: AuditEntry, nodes: list[tuple[int, int, bytes]]) -> bool:
+        """The entry and the subtree roots it completes in one transaction; False (nothing written) if its position
+        is taken (another replica appended first)."""
+        with self._locked() as db:
+            try:
+                with db.transaction():
+                    db.execute(
+                        "INSERT INTO audit_entries (idx, prediction_id, entry, leaf_hash) VALUES (%s, %s, %s, %s)",
+                        (entry.idx, entry.prediction_id, entry.entry, entry.leaf_hash),
+                    )
+                    if nodes:
+                        with db.cursor() as cur:
+                            cur.executemany(
+                                "INSERT INTO audit_nodes (level, idx, hash) VALUES (%s, %s, %s) "
+                                "ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash",
+                                nodes,
+                            )
+            except psycopg.errors.IntegrityError:
+                return False
+        return True
+
+    _ENTRY = "SELECT idx, prediction_id, entry, leaf_hash FROM audit_entries"
+
+    def audit_entries(self, start: int, end: int) -> list[AuditEntry]:
+        with self._locked() as db:
+            rows = db.execute(f"{self._ENTRY} WHERE idx >= %s AND idx < %s ORDER BY idx", (start, end)).fetchall()
+        return [AuditEntry(int(i), p, bytes(e), bytes(h)) for i, p, e, h in rows]
+
+    def audit_entry_for(self, prediction_id: str) -> AuditEntry | None:
+        with self._locked() as db:
+            row = db.execute(
+                f"{self._ENTRY} WHERE prediction_id = %s ORDER BY idx DESC LIMIT 1", (prediction_id,)
+            ).fetchone()
+        return None if row is None else AuditEntry(int(row[0]), row[1], bytes(row[2]), bytes(row[3]))
+
+    def audit_nodes(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """In two statements whatever the number of keys (leaves, then the nodes above them)."""
+        leaves = [idx for level, idx in keys if level == 0]
+        above = [(level, idx) for level, idx in keys if level != 0]
+        found: dict[tuple[int, int], bytes] = {}
+        with self._locked() as db:
+            if leaves:
+                for idx, leaf in db.execute(
+                    "SELECT idx, leaf_hash FROM audit_entries WHERE idx = ANY(%s)", (leaves,)
+                ).fetchall():
+                    found[(0, int(idx))] = bytes(leaf)
+            if above:
+                rows = db.execute(
+                    "SELECT n.level, n.idx, n.hash FROM audit_nodes n "
+                    "JOIN unnest(%s::bigint[], %s::bigint[]) AS k(level, idx) ON n.level = k.level AND n.idx = k.idx",
+                    ([level for level, _ in above], [idx for _, idx in above]),
+                ).fetchall()
+                for level, idx, digest in rows:
+                    found[(int(level), int(idx))] = bytes(digest)
+        return found
+
+    def audit_put_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        """A second checkpoint for the same size is ignored."""
+        with self._locked() as db:
+            db.execute(
+                "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (size) DO NOTHING",
+                (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_at),
+            )
+
+    _CHECKPOINT = "SELECT size, root, note, created_at FROM audit_checkpoints"
+
+    def audit_checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
+        with self._locked() as db:
+            if size is None:
+                row = db.execute(f"{self._CHECKPOINT} ORDER BY size DESC LIMIT 1").fetchone()
+            else:
+                row = db.execute(f"{self._CHECKPOINT} WHERE size = %s", (size,)).fetchone()
+        return None if row is None else CheckpointRecord(int(row[0]), bytes(row[1]), str(row[2]), float(row[3]))
+
+    def audit_checkpoints(self) -> list[CheckpointRecord]:
+        with self._locked() as db:
+            rows = db.execute(f"{self._CHECKPOINT} ORDER BY size").fetchall()
+        return [CheckpointRecord(int(s), bytes(r), str(n), float(c)) for s, r, n, c in rows]
 
 
 class _Listener:

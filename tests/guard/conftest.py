@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from cocina.store import SQLiteStore
+from cocina.store import Store, open_store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "predictions.db")
+def store(where: str) -> Iterator[Store]:
+    """On SQLite and on PostgreSQL (`where`)."""
+    s = open_store(where)
     try:
         yield s
     finally:

@@ -1,13 +1,13 @@
 """The audit log: signed checkpoints in the C2SP format, proofs that verify, and every kind of tampering —
 a flipped byte, a deleted, reordered or inserted entry, a truncated log, a forged checkpoint — detected and
-named by the verifier (`verify_log`, what `cocina audit verify` runs)."""
+named by the verifier (`verify_log`, what `cocina audit verify` runs), on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import base64
 import sqlite3
-from pathlib import Path
 
+import psycopg
 import pytest
 
 from cocina.guard.audit.log import AuditLog
@@ -22,7 +22,7 @@ from cocina.guard.audit.note import (
     open_note,
 )
 from cocina.guard.audit.verify import verify_log
-from cocina.store import SQLiteStore
+from cocina.store import open_store
 
 ORIGIN = "example.com/cocina"
 
@@ -52,9 +52,9 @@ def test_signed_notes_follow_c2sp() -> None:
         open_checkpoint(note, [v], "example.org/log")
 
 
-def _log(tmp_path: Path, n: int, *, checkpoint_every: int = 4) -> tuple[Path, AuditLog]:
-    db = tmp_path / "predictions.db"
-    store = SQLiteStore(db)
+def _log(where: str, n: int, *, checkpoint_every: int = 4) -> tuple[str, AuditLog]:
+    db = where
+    store = open_store(db)
     log = AuditLog(store, Signer.generate("cocina"), ORIGIN)
     for i in range(n):
         log.append(f"p{i}", {"model": "acme/echo", "status": "succeeded", "input_hmac": f"{i:064x}"})
@@ -68,8 +68,8 @@ def _problems(log: AuditLog) -> list[str]:
     return verify_log(log.store, [log.verifier], ORIGIN).problems
 
 
-def test_an_untouched_log_verifies_and_its_proofs_check(tmp_path: Path) -> None:
-    _, log = _log(tmp_path, 23)
+def test_an_untouched_log_verifies_and_its_proofs_check(where: str) -> None:
+    _, log = _log(where, 23)
     assert _problems(log) == []
     cp = open_checkpoint(log.checkpoint().note, [log.verifier], ORIGIN)
     assert cp.size == 23
@@ -80,21 +80,26 @@ def test_an_untouched_log_verifies_and_its_proofs_check(tmp_path: Path) -> None:
     c = log.consistency(8)
     verify_consistency(8, 23, bytes.fromhex(c["old_root"]), cp.root, [bytes.fromhex(h) for h in c["proof"]])
     # A second writer (another replica on the same file) appends after this one: positions never collide.
-    other = AuditLog(SQLiteStore(tmp_path / "predictions.db"), log.signer, ORIGIN)
+    other = AuditLog(open_store(where), log.signer, ORIGIN)
     assert other.append("q", {"x": 1}) == 23 and log.append("r", {"x": 2}) == 24
     log.checkpoint()
     assert _problems(log) == []
 
 
-def _edit(db: Path, sql: str, *args: object) -> None:
+def _edit(db: str, sql: str, *args: object) -> None:
+    """A change made to the database behind the log's back (the tampering the verifier must name)."""
+    if "://" in db:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(sql.replace("?", "%s"), args)  # type: ignore[call-overload]
+        return
     con = sqlite3.connect(db)
     con.execute(sql, args)
     con.commit()
     con.close()
 
 
-def test_a_flipped_byte_is_named(tmp_path: Path) -> None:
-    db, log = _log(tmp_path, 12)
+def test_a_flipped_byte_is_named(where: str) -> None:
+    db, log = _log(where, 12)
     data = bytearray(log.store.audit_entries(5, 6)[0].entry)
     data[data.index(b"succeeded")] ^= 0x01
     _edit(db, "UPDATE audit_entries SET entry = ? WHERE idx = 5", bytes(data))
@@ -107,14 +112,14 @@ def test_a_flipped_byte_is_named(tmp_path: Path) -> None:
     assert "the entries between 4 and 8 differ from what the checkpoints signed" in problems
 
 
-def test_a_deleted_entry_is_named(tmp_path: Path) -> None:
-    db, log = _log(tmp_path, 12)
+def test_a_deleted_entry_is_named(where: str) -> None:
+    db, log = _log(where, 12)
     _edit(db, "DELETE FROM audit_entries WHERE idx = 6")
     assert "entry 6 is missing (deleted)" in _problems(log)
 
 
-def test_a_deleted_and_renumbered_entry_is_named(tmp_path: Path) -> None:
-    db, log = _log(tmp_path, 12)
+def test_a_deleted_and_renumbered_entry_is_named(where: str) -> None:
+    db, log = _log(where, 12)
     _edit(db, "DELETE FROM audit_entries WHERE idx = 6")
     for i in range(7, 12):
         _edit(db, "UPDATE audit_entries SET idx = ? WHERE idx = ?", i - 1, i)
@@ -123,8 +128,8 @@ def test_a_deleted_and_renumbered_entry_is_named(tmp_path: Path) -> None:
     assert "the log has 11 entries but a checkpoint signed 12: it was truncated" in problems
 
 
-def test_reordered_entries_are_named(tmp_path: Path) -> None:
-    db, log = _log(tmp_path, 12)
+def test_reordered_entries_are_named(where: str) -> None:
+    db, log = _log(where, 12)
     a, b = log.store.audit_entries(3, 5)
     _edit(db, "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE idx = 3", b.entry, b.leaf_hash)
     _edit(db, "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE idx = 4", a.entry, a.leaf_hash)
@@ -133,8 +138,8 @@ def test_reordered_entries_are_named(tmp_path: Path) -> None:
     assert "entry at position 4 says it is entry 3: reordered, or an entry was inserted before it" in problems
 
 
-def test_an_inserted_entry_is_named(tmp_path: Path) -> None:
-    db, log = _log(tmp_path, 12)
+def test_an_inserted_entry_is_named(where: str) -> None:
+    db, log = _log(where, 12)
     for i in range(11, 4, -1):
         _edit(db, "UPDATE audit_entries SET idx = ? WHERE idx = ?", i + 1, i)
     forged = b'{"i":5,"model":"acme/echo","status":"succeeded"}'
@@ -145,14 +150,14 @@ def test_an_inserted_entry_is_named(tmp_path: Path) -> None:
     assert any("not the one checkpoint 8 signed" in p for p in problems)
 
 
-def test_a_truncated_log_is_named(tmp_path: Path) -> None:
-    db, log = _log(tmp_path, 12)
+def test_a_truncated_log_is_named(where: str) -> None:
+    db, log = _log(where, 12)
     _edit(db, "DELETE FROM audit_entries WHERE idx >= 9")
     assert "the log has 9 entries but a checkpoint signed 12: it was truncated" in _problems(log)
 
 
-def test_a_forged_checkpoint_is_named(tmp_path: Path) -> None:
-    db, log = _log(tmp_path, 12)
+def test_a_forged_checkpoint_is_named(where: str) -> None:
+    db, log = _log(where, 12)
     forger = Signer.generate("cocina")  # same name, another key
     fake = forger.sign(Checkpoint(ORIGIN, 12, b"\x00" * 32).text())
     _edit(db, "UPDATE audit_checkpoints SET note = ?, root = ? WHERE size = 12", fake, b"\x00" * 32)
@@ -165,8 +170,8 @@ def test_a_forged_checkpoint_is_named(tmp_path: Path) -> None:
     assert any(p.startswith("checkpoint at size 8: the signature of cocina does not verify") for p in _problems(log))
 
 
-def test_since_a_saved_checkpoint(tmp_path: Path) -> None:
-    db, log = _log(tmp_path, 8)
+def test_since_a_saved_checkpoint(where: str) -> None:
+    db, log = _log(where, 8)
     saved = log.checkpoint().note
     for i in range(8, 15):
         log.append(f"p{i}", {"n": i})

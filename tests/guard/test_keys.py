@@ -9,15 +9,15 @@ import time
 import pytest
 
 from cocina.guard.keys import KEY_LEN, KeyError_, KeyHasher, Keys, Principal, looks_like_key, parse_duration, parse_key
-from cocina.store import SQLiteStore
+from cocina.store import Store
 
 
 @pytest.fixture
-def keys(store: SQLiteStore) -> Keys:
+def keys(store: Store) -> Keys:
     return Keys(store, KeyHasher(b"k" * 32))
 
 
-def test_a_key_is_printed_once_and_stored_only_as_a_keyed_hash(keys: Keys, store: SQLiteStore) -> None:
+def test_a_key_is_printed_once_and_stored_only_as_a_keyed_hash(keys: Keys, store: Store) -> None:
     rec, text = keys.create("ci", models=["acme/*"], scopes=["predict"], rpm=60)
     assert text.startswith("ck_") and len(text) == KEY_LEN and looks_like_key(text)
     stored = store.get_key(rec.id)

@@ -1,16 +1,16 @@
-"""Sliding-window limits and monthly budgets in the store: charged up front, refunded at the end, and never
-overshot by concurrent requests (threads, and two stores on one file as two replicas would be)."""
+"""Sliding-window limits and monthly budgets in the store (SQLite and PostgreSQL): charged up front, refunded at
+the end, and never overshot by concurrent requests (threads, and two stores on one database as two replicas would
+be)."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
 from cocina.guard.limits import WINDOW_S, Limiter, Window, month_of, seconds_to_next_month
 from cocina.serving.gate import QuotaExceeded, RateLimited
-from cocina.store import KeyRecord, SQLiteStore
+from cocina.store import KeyRecord, Store, open_store
 
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % WINDOW_S  # a minute boundary
 
@@ -19,7 +19,7 @@ def key(**limits: int) -> KeyRecord:
     return KeyRecord(id="key_t", name="t", lookup="abcdefgh", secret_hash=b"x", **limits)  # type: ignore[arg-type]
 
 
-def test_requests_per_minute_slide(store: SQLiteStore) -> None:
+def test_requests_per_minute_slide(store: Store) -> None:
     lim = Limiter(store)
     k = key(rpm=3)
     for i in range(3):
@@ -46,7 +46,7 @@ def test_requests_per_minute_slide(store: SQLiteStore) -> None:
     store2.charge_request(k2, now=T0 + 32 + wait)
 
 
-def test_tokens_are_reserved_then_refunded(store: SQLiteStore) -> None:
+def test_tokens_are_reserved_then_refunded(store: Store) -> None:
     lim = Limiter(store)
     k = key(tpm=1000, monthly_tokens=5000)
     r1, states = lim.reserve(k, 600, now=T0)
@@ -63,7 +63,7 @@ def test_tokens_are_reserved_then_refunded(store: SQLiteStore) -> None:
     lim.settle(r2, 600)
 
 
-def test_the_monthly_budget_is_a_quota_not_a_rate(store: SQLiteStore) -> None:
+def test_the_monthly_budget_is_a_quota_not_a_rate(store: Store) -> None:
     lim = Limiter(store)
     k = key(monthly_tokens=1000)
     lim.reserve(k, 900, now=T0)
@@ -82,10 +82,10 @@ def test_the_window_arithmetic() -> None:
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_parallel_requests_of_one_key_never_overshoot(tmp_path: Path, replicas: int) -> None:
+def test_parallel_requests_of_one_key_never_overshoot(where: str, replicas: int) -> None:
     """32 threads reserve 100 tokens each against a budget of 1,000 (and 20 requests a minute): exactly 10
-    reservations succeed; with two stores on one file (two replicas) too."""
-    stores = [SQLiteStore(tmp_path / "shared.db") for _ in range(replicas)]
+    reservations succeed; with two stores on one database (two replicas) too."""
+    stores = [open_store(where) for _ in range(replicas)]
     k = key(tpm=1000, rpm=20)
     ok: list[int] = []
     refused: list[str] = []

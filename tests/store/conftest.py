@@ -1,22 +1,12 @@
-"""The store tests' fixtures: each test runs on SQLite and on PostgreSQL (a fresh database on the session's
-throwaway server)."""
+"""The store tests' fixtures: each test runs on SQLite and on PostgreSQL (`where`, tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from cocina.store import Store, open_store
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a store lives: a SQLite file, or a fresh database on the throwaway PostgreSQL."""
-    if request.param == "sqlite":
-        return str(tmp_path / "p.db")
-    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
