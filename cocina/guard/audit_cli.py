@@ -18,48 +18,66 @@ import typer
 
 if TYPE_CHECKING:
     from cocina.guard.audit.log import AuditLog
+    from cocina.store import Store
 
 app = typer.Typer(help="The audit log: checkpoints, proofs, verification.", no_args_is_help=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The server's data directory (its store and keys)")]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="The server's --store when it has one (postgresql://...; default: DATA_DIR/predictions.db)",
+    ),
+]
 _DEFAULT_DIR = Path(".cocina")
 
 
-def _open(data_dir: Path, origin: str) -> AuditLog:
+def _store(data_dir: Path, store_url: str | None, command: str) -> Store:
+    """The store the server uses: `--store` (PostgreSQL, shared by replicas) or the data directory's SQLite file."""
+    from cocina.store import SQLiteStore, StoreError, open_store
+
+    try:
+        return open_store(store_url) if store_url is not None else SQLiteStore(data_dir / "predictions.db")
+    except StoreError as exc:
+        typer.echo(f"cocina {command}: {'--store: ' if store_url is not None else ''}{exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _open(data_dir: Path, origin: str, store_url: str | None = None) -> AuditLog:
     from cocina.guard.audit.log import AuditLog
     from cocina.guard.guard import GuardSecrets
-    from cocina.store import SQLiteStore
 
-    store = SQLiteStore(data_dir / "predictions.db")
-    return AuditLog(store, GuardSecrets(data_dir).signer, origin)
+    return AuditLog(_store(data_dir, store_url, "audit"), GuardSecrets(data_dir).signer, origin)
 
 
 Origin = Annotated[str, typer.Option("--origin", help="The log's origin line (as in the guard file)")]
 
 
 @app.command("checkpoint")
-def checkpoint(data_dir: DataDir = _DEFAULT_DIR, origin: Origin = "cocina/audit") -> None:
+def checkpoint(data_dir: DataDir = _DEFAULT_DIR, store_url: StoreUrl = None, origin: Origin = "cocina/audit") -> None:
     """Print the latest signed checkpoint (signing a new one if the log grew)."""
-    typer.echo(_open(data_dir, origin).checkpoint().note, nl=False)
+    typer.echo(_open(data_dir, origin, store_url).checkpoint().note, nl=False)
 
 
 @app.command("key")
-def key(data_dir: DataDir = _DEFAULT_DIR, origin: Origin = "cocina/audit") -> None:
+def key(data_dir: DataDir = _DEFAULT_DIR, store_url: StoreUrl = None, origin: Origin = "cocina/audit") -> None:
     """Print the verifier key of the log's checkpoints."""
-    typer.echo(_open(data_dir, origin).verifier.encode())
+    typer.echo(_open(data_dir, origin, store_url).verifier.encode())
 
 
 @app.command("proof")
 def proof(
     ident: Annotated[str, typer.Argument(help="A prediction id, or an entry's number")],
     data_dir: DataDir = _DEFAULT_DIR,
+    store_url: StoreUrl = None,
     origin: Origin = "cocina/audit",
 ) -> None:
     """Print an entry with its inclusion proof against the latest checkpoint, after verifying it."""
     from cocina.guard.audit.merkle import ProofError, leaf_hash, verify_inclusion
     from cocina.guard.audit.note import NoteError, open_checkpoint
 
-    log = _open(data_dir, origin)
+    log = _open(data_dir, origin, store_url)
     entry = log.store.audit_entry_for(ident)
     idx = entry.idx if entry is not None else (int(ident) if ident.isdigit() else None)
     if idx is None:
@@ -80,6 +98,7 @@ def proof(
 @app.command("verify")
 def verify(
     data_dir: DataDir = _DEFAULT_DIR,
+    store_url: StoreUrl = None,
     since: Annotated[Path | None, typer.Option("--since", help="A checkpoint saved earlier")] = None,
     verifier_key: Annotated[
         str | None, typer.Option("--key", help="The verifier key (default: the data directory's own)")
@@ -90,7 +109,7 @@ def verify(
     from cocina.guard.audit.note import NoteError, Verifier
     from cocina.guard.audit.verify import verify_log
 
-    log = _open(data_dir, origin)
+    log = _open(data_dir, origin, store_url)
     try:
         verifiers = [Verifier.parse(verifier_key)] if verifier_key else [log.verifier]
     except NoteError as exc:

@@ -16,20 +16,37 @@ import typer
 
 if TYPE_CHECKING:
     from cocina.guard.keys import Keys
+    from cocina.store import Store
 
 app = typer.Typer(help="API keys: create, list, rotate, revoke, usage.", no_args_is_help=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The server's data directory (its store and secret)")]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="The server's --store when it has one (postgresql://...; default: DATA_DIR/predictions.db)",
+    ),
+]
 _DEFAULT_DIR = Path(".cocina")
 
 
-def _keys(data_dir: Path) -> Keys:
+def _store(data_dir: Path, store_url: str | None, command: str) -> Store:
+    """The store the server uses: `--store` (PostgreSQL, shared by replicas) or the data directory's SQLite file."""
+    from cocina.store import SQLiteStore, StoreError, open_store
+
+    try:
+        return open_store(store_url) if store_url is not None else SQLiteStore(data_dir / "predictions.db")
+    except StoreError as exc:
+        typer.echo(f"cocina {command}: {'--store: ' if store_url is not None else ''}{exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _keys(data_dir: Path, store_url: str | None = None) -> Keys:
     from cocina.guard.guard import GuardSecrets
     from cocina.guard.keys import KeyHasher, Keys
-    from cocina.store import SQLiteStore
 
-    store = SQLiteStore(data_dir / "predictions.db")
-    return Keys(store, KeyHasher(GuardSecrets(data_dir).key_hashing))
+    return Keys(_store(data_dir, store_url, "keys"), KeyHasher(GuardSecrets(data_dir).key_hashing))
 
 
 def _when(t: float | None) -> str:
@@ -53,13 +70,14 @@ def create(
     tpm: Annotated[int | None, typer.Option("--tpm", help="Tokens per minute (prompt + max_tokens, refunded)")] = None,
     monthly_tokens: Annotated[int | None, typer.Option("--monthly-tokens", help="Token budget per month")] = None,
     data_dir: DataDir = _DEFAULT_DIR,
+    store_url: StoreUrl = None,
 ) -> None:
     """Create a key and print it (once: it is not stored)."""
     from cocina.guard.keys import KeyError_, parse_duration
 
     patterns = [p for m in models or [] for p in m.split(",") if p]
     try:
-        keys = _keys(data_dir)
+        keys = _keys(data_dir, store_url)
         rec, text = keys.create(
             name,
             models=patterns,
@@ -78,13 +96,14 @@ def create(
 @app.command("list")
 def list_keys(
     data_dir: DataDir = _DEFAULT_DIR,
+    store_url: StoreUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
 ) -> None:
     """Every key: id, name, prefix, models, scopes, limits, expiry, state."""
     from cocina.guard.keys import display
 
     now = time.time()
-    for rec in _keys(data_dir).store.list_keys():
+    for rec in _keys(data_dir, store_url).store.list_keys():
         state = (
             "revoked" if rec.revoked_at else "expired" if rec.expires_at and rec.expires_at <= now else "active"
         )
@@ -116,37 +135,46 @@ def rotate(
     key_id: Annotated[str, typer.Argument(help="The key's id (key_...)")],
     grace: Annotated[str | None, typer.Option("--grace", help="How long the old key keeps working, e.g. 1h")] = None,
     data_dir: DataDir = _DEFAULT_DIR,
+    store_url: StoreUrl = None,
 ) -> None:
     """A new secret for the same key id (its usage and audit history stay); prints the new key once."""
     from cocina.guard.keys import KeyError_, parse_duration
 
     try:
-        _, text = _keys(data_dir).rotate(key_id, grace_s=parse_duration(grace) if grace else 0.0)
+        _, text = _keys(data_dir, store_url).rotate(key_id, grace_s=parse_duration(grace) if grace else 0.0)
     except KeyError_ as exc:
         raise _fail(str(exc)) from None
     typer.echo(text)
 
 
 @app.command("revoke")
-def revoke(key_id: Annotated[str, typer.Argument(help="The key's id")], data_dir: DataDir = _DEFAULT_DIR) -> None:
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id")],
+    data_dir: DataDir = _DEFAULT_DIR,
+    store_url: StoreUrl = None,
+) -> None:
     """Revoke a key at once (a running server refuses it from its next request)."""
     from cocina.guard.keys import KeyError_
 
     try:
-        rec = _keys(data_dir).revoke(key_id)
+        rec = _keys(data_dir, store_url).revoke(key_id)
     except KeyError_ as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"revoked {rec.id} ({rec.name!r})")
 
 
 @app.command("usage")
-def usage(key_id: Annotated[str, typer.Argument(help="The key's id")], data_dir: DataDir = _DEFAULT_DIR) -> None:
+def usage(
+    key_id: Annotated[str, typer.Argument(help="The key's id")],
+    data_dir: DataDir = _DEFAULT_DIR,
+    store_url: StoreUrl = None,
+) -> None:
     """Requests and tokens in the last minute and by month, against the key's limits."""
     from cocina.guard.keys import KeyError_
     from cocina.guard.limits import Limiter
 
     try:
-        keys = _keys(data_dir)
+        keys = _keys(data_dir, store_url)
         rec = keys.get(key_id)
     except KeyError_ as exc:
         raise _fail(str(exc)) from None

@@ -78,3 +78,31 @@ def test_serve_refuses_a_bad_guard_file(tmp_path: Path) -> None:
     bad.write_text("scanners: [")
     code, out = _run("serve", str(ECHO), "--guard", str(bad), "--data-dir", str(tmp_path / "d"))
     assert code == 1 and "not valid YAML" in out
+
+
+def test_keys_and_audit_of_a_server_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """`--store`: the keys and audit log of a server started with `--store postgresql://...` (its replicas share
+    them), not the data directory's SQLite file."""
+    from cocina.store import open_store
+
+    d = str(tmp_path)
+    code, out = _run("keys", "create", "--name", "shared", "--data-dir", d, "--store", postgres_url)
+    assert code == 0, out
+    listed = _run("keys", "list", "--json", "--data-dir", d, "--store", postgres_url)[1]
+    (row,) = [json.loads(line) for line in listed.splitlines()]
+    assert row["name"] == "shared" and row["state"] == "active"
+    assert _run("keys", "list", "--json", "--data-dir", d)[1] == ""  # the SQLite file has none
+    store = open_store(postgres_url)
+    try:
+        assert [k.name for k in store.list_keys()] == ["shared"]
+        log = AuditLog(store, GuardSecrets(tmp_path).signer, "cocina/audit")
+        for i in range(3):
+            log.append(f"p{i}", {"status": "succeeded", "n": i})
+    finally:
+        store.close()
+    code, note = _run("audit", "checkpoint", "--data-dir", d, "--store", postgres_url)
+    assert code == 0 and note.startswith("cocina/audit\n3\n"), note
+    code, out = _run("audit", "verify", "--data-dir", d, "--store", postgres_url)
+    assert code == 0 and "Tree Size: 3" in out, out
+    code, out = _run("keys", "list", "--data-dir", d, "--store", "mysql://x@127.0.0.1/db")
+    assert code == 1 and "cocina keys: --store: mysql://" in out
