@@ -4,6 +4,8 @@ training needs before it is admitted."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -197,3 +199,55 @@ async def test_a_training_of_a_served_directory_and_its_process_making_room(tmp_
     finally:
         await s.drain(1.0)
         store.close()
+
+
+async def test_a_late_subscriber_to_a_prediction_another_server_runs(tmp_path: Path) -> None:
+    """Two servers sharing one store: a late subscriber at the one that does not run the prediction is replayed
+    what the model keeps too, then follows the rest through the store (a capacity of 0: only what comes next)."""
+    shared = tmp_path / "shared.db"
+    runner = Serving(
+        config(tmp_path / "a"),
+        [features("acme/cap0", 0), features()],  # type: ignore[list-item]
+        store=SQLiteStore(shared),
+    )
+    await runner.start()
+    follower: Serving | None = None
+    try:
+        for name in ("acme/cap0", "acme/features"):  # loaded: their schemas are in the store for the follower
+            await runner.models.get(name).model.request_load()
+        follower = Serving(
+            config(tmp_path / "b"),
+            [features("acme/cap0", 0, warm=False), features(warm=False)],  # type: ignore[list-item]
+            store=SQLiteStore(shared),
+        )
+        # Two servers in one process stand for two processes: to the follower, the runner (our pid) must be
+        # another live process, not an earlier life of its own whose leases it takes over.
+        follower.owner = follower.owner.replace(f":{os.getpid()}:", f":{os.getppid()}:")
+        await follower.start()
+
+        async def stored_outputs(pid: str, n: int) -> None:  # the runner's flush reached the store
+            deadline = time.monotonic() + 10
+            while len((follower.store.get(pid) or PredictionRecord(pid)).output or []) < n:
+                assert time.monotonic() < deadline, "the runner never flushed its output"
+                await asyncio.sleep(0.05)
+
+        admitted = await runner.admit(AdmissionRequest(surface="cog", input={"n": 6, "delay": 0.4}, model="acme/cap0"))
+        pid = admitted.record.id
+        await stored_outputs(pid, 1)
+        events = await collect(follower.events(pid, late=True))
+        got = [e.value for e in events if isinstance(e, OutputChunk)]
+        first = int(got[0].removeprefix("chunk-")) if got else 6
+        assert 1 <= first < 6 and got == [f"chunk-{i}" for i in range(first, 6)], got  # what came next, only
+        assert isinstance(events[-1], Completed) and not any(isinstance(e, Started) for e in events)
+
+        pid = await _past(runner, "acme/features", 2)
+        await stored_outputs(pid, 2)
+        events = await collect(follower.events(pid, late=True))
+        assert isinstance(events[0], Started) and isinstance(events[-1], Completed)
+        assert [e.value for e in events if isinstance(e, OutputChunk)] == ["chunk-0", "chunk-1", "chunk-2"]
+    finally:
+        if follower is not None:
+            await follower.drain(1.0)
+            follower.store.close()
+        await runner.drain(1.0)
+        runner.store.close()
