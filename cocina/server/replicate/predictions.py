@@ -102,6 +102,7 @@ async def _create(
             webhook=str(webhook) if webhook else None,
             webhook_events_filter=list(events or []),
             deadline=deadline,
+            source=source,
             principal=principal_of(request),
         )
     )
