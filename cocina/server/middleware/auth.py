@@ -3,10 +3,13 @@ server's single token (if set).
 
 With keys (`cocina keys create`), a request needs `Authorization: Bearer ck_…` (or `Token ck_…`, as the
 `replicate` client may send); the key's principal is put in the scope (`scope["state"]["principal"]`) for the
-routes, which pass it to admission. `POST /shutdown` and `/metrics` need the `admin` scope; other writes need
-`predict`. Without keys, `COCINA_API_TOKEN` works as before: kept as a SHA-256 digest and compared in constant
-time. A refusal is 401 (403 for a missing scope) in the API's own shape. The allowlist is `/health` and
-`/health-check` (orchestrators probe them without credentials) and `/metrics` when configured public.
+routes, which pass it to admission. What scope a route needs is `required_scopes`: `admin` for `POST /shutdown`
+and `/metrics`; `push` for the hub's models and versions (creating, pushing, deleting) and its blob uploads;
+`deploy` for creating, changing, rolling back and deleting deployments (and `compare`, which also runs
+predictions, so `predict` too); `predict` for every other write; any valid key reads. Without keys,
+`COCINA_API_TOKEN` works as before: kept as a SHA-256 digest and compared in constant time. A refusal is 401
+(403 for a missing scope) in the API's own shape. The allowlist is `/health` and `/health-check` (orchestrators
+probe them without credentials) and `/metrics` when configured public.
 """
 
 from __future__ import annotations
@@ -24,6 +27,30 @@ if TYPE_CHECKING:
 
 PROBES = frozenset({"/health", "/health-check"})
 ADMIN_PATHS = frozenset({"/shutdown", "/metrics"})
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+HUB_PREFIX = "/v1/hub/"  # the hub's blob uploads (and the query of which are missing): only a push uses them
+
+
+def required_scopes(method: str, path: str) -> tuple[str, ...]:
+    """The scopes (all of them) an API key needs for `method path`; () for any valid key."""
+    if path in ADMIN_PATHS:
+        return ("admin",)
+    if path.startswith(HUB_PREFIX):
+        return ("push",)  # HEAD too: whether a blob exists says whether someone pushed that file
+    if method in READS:
+        return ()
+    parts = path.rstrip("/").split("/")[1:]  # "/v1/models/o/n" -> ["v1", "models", "o", "n"]
+    if parts[:2] == ["v1", "models"]:
+        # POST /v1/models, DELETE /v1/models/o/n, POST /v1/models/o/n/versions, DELETE .../versions/{id}
+        if len(parts) in (2, 4) or (len(parts) in (5, 6) and parts[4] == "versions"):
+            return ("push",)
+    elif parts[:2] == ["v1", "deployments"]:
+        # POST /v1/deployments, PATCH/DELETE /v1/deployments/o/n, POST .../rollback; .../predictions is predict's
+        if len(parts) in (2, 4) or (len(parts) == 5 and parts[4] == "rollback"):
+            return ("deploy",)
+        if len(parts) == 5 and parts[4] == "compare":
+            return ("deploy", "predict")  # it runs the examples as predictions of this key
+    return ("predict",)
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -85,10 +112,8 @@ class TokenAuthMiddleware:
         principal = self.guard.authenticate(given)
         if isinstance(principal, str):
             return Unauthorized(failure_message(principal))
-        path, method = scope.get("path", ""), scope.get("method", "GET")
-        if path in ADMIN_PATHS and not principal.has_scope("admin"):
-            return Forbidden("This API key lacks the `admin` scope this route needs.")
-        if method not in ("GET", "HEAD", "OPTIONS") and not principal.has_scope("predict"):
-            return Forbidden("This API key lacks the `predict` scope this route needs.")
+        for needed in required_scopes(scope.get("method", "GET"), scope.get("path", "")):
+            if not principal.has_scope(needed):
+                return Forbidden(f"This API key lacks the `{needed}` scope this route needs.")
         scope.setdefault("state", {})["principal"] = principal
         return None
