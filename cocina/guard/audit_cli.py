@@ -21,15 +21,25 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="The audit log: checkpoints, proofs, verification.", no_args_is_help=True)
 
-DataDir = Annotated[Path, typer.Option("--data-dir", help="The server's data directory (its store and keys)")]
-_DEFAULT_DIR = Path(".cocina")
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="The server's data directory (default: $COCINA_HOME or ~/.cocina)"),
+]
+_DEFAULT_DIR = None  # the server's default: cocina.config.default_data_dir()
 
 
-def _open(data_dir: Path, origin: str) -> AuditLog:
+def _data_dir(given: Path | None) -> Path:
+    from cocina.config import default_data_dir
+
+    return given if given is not None else default_data_dir()
+
+
+def _open(given: Path | None, origin: str) -> AuditLog:
     from cocina.guard.audit.log import AuditLog
     from cocina.guard.guard import GuardSecrets
     from cocina.store import SQLiteStore
 
+    data_dir = _data_dir(given)
     store = SQLiteStore(data_dir / "predictions.db")
     return AuditLog(store, GuardSecrets(data_dir).signer, origin)
 

@@ -19,15 +19,25 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="API keys: create, list, rotate, revoke, usage.", no_args_is_help=True)
 
-DataDir = Annotated[Path, typer.Option("--data-dir", help="The server's data directory (its store and secret)")]
-_DEFAULT_DIR = Path(".cocina")
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="The server's data directory (default: $COCINA_HOME or ~/.cocina)"),
+]
+_DEFAULT_DIR = None  # the server's default: cocina.config.default_data_dir()
 
 
-def _keys(data_dir: Path) -> Keys:
+def _data_dir(given: Path | None) -> Path:
+    from cocina.config import default_data_dir
+
+    return given if given is not None else default_data_dir()
+
+
+def _keys(given: Path | None) -> Keys:
     from cocina.guard.guard import GuardSecrets
     from cocina.guard.keys import KeyHasher, Keys
     from cocina.store import SQLiteStore
 
+    data_dir = _data_dir(given)
     store = SQLiteStore(data_dir / "predictions.db")
     return Keys(store, KeyHasher(GuardSecrets(data_dir).key_hashing))
 
