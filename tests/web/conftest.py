@@ -22,7 +22,7 @@ CSRF = {"X-Cocina-CSRF": "test"}  # without keys, the page's API asks only that 
 HTML = {"Accept": "text/html"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """One headless Chromium for every browser test (each test opens its own context)."""
     executable = shutil.which("chromium")
@@ -59,7 +59,7 @@ def web_specs(tiny_model: Path) -> list[ModelSpec]:
     ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[LiveServer]:
     """A server without keys, with a hub, serving `web_specs`."""
     srv = start_server(tmp_path_factory.mktemp("web") / "data", web_specs(tiny_model), hub=True)
@@ -73,7 +73,7 @@ def web(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[
 TOKEN = "web-test-token"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server that needs a key (its client sends it), with the echo predictor and a small body limit."""
     srv = start_server(
