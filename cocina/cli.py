@@ -19,6 +19,8 @@ _COMMAND_MODULES = (
     "cocina.hubctl.cli",  # push, models, versions, deployments
     "cocina.bench.cli",  # bench
     "cocina.cost.cli",  # cost
+    "cocina.guard.keys_cli",  # keys
+    "cocina.guard.audit_cli",  # audit
     "cocina.engine.cli",  # kernels build, kernels info
     "cocina.rag.cli",  # index
 )

@@ -13,6 +13,7 @@ with the command that installs it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -197,6 +198,13 @@ def _site_packages() -> list[str]:
     return sorted(p for p in paths if os.path.isdir(p))
 
 
+def _server_key() -> str:
+    """Which server install an environment layers on (its interpreter and package directories): an environment
+    built over one install is not reused by another (its `.pth` names the first one's packages, which may be gone
+    or differ), so two installs sharing a data directory each get their own."""
+    return hashlib.sha256(json.dumps([sys.executable, _site_packages()]).encode()).hexdigest()[:8]
+
+
 class EnvironmentBuilder:
     """Builds (or reuses) environments under `root`. `find_links` and `no_index` are passed to pip."""
 
@@ -220,13 +228,23 @@ class EnvironmentBuilder:
             if spec.requirements:
                 say("requirements already satisfied by the server's environment: nothing to install")
             return Environment(sys.executable, notes=tuple(notes))
-        path = self.root / spec.hash
+        path = self.root / f"{spec.hash}-{_server_key()}"
         marker = path / "cocina-environment.json"
-        if marker.is_file():
-            done = json.loads(marker.read_text())
-            say(f"reusing environment {spec.hash[:12]}")
-            return Environment(str(path / "bin" / "python"), path, tuple(done.get("installed", ())), True, tuple(notes))
-        return self._build(spec, missing, path, say, tuple(notes))
+        self.root.mkdir(parents=True, exist_ok=True)
+        # One build of an environment at a time, across processes (servers, `cocina predict`s sharing the data
+        # directory): a second one waits and then reuses it instead of deleting the first's half-built files.
+        with open(self.root / f"{path.name}.lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                say(f"waiting for another build of environment {spec.hash[:12]}")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if marker.is_file():
+                done = json.loads(marker.read_text())
+                say(f"reusing environment {spec.hash[:12]}")
+                installed = tuple(done.get("installed", ()))
+                return Environment(str(path / "bin" / "python"), path, installed, True, tuple(notes))
+            return self._build(spec, missing, path, say, tuple(notes))
 
     def _build(
         self, spec: EnvironmentSpec, missing: list[RequirementLine], path: Path, say: Progress, notes: tuple[str, ...]

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import mimetypes
+import os
 import pathlib
 import re
 import tempfile
 import urllib.parse
+from collections.abc import Iterator
 
 import httpx
+
+from cocina.sdk.urls import POLICY_ENV, GuardedBackend, UrlPolicy, UrlRefused, check_url
 
 __all__ = ["fetch_to_local", "is_url"]
 
@@ -43,12 +48,25 @@ def _name_from_content_disposition(header: str | None) -> str | None:
     return urllib.parse.unquote(match.group(1)) if match else None
 
 
+_MAX_REDIRECTS = 5
+
+
+def _policy() -> UrlPolicy | None:
+    # Set by serving for a served model's process (the process boundary); `cocina predict` sets none.
+    text = os.environ.get(POLICY_ENV)
+    return UrlPolicy.from_json(text) if text else None
+
+
 def fetch_to_local(value: str, tmp_dir: pathlib.Path | None = None) -> pathlib.Path:
     """Return a local path for `value`: a download of an http(s) URL, a decoded data URL, or the path itself.
 
     Downloads and decoded data land in a fresh directory under `tmp_dir` (or the system temp dir), so two inputs
-    with the same file name never overwrite each other.
+    with the same file name never overwrite each other. In a served model's process a URL policy is in force
+    (`cocina.sdk.urls`): each redirect and the address connected to are checked before anything is sent.
     """
+    policy = _policy()
+    if policy is not None and not value.startswith(("http://", "https://", "data:")) and not policy.path_allowed(value):
+        raise UrlRefused("only http(s) and data URLs are accepted")
     if not is_url(value):
         return pathlib.Path(value)
     base = tmp_dir if tmp_dir is not None else pathlib.Path(tempfile.gettempdir())
@@ -66,8 +84,16 @@ def fetch_to_local(value: str, tmp_dir: pathlib.Path | None = None) -> pathlib.P
         path = target_dir / f"file{ext}"
         path.write_bytes(data)
         return path
-    with httpx.stream("GET", value, follow_redirects=True, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-        response.raise_for_status()
+    if policy is None:
+        client = httpx.Client(follow_redirects=True, timeout=_DOWNLOAD_TIMEOUT_S)
+    else:
+        transport = httpx.HTTPTransport()
+        # httpx takes no network backend; its transport's pool does (the documented httpcore one).
+        import httpcore
+
+        transport._pool = httpcore.ConnectionPool(network_backend=GuardedBackend(policy))
+        client = httpx.Client(transport=transport, follow_redirects=False, timeout=_DOWNLOAD_TIMEOUT_S)
+    with client, _download(client, value, policy) as response:
         url_name = urllib.parse.unquote(
             pathlib.PurePosixPath(urllib.parse.urlparse(str(response.url)).path).name
         )
@@ -77,3 +103,19 @@ def fetch_to_local(value: str, tmp_dir: pathlib.Path | None = None) -> pathlib.P
             for chunk in response.iter_bytes():
                 out.write(chunk)
     return path
+
+
+@contextlib.contextmanager
+def _download(client: httpx.Client, url: str, policy: UrlPolicy | None) -> Iterator[httpx.Response]:
+    """The final response for `url`, redirects followed one by one (each checked against the policy)."""
+    for _ in range(_MAX_REDIRECTS + 1):
+        if policy is not None:
+            check_url(url, policy)
+        with client.stream("GET", url) as response:
+            if policy is not None and response.is_redirect:
+                url = str(response.url.join(response.headers.get("location", "")))
+                continue
+            response.raise_for_status()
+            yield response
+            return
+    raise UrlRefused(f"more than {_MAX_REDIRECTS} redirects")

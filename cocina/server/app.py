@@ -3,7 +3,7 @@
 
 The lifespan starts serving (store, leases, warm models) and drains it on shutdown. Every exception goes through
 `errors.error_response` with the surface of the request's path. Middleware, outermost first: request id and
-access log, token auth, body size limit.
+access log, auth (API keys, or the token), body and header size limits, the guard's response headers.
 """
 
 from __future__ import annotations
@@ -18,12 +18,18 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from cocina.server import cog, openai, replicate
+from cocina.guard import Guard
+from cocina.server import audit, cog, openai, replicate
 from cocina.server.config import ServerConfig
 from cocina.server.errors import ApiError, RequestInvalid, error_response, surface_for_path
 from cocina.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cocina.server.metrics import ModelGauges, ServerMetrics
-from cocina.server.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, TokenAuthMiddleware
+from cocina.server.middleware import (
+    BodySizeLimitMiddleware,
+    GuardHeadersMiddleware,
+    RequestIdMiddleware,
+    TokenAuthMiddleware,
+)
 from cocina.server.openapi_v1 import ModelEntry, full_openapi
 from cocina.server.replicate.blobs import BLOB_PREFIX
 from cocina.server.state import serving_of
@@ -73,11 +79,15 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    guard = serving.gate if isinstance(serving.gate, Guard) else None
     app.state.serving = serving
     app.state.hub = hub
     app.state.tasks = set()  # work that outlives its request (a push whose client went away)
     app.state.config = config
     app.state.metrics = metrics
+    app.state.guard = guard
+    if guard is not None:
+        metrics.guard = guard.metrics
     app.state.request_shutdown = request_shutdown or (lambda: log.warning("POST /shutdown: no server to stop"))
 
     async def handle(request: Request, exc: Exception) -> Response:
@@ -139,8 +149,10 @@ def create_app(
     app.include_router(openai.router)
     app.include_router(web_api.router)
     app.include_router(web_pages.model_router)  # `/{owner}/{name}` last: it would match the APIs' paths
+    app.include_router(audit.router)
     # add_middleware wraps: the last added is the outermost.
+    app.add_middleware(GuardHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes, exempt_prefixes=(BLOB_PREFIX,))
-    app.add_middleware(TokenAuthMiddleware, token=config.api_token, public_metrics=config.public_metrics)
+    app.add_middleware(TokenAuthMiddleware, token=config.api_token, public_metrics=config.public_metrics, guard=guard)
     app.add_middleware(RequestIdMiddleware, on_response=metrics.observe_request)
     return app

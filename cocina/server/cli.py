@@ -205,6 +205,17 @@ def serve_command(
             "name; repeatable (multilingual-e5-small is always there)",
         ),
     ] = None,
+    guard_file: Annotated[
+        Path | None,
+        typer.Option("--guard", help="The guard's file: scanners, privacy, disclosure, audit, URLs (docs/guard.md)"),
+    ] = None,
+    no_guard: Annotated[
+        bool, typer.Option("--no-guard", help="No guard at all: no API keys, scanners, disclosure or audit log")
+    ] = False,
+    allow_private_urls: Annotated[
+        bool,
+        typer.Option("--allow-private-urls", help="Path inputs may be URLs of loopback and private addresses"),
+    ] = False,
     dtype: DtypeOption = None,
     quantize: QuantizeOption = None,
     device: DeviceOption = None,
@@ -235,6 +246,7 @@ def serve_command(
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from cocina.config import ConfigError, default_data_dir
+    from cocina.guard import Guard, GuardConfig, GuardConfigError, load_guard_config
     from cocina.hub import Hub
     from cocina.hub.envs import EnvironmentBuilder, EnvironmentBuildError, environment_spec
     from cocina.server.config import ServerConfig
@@ -264,6 +276,13 @@ def serve_command(
         # (A model that cannot be loaded is a failed setup instead: the server reports it on /health-check.)
         typer.echo(f"cocina serve: {exc}", err=True)
         raise typer.Exit(1) from None
+    guard_config: GuardConfig | None = None
+    if not no_guard:
+        try:
+            guard_config = load_guard_config(guard_file) if guard_file is not None else GuardConfig()
+        except GuardConfigError as exc:
+            typer.echo(f"cocina serve: {exc}", err=True)
+            raise typer.Exit(1) from None
     try:
         store = SQLiteStore(data_dir / "predictions.db")
     except StoreError as exc:
@@ -320,6 +339,8 @@ def serve_command(
         memory_budget_bytes=budget,
         upload_url=upload_url,
         embedding_models=embedding_models,
+        allow_private_urls=allow_private_urls or bool(guard_config and guard_config.allow_private_urls),
+        url_allow_hosts=guard_config.url_allow_hosts if guard_config else (),
     )
     server_config = ServerConfig(
         host=host,
@@ -338,7 +359,8 @@ def serve_command(
         log.info("the hub of %s: %s", data_dir, ", ".join(hub_names))
     if not specs and not hub_names:
         log.info("no model yet: push one with `cocina push http://%s:%d/owner/name`", host, port)
-    serving = Serving(serving_config, specs, store=store, default=chosen_default, catalog=hub)
+    guard = Guard(guard_config, data_dir) if guard_config is not None else None
+    serving = Serving(serving_config, specs, store=store, default=chosen_default, gate=guard, catalog=hub)
     try:
         build_server(serving, server_config, hub).run()
     finally:

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from cocina.serving import errors as serving
+from cocina.serving import gate
 
 log = logging.getLogger("cocina.server")
 
@@ -72,6 +73,11 @@ class Forbidden(ApiError):
     title = "Forbidden"
     openai_type = "permission_error"
     openai_code = "permission_denied"
+
+
+class HeadersTooLarge(ApiError):
+    status = 431
+    title = "Request header fields too large"
 
 
 class NotFound(ApiError):
@@ -206,8 +212,63 @@ def _field_errors(surface: Surface, errors: list[dict[str, Any]], title: str) ->
     return _openai(400, _describe(errors), "invalid_request_error", _param(errors))
 
 
+def limit_headers(states: Sequence[gate.LimitState]) -> dict[str, str]:
+    """The rate-limit headers clients read: OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
+    and the IETF draft's `ratelimit-*` (the first, tightest limit)."""
+    headers: dict[str, str] = {}
+    for s in states:
+        headers[f"x-ratelimit-limit-{s.name}"] = str(s.limit)
+        headers[f"x-ratelimit-remaining-{s.name}"] = str(s.remaining)
+        headers[f"x-ratelimit-reset-{s.name}"] = f"{max(0.0, s.reset_s):.3g}s"
+    if states:
+        tight = min(states, key=lambda s: s.remaining / max(1, s.limit))
+        headers["ratelimit-limit"] = str(tight.limit)
+        headers["ratelimit-remaining"] = str(tight.remaining)
+        headers["ratelimit-reset"] = str(max(0, round(tight.reset_s)))
+    return headers
+
+
+def _guard_error(surface: Surface, exc: serving.ServingError) -> JSONResponse | None:
+    """The guard's refusals: 403/404 for access, 429 for limits and budgets, 400 for blocked content."""
+    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
+    if isinstance(exc, gate.AccessDenied):
+        if exc.hide:
+            return _by_status(surface, _Status(404, "Not found", openai_code="model_not_found"), exc.message, "model",
+                              {})
+        return _by_status(surface, _Status(403, "Forbidden", "permission_error", "permission_denied"), exc.message,
+                          None, {})
+    if isinstance(exc, gate.RateLimited):
+        headers.update(limit_headers(exc.limits))
+        if exc.retry_after_s is None:
+            headers["x-should-retry"] = "false"  # a request larger than the limit never fits: do not retry
+        if surface is Surface.OPENAI:
+            return _openai(429, exc.message, exc.reason, None, "rate_limit_exceeded", headers)
+        if surface is Surface.REPLICATE:
+            return _problem(429, "Too many requests", f"Request was throttled. {exc.message}", headers)
+        return _cog(429, exc.message, headers)
+    if isinstance(exc, gate.QuotaExceeded):
+        headers["x-should-retry"] = "false"  # the OpenAI client would otherwise retry a spent budget
+        if surface is Surface.OPENAI:
+            return _openai(429, exc.message, "insufficient_quota", None, "insufficient_quota", headers)
+        if surface is Surface.REPLICATE:
+            return _problem(429, "Quota exceeded", exc.message, headers, code="insufficient_quota")
+        return _cog(429, exc.message, headers)
+    if isinstance(exc, gate.ContentBlocked):
+        extra = {"x-cocina-prediction-id": exc.prediction_id} if exc.prediction_id else {}
+        if surface is Surface.OPENAI:
+            return _openai(400, exc.message, "invalid_request_error", None, "content_filter", extra)
+        if surface is Surface.REPLICATE:
+            return _problem(400, "Content blocked", exc.message, extra, scanner=exc.scanner)
+        return _cog(400, exc.message, extra)
+    return None
+
+
 def error_response(surface: Surface, exc: BaseException) -> JSONResponse:
     """The response `surface` gives for `exc`; unknown exceptions become a generic 500 without details."""
+    if isinstance(exc, gate.AccessDenied | gate.RateLimited | gate.QuotaExceeded | gate.ContentBlocked):
+        response = _guard_error(surface, exc)
+        assert response is not None
+        return response
     if isinstance(exc, serving.InvalidInput):
         return _field_errors(surface, [_safe_error_item(e) for e in exc.errors], "Input validation failed")
     if isinstance(exc, RequestInvalid):

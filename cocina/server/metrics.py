@@ -97,6 +97,8 @@ class ServerMetrics:
         )
         self._scrape = _ScrapeTimeCollector()
         self.registry.register(self._scrape)
+        self.guard: Any = None  # the guard's counters (`GuardMetrics`), when the server has a guard
+        self.registry.register(_GuardCollector(self))
 
     def observe_request(self, path: str, method: str, status: int, duration_s: float) -> None:
         """One answered request to `path` (called from the middleware's `finally`)."""
@@ -144,6 +146,35 @@ class _ScrapeTimeCollector(Collector):
         engines = [m for m in self.models if m.engine and _renders(m)]
         if engines:
             yield from engine_metrics(engines)
+
+
+class _GuardCollector(Collector):
+    """`cocina_guard_verdicts_total{stage,scanner,action,outcome}` and
+    `cocina_guard_refusals_total{reason}`, read from the guard's counters at scrape time."""
+
+    def __init__(self, owner: ServerMetrics) -> None:
+        self.owner = owner
+
+    def collect(self) -> Iterator[Metric]:
+        guard = self.owner.guard
+        if guard is None:
+            return
+        verdicts = CounterMetricFamily(
+            "cocina_guard_verdicts",
+            "Scanner verdicts, by stage (input, output), scanner, configured action and outcome (flagged, clean).",
+            labels=["stage", "scanner", "action", "outcome"],
+        )
+        for (stage, scanner, action, outcome), n in sorted(guard.verdicts.items()):
+            verdicts.add_metric([stage, scanner, action, outcome], n)
+        yield verdicts
+        refusals = CounterMetricFamily(
+            "cocina_guard_refusals",
+            "Requests the guard refused, by reason (requests, tokens, quota, key_*, model_not_allowed, blocked_*).",
+            labels=["reason"],
+        )
+        for reason, n in sorted(guard.refusals.items()):
+            refusals.add_metric([reason], n)
+        yield refusals
 
 
 def _renders(model: ModelGauges) -> bool:

@@ -391,6 +391,40 @@ def _common_paths() -> dict[str, Any]:
     }
 
 
+def _audit_paths() -> dict[str, Any]:
+    """The audit log's routes (404 when the server runs without the guard's audit log)."""
+    text = _content("text/plain", {"type": "string"}, "A signed note")
+    proof = {"type": "object", "required": ["proof", "checkpoint"]}
+    size = {"in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}}
+    return {
+        "/v1/audit/checkpoint": {
+            "get": {"operationId": "audit_checkpoint", "security": _SECURITY,
+                    "description": "The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).",
+                    "responses": {"200": text, **_problems(401, 404)}}
+        },
+        "/v1/audit/key": {
+            "get": {"operationId": "audit_key", "security": _SECURITY,
+                    "description": "The verifier key of the checkpoints (<name>+<hex id>+<base64 key>).",
+                    "responses": {"200": _content("text/plain", {"type": "string"}, "A verifier key"),
+                                  **_problems(401, 404)}}
+        },
+        "/v1/audit/proof/{prediction_id}": {
+            "get": {"operationId": "audit_inclusion_proof", "security": _SECURITY,
+                    "description": "The prediction's audit entry and its RFC 9162 inclusion proof.",
+                    "parameters": [_path("prediction_id", {"type": "string"}), {**size, "name": "size"}],
+                    "responses": {"200": _content("application/json", proof, "Entry and proof"),
+                                  **_problems(400, 401, 404, 422)}}
+        },
+        "/v1/audit/consistency": {
+            "get": {"operationId": "audit_consistency_proof", "security": _SECURITY,
+                    "description": "An RFC 9162 consistency proof from the first `first` entries to a checkpoint.",
+                    "parameters": [{**size, "name": "first", "required": True}, {**size, "name": "second"}],
+                    "responses": {"200": _content("application/json", proof, "Proof"),
+                                  **_problems(400, 401, 404, 422)}}
+        },
+    }
+
+
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "nullable": True}
 
@@ -727,6 +761,7 @@ def full_openapi(default_schema: dict[str, Any], models: list[ModelEntry], *, ma
     paths = doc["paths"]
     paths.update(_replicate_paths(models))
     paths.update(_common_paths())
+    paths.update(_audit_paths())
     if openai_names:
         paths.update(_openai_paths())
     else:

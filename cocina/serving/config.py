@@ -35,6 +35,9 @@ class ServingConfig:
             output is where they went (see `cocina.serving.files`).
         embedding_models: names `/v1/embeddings` answers to -> a built-in embedding model or a directory (the
             default embedding model is always there under its own name); indexes live in `data_dir/indexes`.
+        allow_private_urls: `Path` inputs may be URLs of loopback, private and link-local addresses (refused
+            by default: SSRF).
+        url_allow_hosts: hosts (`name` or `name:port`) that `Path` URLs may name whatever they resolve to.
     """
 
     data_dir: Path = Path(".cocina")
@@ -55,6 +58,8 @@ class ServingConfig:
     output_inline_max_bytes: int = 2**20
     upload_url: str | None = None
     embedding_models: Mapping[str, str] = field(default_factory=dict)
+    allow_private_urls: bool = False
+    url_allow_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:

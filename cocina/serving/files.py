@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from cocina.serving.errors import InvalidInput
 from cocina.store import utc_now
 
 _FILE_ID = re.compile(r"^[a-z0-9]{20,40}$")
@@ -205,3 +206,59 @@ async def _read_chunks(path: Path) -> AsyncIterator[bytes]:
     with path.open("rb") as f:
         while chunk := await asyncio.to_thread(f.read, _UPLOAD_CHUNK):
             yield chunk
+def _uri_fields(schema: dict[str, Any]) -> dict[str, bool]:
+    """Input fields that hold file URLs (`Path`, `File`), and whether each is a list of them."""
+    props = schema.get("components", {}).get("schemas", {}).get("Input", {}).get("properties", {})
+    out = {}
+    for name, prop in props.items():
+        if prop.get("format") == "uri":
+            out[name] = False
+        elif prop.get("type") == "array" and prop.get("items", {}).get("format") == "uri":
+            out[name] = True
+    return out
+
+
+async def check_input_urls(
+    inputs: dict[str, Any], schema: dict[str, Any], config: Any, files: FileStore | None = None
+) -> None:
+    """Refuse file inputs that would make the model's process fetch what it must not (SSRF): a URL whose host
+    is loopback, private or link-local, another scheme than http(s)/data, or a local path. Files uploaded to
+    this server (`/v1/files/<id>` of a file that exists here) are allowed. `InvalidInput` names the field."""
+    import asyncio
+
+    from cocina.sdk.urls import UrlPolicy, UrlRefused, check_addresses, split_url
+
+    policy = UrlPolicy(config.allow_private_urls, tuple(config.url_allow_hosts))
+    loop = asyncio.get_running_loop()
+    errors = []
+    for name, is_list in _uri_fields(schema).items():
+        values = inputs.get(name)
+        for i, value in enumerate(values if is_list and isinstance(values, list) else [values]):
+            if not isinstance(value, str) or value.startswith("data:"):
+                continue
+            own = _OWN_URL.match(value)
+            if own and files is not None and files.content_path(own.group(1)) is not None:
+                continue  # replaced by the local file before it runs: nothing is fetched
+            try:
+                if value.startswith("/"):
+                    raise UrlRefused("local file paths are not accepted over the API; upload the file or pass a URL")
+                _, host, port = split_url(value)
+                if not (policy.allow_private or policy.host_allowed(host, port)):
+                    try:
+                        infos = await loop.getaddrinfo(host, port)
+                    except OSError:
+                        raise UrlRefused(f"{host} does not resolve") from None
+                    check_addresses(host, port, [str(x[4][0]) for x in infos], policy)
+            except UrlRefused as exc:
+                loc = ["body", "input", name, i] if is_list else ["body", "input", name]
+                errors.append({"loc": loc, "msg": f"{name}: {exc}", "type": "url_refused"})
+    if errors:
+        raise InvalidInput(errors)
+
+
+def url_policy_env(config: Any) -> dict[str, str]:
+    """The environment that hands a model's process the URL policy (checked again at download time)."""
+    from cocina.sdk.urls import POLICY_ENV, UrlPolicy
+
+    policy = UrlPolicy(config.allow_private_urls, tuple(config.url_allow_hosts), (str(config.files_dir),))
+    return {POLICY_ENV: policy.to_json()}

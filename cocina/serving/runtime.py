@@ -43,6 +43,7 @@ from cocina.serving.events import (
     TokenLogprob,
 )
 from cocina.serving.files import FileStore, OutputUploadError
+from cocina.serving.gate import Gate, OutputFilter, Ticket
 from cocina.serving.jobs import GenerationJob, Job, PredictJob
 from cocina.serving.model import ModelState, ServedModel
 from cocina.serving.spec import ModelSpec
@@ -91,6 +92,9 @@ class ActivePrediction:
     last_flush: float = 0.0
     num_outputs: int = 0
     raw_output: Any = None  # a training's output as the worker gave it (its weights still a local file)
+    ticket: Ticket | None = None  # what the gate decided at admission
+    filter: OutputFilter | None = None  # the gate's output scanners
+    blocked: bool = False  # an output scanner stopped it
 
 
 class PredictionBook:
@@ -130,6 +134,7 @@ class RuntimeContext:
     owner: str  # this server instance's lease owner id
     renderers: dict[str, Renderer] = field(default_factory=dict)  # webhook bodies, by surface
     publish_training: TrainingPublisher | None = None  # None: this server keeps no trained versions
+    gate: Gate | None = None  # the guard: what the store keeps of a record, and each prediction's end
 
 
 class ModelRuntime:
@@ -191,9 +196,15 @@ class ModelRuntime:
 
     # ---- admitting
 
-    def enqueue(self, rec: PredictionRecord, job: Job) -> ActivePrediction:
+    def enqueue(
+        self,
+        rec: PredictionRecord,
+        job: Job,
+        ticket: Ticket | None = None,
+        output_filter: OutputFilter | None = None,
+    ) -> ActivePrediction:
         """Queue a prediction whose row is in the store."""
-        active = ActivePrediction(rec, job, self)
+        active = ActivePrediction(rec, job, self, ticket=ticket, filter=output_filter)
         self.ctx.book.active[rec.id] = active
         self._attach_webhook(active)
         self._queue.append(rec.id)
@@ -212,6 +223,8 @@ class ModelRuntime:
                 + ")."
             )
             rec.completed_at = utc_now()
+            if self.ctx.gate is not None:
+                self.ctx.gate.finished(rec, None, None)
             self._write(rec)
             return
         # From scratch: the partial output and logs of the lost run would mislead.
@@ -404,6 +417,11 @@ class ModelRuntime:
                         value = await self.ctx.files.publish_outputs(ev.value, self.ctx.config.output_inline_max_bytes)
                     except OutputUploadError as exc:
                         return PredictionStatus.FAILED, str(exc), 0.0
+                    if active.filter is not None:
+                        value, blocked = active.filter.value(value)
+                        if blocked:
+                            active.blocked = True
+                            return PredictionStatus.FAILED, self._blocked_message(active), 0.0
                     if iterator:
                         rec.output = [*(rec.output or []), value]
                         self._emit(active, OutputChunk(value, active.num_outputs))
@@ -458,17 +476,40 @@ class ModelRuntime:
                 index, ev = await merged.get()
                 choice = job.choices[index]
                 if isinstance(ev, Tokens):
-                    if job.first_output_at is None and ev.text:
-                        job.first_output_at = time.monotonic()
+                    if choice.finish_reason is not None:
+                        continue  # an output scanner ended this choice; its engine request is being closed
                     lps = tuple(
                         TokenLogprob(str(t), float(lp), tuple((str(a), float(p)) for a, p in top))
                         for t, lp, top in (ev.logprobs or [])
                     )
-                    choice.text += ev.text
-                    choice.logprobs.extend(lps)
+                    text = ev.text
                     choice.completion_tokens += len(ev.token_ids)
-                    self._emit(active, TokenChunk(index, ev.text, len(ev.token_ids), lps))
+                    if active.filter is not None:
+                        released, blocked = active.filter.text(index, text)
+                        if released != text:
+                            lps = ()  # the tokens' own strings would show what was held back or redacted
+                        text = released
+                        if blocked:
+                            pending -= self._content_filtered(active, job, index, tasks)
+                            continue
+                    if job.first_output_at is None and text:
+                        job.first_output_at = time.monotonic()
+                    choice.text += text
+                    choice.logprobs.extend(lps)
+                    self._emit(active, TokenChunk(index, text, len(ev.token_ids), lps))
                 elif isinstance(ev, GenerationEnd) and ev.reason in ("stop", "length"):
+                    if choice.finish_reason is not None:
+                        continue
+                    if active.filter is not None:
+                        rest, blocked = active.filter.flush(index)
+                        if blocked:
+                            pending -= self._content_filtered(active, job, index, tasks)
+                            continue
+                        if rest:
+                            if job.first_output_at is None:
+                                job.first_output_at = time.monotonic()
+                            choice.text += rest
+                            self._emit(active, TokenChunk(index, rest, 0, ()))
                     choice.finish_reason = ev.reason
                     choice.completion_tokens = ev.completion_tokens
                     pending -= 1
@@ -490,6 +531,22 @@ class ModelRuntime:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _content_filtered(
+        self, active: ActivePrediction, job: GenerationJob, index: int, tasks: list[asyncio.Task[None]]
+    ) -> int:
+        """An output scanner blocked a choice: it ends with OpenAI's `content_filter` and its generation stops
+        (the engine frees its KV blocks). Returns 1 (the choice is no longer pending)."""
+        choice = job.choices[index]
+        choice.finish_reason = "content_filter"
+        active.blocked = True
+        tasks[index].cancel()
+        self._emit(active, ChoiceFinished(index, "content_filter", choice.completion_tokens))
+        return 1
+
+    @staticmethod
+    def _blocked_message(active: ActivePrediction) -> str:
+        return "The output was blocked by the server's content scanners."
+
     # ---- events and records
 
     def _emit(self, active: ActivePrediction, event: PredictionEvent) -> None:
@@ -510,8 +567,9 @@ class ModelRuntime:
 
     def _write(self, rec: PredictionRecord) -> bool:
         """Write the record under this server's lease; False when another server has taken it over."""
+        gate = self.ctx.gate
         try:
-            kept = self.ctx.store.update(rec, owner=self.ctx.owner)
+            kept = self.ctx.store.update(gate.persist(rec) if gate is not None else rec, owner=self.ctx.owner)
         except StoreError as exc:
             # The row keeps its last state; recovery settles it if this server never writes again.
             log.error("prediction %s: the store failed: %s", rec.id, exc)
@@ -544,6 +602,17 @@ class ModelRuntime:
         created = datetime.fromisoformat(rec.created_at)
         metrics["total_time"] = round((datetime.now(UTC) - created).total_seconds(), 6)
         rec.metrics = metrics
+        if self.ctx.gate is not None:
+            job = active.job
+            if isinstance(job, GenerationJob):
+                used: int | None = job.prompt_tokens + job.completion_tokens
+            else:  # a predictor that reports Replicate's token counts (cocina's LLMPredictor does) is charged them
+                counts = [rec.metrics.get(k) for k in ("input_token_count", "output_token_count")]
+                used = sum(int(c) for c in counts if isinstance(c, int | float)) or None
+            try:
+                self.ctx.gate.finished(rec, active.ticket, used)
+            except Exception:
+                log.exception("prediction %s: the guard failed at its end", rec.id)
         self._write(rec)
         self._emit(active, Completed(status))
         active.done.set()

@@ -25,7 +25,8 @@ from cocina.serving.admission import AdmissionRequest, Admitted, admit
 from cocina.serving.config import ServingConfig
 from cocina.serving.errors import InvalidRequest, ServingError, ShuttingDown
 from cocina.serving.events import Completed, PredictionEvent, ReplayTruncated
-from cocina.serving.files import FILE_MARKER, FileStore, new_id
+from cocina.serving.files import FILE_MARKER, FileStore, new_id, url_policy_env
+from cocina.serving.gate import Gate
 from cocina.serving.jobs import GenerationOptions
 from cocina.serving.model import DEFAULT_STREAM_HISTORY_CAPACITY, ModelState, ServedModel
 from cocina.serving.recovery import LeaseKeeper, new_owner_id
@@ -56,7 +57,8 @@ class ServerState(enum.StrEnum):
 
 class Serving:
     """Serves `specs` (the first, or `default`, is Cog's root model). `await start()`; `await drain()` at
-    the end. `store` defaults to SQLite in the data directory."""
+    the end. `store` defaults to SQLite in the data directory; `gate` (the guard) is called by admission and at each
+    prediction's end."""
 
     def __init__(
         self,
@@ -65,13 +67,16 @@ class Serving:
         *,
         store: Store | None = None,
         default: str | None = None,
+        gate: Gate | None = None,
         catalog: Catalog | None = None,
     ) -> None:
         self.config = config
+        self.gate = gate  # the guard (keys, limits, scanners, audit), when configured
         self.specs = list(specs)
         self._default = default
         self.catalog = catalog
         self._given_store = store
+        self._policy_env: dict[str, str] = {}  # the URL policy every model's process gets (set at start)
         self.state = ServerState.STARTING
         self.owner = new_owner_id()
         self.book = PredictionBook()
@@ -93,6 +98,8 @@ class Serving:
         self.store = self._given_store if self._given_store is not None else SQLiteStore(config.db_path)
         self.files = FileStore(config.files_dir, config.public_url, upload_url=config.upload_url)
         self.webhooks = WebhookSender(min_interval_s=config.webhook_min_interval_s, retries=config.webhook_retries)
+        if self.gate is not None:
+            await self.gate.start(self.store)
         self._ctx = RuntimeContext(
             config,
             self.store,
@@ -102,7 +109,10 @@ class Serving:
             self.owner,
             self.renderers,
             publish_training=self._publish_training if self.catalog is not None else None,
+            gate=self.gate,
         )
+        self._policy_env = url_policy_env(config)
+        self.specs = [self._with_policy(s) for s in self.specs]
         runtimes = [self._runtime(spec) for spec in self.specs]
         self.models = ModelSet(runtimes, config, self._default, catalog=self.catalog, make=self._make_runtime)
         if self.models.default_name is not None:
@@ -122,9 +132,14 @@ class Serving:
             self._tasks.append(asyncio.get_running_loop().create_task(self._retention_loop(config.retention_s)))
         self.state = ServerState.READY
 
+    def _with_policy(self, spec: ModelSpec) -> ModelSpec:
+        """`spec` with the URL policy in its environment (its process checks downloads against it)."""
+        return spec.replace(env={**spec.env, **self._policy_env})
+
     def _runtime(self, spec: ModelSpec) -> ModelRuntime:
         """A runtime for `spec` (not started), what the store remembers of its version applied (a version's
         record holds its predictor's schema: a `train` runtime learns its own at its first load)."""
+        spec = self._with_policy(spec)
         cached = self.store.get_version(spec.name, spec.version)
         if cached is None:
             cached = VersionRecord(spec.name, spec.version)
@@ -249,6 +264,8 @@ class Serving:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.leases.stop()
+        if self.gate is not None:
+            await self.gate.stop()
         await self.webhooks.aclose()
         await self.files.aclose()
         self.rag.close()
@@ -386,7 +403,7 @@ class Serving:
     ) -> list[PredictionRecord]:
         """Newest first, each as it stands (an active prediction's freshest state is in memory); predictions
         only unless `kind` says otherwise ("training"; None: both); `filters` are the store's (`model`,
-        `version`, `status`, `source`, `principal`)."""
+        `version`, `status`, `source`, `principal`: an API key's own)."""
         records = self.store.page(before_seq, limit, kind=kind, **filters)
         return [self.get(r.id) or r for r in records]
 

@@ -5,11 +5,14 @@ This package imports nothing of cocina: serving, the hub and the guard build on 
 (PostgreSQL) shares.
 """
 
-from cocina.store.base import Store, StoreError
+from cocina.store.base import Store, StoreError, UsageCell
 from cocina.store.migrate import migrate
 from cocina.store.records import (
+    AuditEntry,
+    CheckpointRecord,
     DeploymentRecord,
     ExampleRecord,
+    KeyRecord,
     ModelRecord,
     PredictionRecord,
     PredictionStatus,
@@ -21,8 +24,11 @@ from cocina.store.records import (
 from cocina.store.sqlite import SQLiteStore
 
 __all__ = [
+    "AuditEntry",
+    "CheckpointRecord",
     "DeploymentRecord",
     "ExampleRecord",
+    "KeyRecord",
     "ModelRecord",
     "PredictionRecord",
     "PredictionStatus",
@@ -31,6 +37,7 @@ __all__ = [
     "ShareRecord",
     "Store",
     "StoreError",
+    "UsageCell",
     "VersionRecord",
     "migrate",
     "utc_now",

@@ -1,18 +1,25 @@
-"""The `Store` protocol: what serving (and later the hub and the guard) need from durable state."""
+"""The `Store` protocol: what serving, the guard (and later the hub) need from durable state."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from cocina.store.records import (
+    AuditEntry,
+    CheckpointRecord,
     DeploymentRecord,
     ExampleRecord,
+    KeyRecord,
     ModelRecord,
     PredictionRecord,
     ReleaseRecord,
     ShareRecord,
     VersionRecord,
 )
+
+UsageCell = tuple[str, int]
+"""A usage counter of a key: (kind, window), e.g. ("tokens", minute number) or ("month_tokens", 202611)."""
 
 
 class StoreError(Exception):
@@ -165,5 +172,89 @@ class Store(Protocol):
         ...
 
     def delete_example(self, model: str, prediction_id: str) -> bool: ...
+    # ---- API keys (the guard)
+
+    def insert_key(self, key: KeyRecord) -> bool:
+        """Insert a new key; False (nothing written) if its id or lookup exists already."""
+        ...
+
+    def update_key(self, key: KeyRecord) -> None:
+        """Write every field of an existing key (rotation, revocation, limits)."""
+        ...
+
+    def get_key(self, key_id: str) -> KeyRecord | None: ...
+
+    def find_key(self, lookup: str) -> KeyRecord | None:
+        """The key whose current or previous (still in its grace time or not) lookup is `lookup`."""
+        ...
+
+    def list_keys(self) -> list[KeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+        ...
+
+    def count_keys(self) -> int:
+        """How many keys exist (revoked or expired included): with none, the server is not keyed."""
+        ...
+
+    def touch_key(self, key_id: str, when: float) -> None:
+        """Record that the key was used at `when`."""
+        ...
+
+    # ---- usage counters (rate limits and quotas)
+
+    def usage_update(
+        self,
+        key_id: str,
+        cells: list[UsageCell],
+        decide: Callable[[dict[UsageCell, int]], dict[UsageCell, int] | None],
+    ) -> dict[UsageCell, int] | None:
+        """Atomically read the key's counters `cells` (0 when absent), call `decide(current)`, and add the deltas
+        it returns (None: change nothing). Returns what `decide` returned. No other writer of the key's
+        counters runs between the read and the write (SQLite: a write transaction; PostgreSQL: row locks), so
+        concurrent requests of one key never overshoot a limit."""
+        ...
+
+    def usage_rows(self, key_id: str) -> list[tuple[str, int, int]]:
+        """(kind, window, amount) of every counter of the key."""
+        ...
+
+    def usage_prune(self, kind: str, before_window: int) -> int:
+        """Delete counters of `kind` whose window is before `before_window`; how many."""
+        ...
+
+    # ---- the audit log (an append-only RFC 6962 Merkle tree)
+
+    def audit_size(self) -> int:
+        """How many entries the log has."""
+        ...
+
+    def audit_append(self, entry: AuditEntry, nodes: list[tuple[int, int, bytes]]) -> bool:
+        """Append `entry` at `entry.idx` with the perfect-subtree roots (level, idx, hash) it completes, in one
+        transaction; False (nothing written) if that position is taken (another writer appended first)."""
+        ...
+
+    def audit_entries(self, start: int, end: int) -> list[AuditEntry]:
+        """Entries with start <= idx < end, in order (gaps are not filled: the verifier notices them)."""
+        ...
+
+    def audit_entry_for(self, prediction_id: str) -> AuditEntry | None:
+        """The (last) entry recording that prediction."""
+        ...
+
+    def audit_nodes(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Hashes of the perfect subtrees (level, idx); level 0 are leaf hashes. Missing ones are left out."""
+        ...
+
+    def audit_put_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        """Keep a signed checkpoint (a second one for the same size is ignored)."""
+        ...
+
+    def audit_checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
+        """The checkpoint for `size`, or the latest one."""
+        ...
+
+    def audit_checkpoints(self) -> list[CheckpointRecord]:
+        """Every checkpoint, oldest first."""
+        ...
 
     def close(self) -> None: ...

@@ -53,6 +53,8 @@ class PredictionRecord:
       `{index, version, document, chunk, score, text, section?, page?}`; None without RAG.
     - `retrieval`: with RAG, what was searched: `{index, version, query, rewritten, top_k, min_score}` (`query`
       is the text embedded for the search: the question, or the model's rewriting of it when `rewritten`).
+    - `guard` is what the guard decided (scanner verdicts, the AI-disclosure marker; in privacy mode the keyed
+      hashes that stand for the input and output, which are then not stored).
     """
 
     id: str
@@ -79,6 +81,7 @@ class PredictionRecord:
     attempts: int = 0
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    guard: dict[str, Any] = field(default_factory=dict)  # the guard's verdicts, disclosure marker, keyed hashes
     release: int | None = None  # the deployment's release that routed it
     kind: str = "prediction"  # or "training"
     destination: str | None = None  # a training's destination model
@@ -105,6 +108,56 @@ class VersionRecord:
     info: dict[str, Any] = field(default_factory=dict)
     manifest: list[dict[str, Any]] | None = None
     environment: dict[str, Any] | None = None
+
+
+@dataclass
+class KeyRecord:
+    """An API key as stored: never the key itself, only a keyed hash of it.
+
+    `id` is stable across rotations (usage and audit entries name it); `lookup` is the short non-secret part of
+    the current key that finds its record (the key is `ck_` + lookup + secret + checksum); after a rotation the
+    old key keeps working until `previous_expires_at`. `models` are glob patterns (`acme/*`; empty: every
+    model), `scopes` what the key may do (`predict`, `push`, `deploy`, `admin`). `rpm`, `tpm` and
+    `monthly_tokens` are its limits (None: none). Times are epoch seconds.
+    """
+
+    id: str
+    name: str
+    lookup: str
+    secret_hash: bytes
+    models: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)
+    rpm: int | None = None
+    tpm: int | None = None
+    monthly_tokens: int | None = None
+    created_at: float = 0.0
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    rotated_at: float | None = None
+    last_used_at: float | None = None
+    previous_lookup: str | None = None
+    previous_hash: bytes | None = None
+    previous_expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the audit log: its position, the prediction it records, its bytes and its RFC 6962 leaf hash."""
+
+    idx: int
+    prediction_id: str | None
+    entry: bytes
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """A signed checkpoint of the audit log: the tree's size and root, and the signed note that states them."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: float
 
 
 @dataclass

@@ -11,16 +11,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cocina.store.base import StoreError
+from cocina.store.base import StoreError, UsageCell
 from cocina.store.migrate import migrate
 from cocina.store.records import (
+    AuditEntry,
+    CheckpointRecord,
     DeploymentRecord,
     ExampleRecord,
+    KeyRecord,
     ModelRecord,
     PredictionRecord,
     PredictionStatus,
@@ -64,13 +67,55 @@ _MUTABLE = (
     "attempts",
     "lease_owner",
     "lease_expires_at",
+    "guard",
 )
 _COLUMNS = (*_FIXED, "release", *_MUTABLE)
 _JSON = frozenset(
-    {"input", "run_input", "output", "metrics", "webhook_events_filter", "context", "sources", "retrieval"}
+    {"input", "run_input", "output", "metrics", "webhook_events_filter", "context", "sources", "retrieval", "guard"}
 )
 _SELECT = f"SELECT seq, {', '.join(_COLUMNS)} FROM predictions"
 _UNFINISHED = (PredictionStatus.STARTING.value, PredictionStatus.PROCESSING.value)
+
+_KEY_COLUMNS = (
+    "id",
+    "name",
+    "lookup",
+    "secret_hash",
+    "models",
+    "scopes",
+    "rpm",
+    "tpm",
+    "monthly_tokens",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "rotated_at",
+    "last_used_at",
+    "previous_lookup",
+    "previous_hash",
+    "previous_expires_at",
+)
+_KEY_SELECT = f"SELECT {', '.join(_KEY_COLUMNS)} FROM api_keys"
+
+
+def _blob(value: Any) -> bytes:
+    """A BLOB column's value as bytes, also when someone rewrote it as TEXT (the audit verifier must be able to
+    read a tampered row in order to report it)."""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _key_values(key: KeyRecord) -> list[Any]:
+    return [json.dumps(getattr(key, c)) if c in ("models", "scopes") else getattr(key, c) for c in _KEY_COLUMNS]
+
+
+def _key(row: tuple[Any, ...]) -> KeyRecord:
+    kwargs = dict(zip(_KEY_COLUMNS, row, strict=True))
+    kwargs["models"] = json.loads(kwargs["models"] or "[]")
+    kwargs["scopes"] = json.loads(kwargs["scopes"] or "[]")
+    for blob in ("secret_hash", "previous_hash"):
+        if kwargs[blob] is not None:
+            kwargs[blob] = bytes(kwargs[blob])
+    return KeyRecord(**kwargs)
 
 
 def _encode(col: str, value: Any) -> Any:
@@ -99,6 +144,7 @@ def _decode(row: tuple[Any, ...]) -> PredictionRecord:
     kwargs["source"] = kwargs["source"] or "api"
     kwargs["kind"] = kwargs["kind"] or "prediction"
     kwargs["context"] = kwargs["context"] or {}
+    kwargs["guard"] = kwargs["guard"] or {}
     return PredictionRecord(seq=seq, **kwargs)
 
 
@@ -117,6 +163,18 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"could not open {path}: {exc}") from exc
         self._lock = threading.Lock()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken at once (BEGIN IMMEDIATE): other connections to the file wait for it."""
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     @contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
@@ -564,3 +622,154 @@ class SQLiteStore:
         with self._locked() as db:
             cur = db.execute("DELETE FROM examples WHERE model = ? AND prediction_id = ?", (model, prediction_id))
         return cur.rowcount > 0
+
+    # ---- API keys
+
+    def insert_key(self, key: KeyRecord) -> bool:
+        marks = ", ".join("?" for _ in _KEY_COLUMNS)
+        try:
+            with self._locked() as db:
+                db.execute(f"INSERT INTO api_keys ({', '.join(_KEY_COLUMNS)}) VALUES ({marks})", _key_values(key))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def update_key(self, key: KeyRecord) -> None:
+        sets = ", ".join(f"{c} = ?" for c in _KEY_COLUMNS[1:])
+        with self._locked() as db:
+            db.execute(f"UPDATE api_keys SET {sets} WHERE id = ?", [*_key_values(key)[1:], key.id])
+
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        with self._locked() as db:
+            row = db.execute(f"{_KEY_SELECT} WHERE id = ?", (key_id,)).fetchone()
+        return None if row is None else _key(row)
+
+    def find_key(self, lookup: str) -> KeyRecord | None:
+        with self._locked() as db:
+            row = db.execute(
+                f"{_KEY_SELECT} WHERE lookup = ? OR previous_lookup = ?", (lookup, lookup)
+            ).fetchone()
+        return None if row is None else _key(row)
+
+    def list_keys(self) -> list[KeyRecord]:
+        with self._locked() as db:
+            rows = db.execute(f"{_KEY_SELECT} ORDER BY created_at, id").fetchall()
+        return [_key(r) for r in rows]
+
+    def count_keys(self) -> int:
+        with self._locked() as db:
+            return int(db.execute("SELECT COUNT(*) FROM api_keys").fetchone()[0])
+
+    def touch_key(self, key_id: str, when: float) -> None:
+        with self._locked() as db:
+            db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id))
+
+    # ---- usage counters
+
+    def usage_update(
+        self,
+        key_id: str,
+        cells: list[UsageCell],
+        decide: Callable[[dict[UsageCell, int]], dict[UsageCell, int] | None],
+    ) -> dict[UsageCell, int] | None:
+        with self._transaction() as db:
+            current: dict[UsageCell, int] = {}
+            for kind, window in cells:
+                row = db.execute(
+                    "SELECT amount FROM key_usage WHERE key_id = ? AND kind = ? AND window = ?",
+                    (key_id, kind, window),
+                ).fetchone()
+                current[(kind, window)] = int(row[0]) if row else 0
+            deltas = decide(current)
+            for (kind, window), delta in (deltas or {}).items():
+                if delta:
+                    db.execute(
+                        "INSERT INTO key_usage (key_id, kind, window, amount) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (key_id, kind, window) DO UPDATE SET amount = amount + excluded.amount",
+                        (key_id, kind, window, delta),
+                    )
+        return deltas
+
+    def usage_rows(self, key_id: str) -> list[tuple[str, int, int]]:
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT kind, window, amount FROM key_usage WHERE key_id = ? ORDER BY kind, window", (key_id,)
+            ).fetchall()
+        return [(str(k), int(w), int(a)) for k, w, a in rows]
+
+    def usage_prune(self, kind: str, before_window: int) -> int:
+        with self._locked() as db:
+            cur = db.execute("DELETE FROM key_usage WHERE kind = ? AND window < ?", (kind, before_window))
+        return cur.rowcount
+
+    # ---- the audit log
+
+    def audit_size(self) -> int:
+        with self._locked() as db:
+            row = db.execute("SELECT MAX(idx) FROM audit_entries").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def audit_append(self, entry: AuditEntry, nodes: list[tuple[int, int, bytes]]) -> bool:
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO audit_entries (idx, prediction_id, entry, leaf_hash) VALUES (?, ?, ?, ?)",
+                    (entry.idx, entry.prediction_id, entry.entry, entry.leaf_hash),
+                )
+                db.executemany("INSERT OR REPLACE INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def audit_entries(self, start: int, end: int) -> list[AuditEntry]:
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT idx, prediction_id, entry, leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? "
+                "ORDER BY idx",
+                (start, end),
+            ).fetchall()
+        return [AuditEntry(int(i), p, _blob(e), _blob(h)) for i, p, e, h in rows]
+
+    def audit_entry_for(self, prediction_id: str) -> AuditEntry | None:
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT idx, prediction_id, entry, leaf_hash FROM audit_entries WHERE prediction_id = ? "
+                "ORDER BY idx DESC LIMIT 1",
+                (prediction_id,),
+            ).fetchone()
+        return None if row is None else AuditEntry(int(row[0]), row[1], _blob(row[2]), _blob(row[3]))
+
+    def audit_nodes(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        found: dict[tuple[int, int], bytes] = {}
+        with self._locked() as db:
+            for level, idx in keys:
+                if level == 0:
+                    row = db.execute("SELECT leaf_hash FROM audit_entries WHERE idx = ?", (idx,)).fetchone()
+                else:
+                    row = db.execute(
+                        "SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?", (level, idx)
+                    ).fetchone()
+                if row is not None:
+                    found[(level, idx)] = _blob(row[0])
+        return found
+
+    def audit_put_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        with self._locked() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO audit_checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
+                (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_at),
+            )
+
+    def audit_checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
+        query = "SELECT size, root, note, created_at FROM audit_checkpoints"
+        with self._locked() as db:
+            if size is None:
+                row = db.execute(f"{query} ORDER BY size DESC LIMIT 1").fetchone()
+            else:
+                row = db.execute(f"{query} WHERE size = ?", (size,)).fetchone()
+        return None if row is None else CheckpointRecord(int(row[0]), _blob(row[1]), str(row[2]), float(row[3]))
+
+    def audit_checkpoints(self) -> list[CheckpointRecord]:
+        with self._locked() as db:
+            rows = db.execute("SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size").fetchall()
+        return [CheckpointRecord(int(s), _blob(r), str(n), float(c)) for s, r, n, c in rows]

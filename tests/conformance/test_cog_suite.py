@@ -16,6 +16,13 @@ from conformance.suite import SUITE_ENV, default_suite_dir, format_report, run_s
 # Passing tests of the suite, at least (of 142 applicable). Raise it when more pass; never lower it to make CI pass.
 MIN_PASSED = 137
 JOBS = int(os.environ.get("COCINA_COG_SUITE_JOBS", "4"))
+# Tests whose own predictor races, run once more alone when they fail (docs/cog-compat.md says why). A test passes
+# here only by passing: the retry is a second real run, reported as such.
+RACY = {
+    # predict() opens `.inbox` for writing (creating it empty) and then writes; the forked child polls every 10 ms
+    # for the file and may read it empty in between, answering "hello " (seen on a loaded 2-core machine).
+    "setup_subprocess_double_fork",
+}
 
 
 @pytest.mark.slow
@@ -32,4 +39,11 @@ def test_cog_integration_suite(capsys: pytest.CaptureFixture[str]) -> None:
     crashed = [r.name for r in report.named("failed") if r.message.startswith("runner error")]
     assert not crashed, f"the runner itself failed on: {crashed}"
     passed = len(report.named("passed"))
+    for result in report.named("failed"):
+        if result.name in RACY:
+            again = run_suite(suite, patterns=[result.name], jobs=1)
+            ok = [r.name for r in again.named("passed")] == [result.name]
+            with capsys.disabled():
+                print(f"{result.name}: failed ({result.message}); run again alone: {'passed' if ok else 'failed'}")
+            passed += ok
     assert passed >= MIN_PASSED, f"{report.summary_line()}: fewer than {MIN_PASSED} pass"

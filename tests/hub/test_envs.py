@@ -76,6 +76,58 @@ def test_a_local_wheelhouse_offline_and_reused(tmp_path: Path) -> None:
     assert not builder.ensure(spec).reused
 
 
+def test_another_server_install_builds_its_own_environment(tmp_path: Path) -> None:
+    """An environment layers on the install that built it (its `.pth` names that install's packages): another
+    install sharing the data directory (here a second venv seeing the same packages) must not reuse it, or a
+    removed first install leaves it unable to import cocina."""
+    import site
+    import sysconfig
+
+    make_wheel(tmp_path / "wheels", "tinydep", "1.0", "VALUE = 42\n")
+    root = _project(tmp_path / "p", "tinydep==1.0\n")
+    builder = EnvironmentBuilder(tmp_path / "envs", find_links=[str(tmp_path / "wheels")], no_index=True)
+    first = builder.ensure(environment_spec(load_project(root)))
+    assert first.path is not None and not first.reused
+    other = tmp_path / "other-install"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(other)], check=True)
+    other_site = subprocess.run(
+        [str(other / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    ours = sorted({sysconfig.get_paths()["purelib"], *site.getsitepackages()})
+    (Path(other_site) / "ours.pth").write_text("".join(f"import site; site.addsitedir({p!r})\n" for p in ours))
+    probe = (
+        "import sys; from pathlib import Path; from cocina.config import load_project; "
+        "from cocina.hub.envs import EnvironmentBuilder, environment_spec; "
+        f"b = EnvironmentBuilder(Path({str(tmp_path / 'envs')!r}), find_links=[{str(tmp_path / 'wheels')!r}], "
+        "no_index=True); "
+        f"env = b.ensure(environment_spec(load_project(Path({str(root)!r})))); print(env.reused, env.path)"
+    )
+    out = subprocess.run([str(other / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=True)
+    reused, path = out.stdout.split()
+    assert reused == "False" and Path(path) != first.path
+    assert builder.ensure(environment_spec(load_project(root))).reused  # the first install still has its own
+
+
+def test_concurrent_builds_of_one_environment_build_it_once(tmp_path: Path) -> None:
+    """Two servers (or `cocina predict`s) asking for the same environment at once: one builds it, the other waits
+    and reuses it, and both run (before, the second deleted the first's half-built files and pip failed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    make_wheel(tmp_path / "wheels", "tinydep", "1.0", "VALUE = 42\n")
+    spec = environment_spec(load_project(_project(tmp_path / "p", "tinydep==1.0\n")))
+    builder = EnvironmentBuilder(tmp_path / "envs", find_links=[str(tmp_path / "wheels")], no_index=True)
+    lines: list[str] = []
+    with ThreadPoolExecutor(2) as pool:
+        envs = list(pool.map(lambda _: builder.ensure(spec, lines.append), range(2)))
+    assert sorted(e.reused for e in envs) == [False, True] and envs[0].path == envs[1].path
+    assert any(line.startswith("waiting for another build") for line in lines)
+    out = subprocess.run([envs[0].python, "-c", "import tinydep; print(tinydep.VALUE)"], capture_output=True, text=True)
+    assert out.stdout.strip() == "42"
+
+
 def test_replacing_the_servers_torch_is_refused_naming_the_line(tmp_path: Path) -> None:
     spec = environment_spec(load_project(_project(tmp_path / "p", "numpy\ntorch==2.0.0\n")))
     with pytest.raises(EnvironmentBuildError) as err:
@@ -93,7 +145,7 @@ def test_an_uninstallable_requirement_names_it_with_pips_message(tmp_path: Path)
     message = str(err.value)
     assert "no-such-package-cocina==1.0 (requirements.txt:1)" in message
     assert "No matching distribution found for no-such-package-cocina==1.0" in message  # pip's own words
-    assert not any((tmp_path / "envs").iterdir())  # nothing half-built is left to be reused
+    assert not [p for p in (tmp_path / "envs").iterdir() if p.is_dir()]  # nothing half-built is left to reuse
 
 
 def test_a_missing_system_package_says_how_to_install_it(tmp_path: Path) -> None:

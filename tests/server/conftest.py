@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cocina.guard import Guard, GuardConfig
 from cocina.hub import Hub
 from cocina.server.config import ServerConfig
 from cocina.server.serve import CocinaServer, build_server
@@ -122,13 +123,14 @@ def start_server(
     public_metrics: bool = False,
     max_body_bytes: int = 16 * 2**20,
     drain_grace_s: float = 2.0,
+    guard: GuardConfig | None = None,
     hub: bool | Hub = False,
     **serving: Any,
 ) -> LiveServer:
     """A server for `specs` (default: the echo project as `acme/echo`, warm); waits until Cog's health says
-    `wait` (None: does not wait). With `hub=True`, it has a hub in `data_dir/hub` (environments built offline, from
-    `data_dir/wheels` only) and serves its pushed models; a `Hub` given is served as it is (its store must be
-    `store`)."""
+    `wait` (None: does not wait). With `guard`, the guard (keys, scanners, disclosure, audit) runs too. With
+    `hub=True`, it has a hub in `data_dir/hub` (environments built offline, from `data_dir/wheels` only) and
+    serves its pushed models; a `Hub` given is served as it is (its store must be `store`)."""
     sock = free_socket()
     port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
@@ -147,7 +149,8 @@ def start_server(
         the_hub = Hub(store, data_dir / "hub", builder=builder, engine_options=TINY_ENGINE)
     fields: dict[str, Any] = {"max_queue": 8, "lease_s": 5.0, "webhook_min_interval_s": 0.5, "load_timeout_s": 60.0}
     config = ServingConfig(data_dir=data_dir, public_url=url, drain_grace_s=drain_grace_s, **{**fields, **serving})
-    service = Serving(config, specs, store=store, default=default, catalog=the_hub)
+    gate = Guard(guard, data_dir) if guard is not None else None
+    service = Serving(config, specs, store=store, default=default, gate=gate, catalog=the_hub)
     server_config = ServerConfig(
         host="127.0.0.1",
         port=port,

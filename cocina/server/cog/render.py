@@ -26,6 +26,8 @@ def cog_prediction(rec: PredictionRecord) -> dict[str, Any]:
         body["sources"] = rec.sources  # cocina's: the passages of retrieval-augmented generation
     if rec.retrieval is not None:
         body["retrieval"] = rec.retrieval
+    if rec.guard.get("ai_disclosure"):
+        body["ai_disclosure"] = rec.guard["ai_disclosure"]  # the machine-readable AI marker (EU AI Act art. 50)
     if rec.webhook:
         body["webhook"] = rec.webhook
         body["webhook_events_filter"] = rec.webhook_events_filter or ["start", "output", "logs", "completed"]

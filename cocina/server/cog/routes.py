@@ -22,7 +22,7 @@ from cocina.server.bodies import accepts_event_stream, dumps, parse_body, prefer
 from cocina.server.cog.openapi import cog_openapi
 from cocina.server.cog.render import cog_prediction
 from cocina.server.errors import NotFound, RequestInvalid
-from cocina.server.state import serving_of
+from cocina.server.state import may_see, principal_of, serving_of, set_guard_headers
 from cocina.serving import AdmissionRequest, ModelState, ServerState, Serving
 from cocina.serving.errors import ServingError
 from cocina.serving.events import Completed, LogChunk, MetricChunk, OutputChunk, ReplayTruncated, Started
@@ -129,7 +129,8 @@ async def create_prediction_idempotent(request: Request, prediction_id: str) -> 
 
 @router.post("/predictions/{prediction_id}/cancel")
 async def cancel_prediction(request: Request, prediction_id: str) -> dict[str, Any]:
-    if serving_of(request).cancel(prediction_id) is None:
+    serving = serving_of(request)
+    if not may_see(request, serving.get(prediction_id)) or serving.cancel(prediction_id) is None:
         raise NotFound("Not found")
     return {}
 
@@ -161,9 +162,13 @@ async def _predict(request: Request, body: CogPredictionRequest, prediction_id: 
             webhook_events_filter=list(body.webhook_events_filter or []),
             context=dict(body.context),
             require_streaming=stream,
+            principal=principal_of(request),
         )
     )
     rec = admitted.record
+    if not admitted.created and not may_see(request, rec):
+        raise NotFound("Not found")  # another key's prediction id
+    set_guard_headers(request, admitted.ticket, rec)
     if stream:
         return StreamingResponse(
             _sse(serving, rec.id, late=not admitted.created),

@@ -1,23 +1,24 @@
-"""Bearer-token auth on every route (pure ASGI), but an explicit allowlist of probes and of the web's public
-pages.
+"""Auth on every route (pure ASGI), but an explicit allowlist of probes and of the web's public pages: API keys
+once any exist (`cocina keys create`, the guard), else the server's single token (if set).
 
-With a token configured, a request without `Authorization: Bearer <token>` (or `Token <token>`, as the
-`replicate` client may send) gets 401 in its API's own error shape, whatever the route: Cog's `/predictions`,
-`cancel` and `POST /shutdown` included. A browser signed in on the web page carries the token in its HttpOnly
-cookie instead (`cocina.server.web.security`): that is one more place the token is read from, and a request it
-authenticates that changes anything must also carry the page's CSRF token. A browser navigating to a page
-without a token is sent to the sign-in form rather than shown a 401.
+A credential comes in `Authorization: Bearer <key>` (or `Token <key>`, as the `replicate` client may send), or,
+for a browser signed in on the web page, in its HttpOnly cookie (`cocina.server.web.security`); a request the
+cookie authenticates that changes anything must also carry the page's CSRF token. With keys, the key's principal
+is put in the scope (`scope["state"]["principal"]`) for the routes, which pass it to admission; `POST /shutdown`
+and `/metrics` need the `admin` scope, other writes `predict`. Without keys, `COCINA_API_TOKEN` is kept as a
+SHA-256 digest and compared in constant time. A refusal is 401 (403 for a missing scope or CSRF token) in the
+API's own shape; a browser navigating to a page without a credential is sent to the sign-in form instead.
 
-The allowlist is `/health` and `/health-check` (orchestrators probe them without credentials), `/metrics` when
-it is configured public, and what the web serves to anyone: its static files, the sign-in form, and shared
-predictions (`/p/{token}`, whose token is their own credential). The token is kept as a SHA-256 digest and
-compared in constant time.
+The allowlist is `/health` and `/health-check` (orchestrators probe them without credentials), `/metrics` when it
+is configured public, and what the web serves to anyone: its static files, the sign-in form, and shared
+predictions (`/p/{token}`, whose token is their own credential).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from starlette.responses import RedirectResponse, Response
@@ -26,8 +27,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cocina.server.errors import Forbidden, Unauthorized, error_response, surface_for_path
 from cocina.server.web.security import credential_from_cookie, csrf_problem, wants_html
 
+if TYPE_CHECKING:
+    from cocina.guard import Guard
+
 PROBES = frozenset({"/health", "/health-check"})
 PUBLIC_PREFIXES = ("/-/static/", "/-/signin", "/-/signout", "/p/")
+ADMIN_PATHS = frozenset({"/shutdown", "/metrics"})
 
 
 def bearer(scope: Scope) -> str | None:
@@ -44,19 +49,26 @@ def bearer(scope: Scope) -> str | None:
 
 
 class TokenAuthMiddleware:
-    """Refuses requests without the token (when one is set); `allow` are the paths that need none."""
+    """Refuses requests without a valid key or token; `allow` are the paths that need none."""
 
-    def __init__(self, app: ASGIApp, token: str | None, *, public_metrics: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, token: str | None, *, public_metrics: bool = False, guard: Guard | None = None
+    ) -> None:
         self.app = app
         self._digest = hashlib.sha256(token.encode()).digest() if token else None
         self.allow = PROBES | ({"/metrics"} if public_metrics else frozenset())
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
-        if scope["type"] != "http" or self._digest is None or path in self.allow or path.startswith(PUBLIC_PREFIXES):
+        if scope["type"] != "http" or path in self.allow or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
-        problem = self._check(scope)
+        keyed = self.guard is not None and self.guard.keyed()
+        if not keyed and self._digest is None:
+            await self.app(scope, receive, send)
+            return
+        problem = self._check(scope, keyed)
         if problem is not None:
             response: Response
             if isinstance(problem, Unauthorized) and wants_html(scope):
@@ -69,20 +81,42 @@ class TokenAuthMiddleware:
             return
         await self.app(scope, receive, send)
 
-    def _check(self, scope: Scope) -> Exception | None:
+    def _check(self, scope: Scope, keyed: bool) -> Exception | None:
         """Why the request is refused, or None."""
         given = bearer(scope)
         from_cookie = False
         if given is None:
             given = credential_from_cookie(scope)
             from_cookie = given is not None
+        problem = self._check_key(scope, given) if keyed else self._check_token(given)
+        if problem is None and from_cookie:
+            assert given is not None
+            csrf = csrf_problem(scope, given)
+            if csrf is not None:
+                return Forbidden(csrf)
+        return problem
+
+    def _check_token(self, given: str | None) -> Exception | None:
         if given is None:
             return Unauthorized("You did not pass an authentication token.")
         assert self._digest is not None
         if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest):
             return Unauthorized("Invalid authentication token.")
-        if from_cookie:
-            csrf = csrf_problem(scope, given)
-            if csrf is not None:
-                return Forbidden(csrf)
+        return None
+
+    def _check_key(self, scope: Scope, given: str | None) -> Exception | None:
+        from cocina.guard.keys import failure_message
+
+        assert self.guard is not None
+        if given is None:
+            return Unauthorized(failure_message("missing"))
+        principal = self.guard.authenticate(given)
+        if isinstance(principal, str):
+            return Unauthorized(failure_message(principal))
+        path, method = scope.get("path", ""), scope.get("method", "GET")
+        if path in ADMIN_PATHS and not principal.has_scope("admin"):
+            return Forbidden("This API key lacks the `admin` scope this route needs.")
+        if method not in ("GET", "HEAD", "OPTIONS") and not principal.has_scope("predict"):
+            return Forbidden("This API key lacks the `predict` scope this route needs.")
+        scope.setdefault("state", {})["principal"] = principal
         return None

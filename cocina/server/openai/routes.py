@@ -25,7 +25,7 @@ from cocina.rag import augment_question
 from cocina.server.bodies import dumps, parse_body
 from cocina.server.errors import BadRequest, GenerationFailed
 from cocina.server.openai.requests import MAX_CHOICES, ChatMessage, ChatRequest, CompletionRequest, Sampling
-from cocina.server.state import serving_of
+from cocina.server.state import principal_of, serving_of, set_guard_headers
 from cocina.serving import AdmissionRequest, CancelReason, ServedModel, Serving
 from cocina.serving.errors import ContextLengthExceeded, InvalidRequest, ShuttingDown
 from cocina.serving.events import ChoiceFinished, Completed, TokenChunk, TokenLogprob
@@ -157,7 +157,14 @@ def _with_sources(obj: dict[str, Any], req: AdmissionRequest) -> dict[str, Any]:
     return obj
 
 
-def _completion_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool) -> dict[str, Any]:
+def _marker(meta: dict[str, Any]) -> dict[str, Any]:
+    """The answer's AI-disclosure marker as an extra field of the response object (clients ignore it)."""
+    return {"ai_disclosure": meta} if meta else {}
+
+
+def _completion_result(
+    base: dict[str, Any], job: GenerationJob, with_logprobs: bool, meta: dict[str, Any]
+) -> dict[str, Any]:
     return {
         **base,
         "choices": [
@@ -170,10 +177,11 @@ def _completion_result(base: dict[str, Any], job: GenerationJob, with_logprobs: 
             for c in job.choices
         ],
         "usage": job.usage(),
+        **_marker(meta),
     }
 
 
-def _chat_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool) -> dict[str, Any]:
+def _chat_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool, meta: dict[str, Any]) -> dict[str, Any]:
     return {
         **base,
         "object": "chat.completion",
@@ -187,6 +195,7 @@ def _chat_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool) 
             for c in job.choices
         ],
         "usage": job.usage(),
+        **_marker(meta),
     }
 
 
@@ -194,7 +203,11 @@ def _chat_result(base: dict[str, Any], job: GenerationJob, with_logprobs: bool) 
 
 
 def _request(
-    request: Request, body: Sampling, rid: str, plan: Callable[[ServedModel], Any], question: str | None
+    request: Request,
+    body: Sampling,
+    rid: str,
+    plan: Callable[[ServedModel, dict[str, Any]], Any],
+    question: str | None,
 ) -> AdmissionRequest:
     return AdmissionRequest(
         surface="openai",
@@ -205,13 +218,17 @@ def _request(
         prediction_id=rid,
         rag=parse_rag(body.rag) if body.rag is not None else None,
         question=question,
+        principal=principal_of(request),
     )
 
 
-async def _admit(request: Request, req: AdmissionRequest) -> GenerationJob:
+async def _admit(request: Request, req: AdmissionRequest) -> tuple[GenerationJob, dict[str, Any]]:
+    """Admit the request; the job and the AI-disclosure marker of its answer (empty when turned off)."""
     admitted = await serving_of(request).admit(req)
     assert admitted.active is not None and isinstance(admitted.active.job, GenerationJob)
-    return admitted.active.job
+    set_guard_headers(request, admitted.ticket)
+    marker = admitted.ticket.record.get("ai_disclosure") if admitted.ticket is not None else None
+    return admitted.active.job, dict(marker or {})
 
 
 async def _answer(request: Request, serving: Serving, rid: str) -> Response:
@@ -293,8 +310,12 @@ async def completions(request: Request) -> Response:
     limit = serving.config.max_tokens_limit
     question = body.prompt if isinstance(body.prompt, str) else None  # RAG searches for a single text prompt
 
-    async def plan(model: ServedModel) -> GenerationJob:
-        prompt = augment_question(body.prompt, req.passages) if isinstance(body.prompt, str) else body.prompt
+    async def plan(model: ServedModel, scanned: dict[str, Any]) -> GenerationJob:
+        # The prompt as the guard's scanners left it (invisible characters stripped, secrets redacted), with the
+        # passages retrieval found (RAG) around a single text prompt.
+        prompt = scanned.get("prompt", body.prompt)
+        if isinstance(prompt, str):
+            prompt = augment_question(prompt, req.passages)
         prompts = await _completion_prompts(model, prompt)
         if len(prompts) * body.n > MAX_CHOICES:
             raise InvalidRequest(
@@ -307,11 +328,14 @@ async def completions(request: Request) -> Response:
             for j in range(body.n):
                 choices.append(Choice(p_i * body.n + j, ids, _options(body, max_tokens, body.logprobs, j)))
         return GenerationJob(
-            choices, lambda job: _with_sources(_completion_result(base, job, body.logprobs is not None), req)
+            choices,
+            lambda job: _with_sources(_completion_result(base, job, body.logprobs is not None, meta), req),
         )
 
+    meta: dict[str, Any] = {}
     req = _request(request, body, rid, plan, question)
-    job = await _admit(request, req)
+    job, marker = await _admit(request, req)
+    meta.update(marker)
     if not body.stream:
         return await _answer(request, serving, rid)
     offsets = {c.index: 0 for c in job.choices}
@@ -363,21 +387,28 @@ async def chat_completions(request: Request) -> Response:
     users = [i for i, m in enumerate(messages) if m["role"] == "user"]
     question = messages[users[-1]]["content"] if users else None
 
-    async def plan(model: ServedModel) -> GenerationJob:
-        conversation = messages
-        if req.passages and users:
-            conversation = [dict(m) for m in messages]
-            conversation[users[-1]]["content"] = augment_question(str(question), req.passages)
-        ids = await _encode(model, messages=conversation)
+    async def plan(model: ServedModel, scanned: dict[str, Any]) -> GenerationJob:
+        # The messages as the guard's scanners left them (invisible characters stripped, secrets redacted), the
+        # last user message with the passages retrieval found (RAG).
+        msgs = messages
+        if "messages" in scanned:
+            msgs = _chat_messages([ChatMessage.model_validate(m) for m in scanned["messages"]])
+        last_user = [i for i, m in enumerate(msgs) if m["role"] == "user"]
+        if req.passages and last_user:
+            msgs = [dict(m) for m in msgs]
+            msgs[last_user[-1]]["content"] = augment_question(str(msgs[last_user[-1]]["content"]), req.passages)
+        ids = await _encode(model, messages=msgs)
         if not ids:
             raise InvalidRequest("The messages make an empty prompt.", param="messages")
         asked = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         max_tokens = _max_tokens(model, limit, asked, None, len(ids), "messages")
         choices = [Choice(j, ids, _options(body, max_tokens, top, j)) for j in range(body.n)]
-        return GenerationJob(choices, lambda job: _with_sources(_chat_result(base, job, body.logprobs), req))
+        return GenerationJob(choices, lambda job: _with_sources(_chat_result(base, job, body.logprobs, meta), req))
 
+    meta: dict[str, Any] = {}
     req = _request(request, body, rid, plan, question)
-    job = await _admit(request, req)
+    job, marker = await _admit(request, req)
+    meta.update(marker)
     if not body.stream:
         return await _answer(request, serving, rid)
 

@@ -25,7 +25,7 @@ from cocina.server.errors import NotFound, RequestInvalid
 from cocina.server.replicate.ndjson import Emit, ndjson_response, wants_ndjson
 from cocina.server.replicate.render import replicate_prediction
 from cocina.server.replicate.render import version_object as served_version
-from cocina.server.state import base_url, hub_of, serving_of
+from cocina.server.state import base_url, hub_of, may_use_model, serving_of
 from cocina.serving import ServedModel, Serving
 from cocina.serving.errors import ModelUnavailable
 from cocina.store import PredictionRecord
@@ -71,12 +71,19 @@ async def _with_schema(serving: Serving, model: ServedModel, wait_s: float = SCH
 
 
 def model_names(request: Request) -> list[str]:
-    """Every model's name: the served ones, then the hub's."""
+    """Every model's name the request's key may use: the served ones, then the hub's."""
     names = list(serving_of(request).models.by_name)
     hub = _hub(request)
     if hub is not None:
         names += [m.name for m in hub.list_models() if m.name not in names]
-    return names
+    return [n for n in names if may_use_model(request, n)]
+
+
+def _allowed(request: Request, name: str) -> str:
+    """`name`, if the request's key may use that model; else the model is hidden (404), as in predictions."""
+    if not may_use_model(request, name):
+        raise NotFound(f"Model {name} not found.")
+    return name
 
 
 def default_example(request: Request, name: str) -> PredictionRecord | None:
@@ -93,6 +100,7 @@ async def model_object(
     """Replicate's model object; `schema_wait_s` 0 leaves a never-loaded served model's schema empty rather
     than loading it to learn it (the hub's index page)."""
     serving = serving_of(request)
+    _allowed(request, name)
     hub = _hub(request)
     record = hub.store.get_model(name) if hub is not None else None
     pushed = hub.store.list_versions(name, pushed_only=True) if hub is not None else []
@@ -133,6 +141,8 @@ async def list_models(request: Request) -> dict[str, Any]:
     results = [await model_object(request, name, counts) for name in model_names(request)]
     data = []
     for rt in serving.models.language_models():
+        if not may_use_model(request, rt.model.name):
+            continue
         created = int(datetime.fromisoformat(rt.model.version_created_at).timestamp())
         for model_id in (rt.model.name, *rt.model.spec.aliases):
             data.append({"id": model_id, "object": "model", "created": created, "owned_by": rt.model.spec.owner})
@@ -161,6 +171,7 @@ async def delete_model(request: Request, owner: str, name: str) -> Response:
 
 async def version_objects(request: Request, full: str, *, schema_wait_s: float = SCHEMA_WAIT_S) -> list[dict[str, Any]]:
     """A model's versions, newest first: the pushed ones, and the one the server was started with (last)."""
+    _allowed(request, full)
     hub = _hub(request)
     results = [version_object(v) for v in (hub.store.list_versions(full, pushed_only=True) if hub else [])]
     served = _served(serving_of(request), full)
@@ -243,7 +254,7 @@ def read_readme(directories: list[Path]) -> str | None:
 
 @router.get("/models/{owner}/{name}/versions/{version_id}")
 async def get_version(request: Request, owner: str, name: str, version_id: str) -> dict[str, Any]:
-    full = f"{owner}/{name}"
+    full = _allowed(request, f"{owner}/{name}")
     served = _served(serving_of(request), full)
     if served is not None and served.version == version_id:
         return served_version(await _with_schema(serving_of(request), served))

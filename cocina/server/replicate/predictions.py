@@ -19,7 +19,7 @@ from cocina.rag import RagConfig
 from cocina.server.bodies import dumps, parse_body, parse_duration_s, prefer_tokens, sse_event
 from cocina.server.errors import BadRequest, NotFound, RequestInvalid
 from cocina.server.replicate.render import replicate_prediction
-from cocina.server.state import base_url, serving_of, sticky_key
+from cocina.server.state import base_url, may_see, principal_of, serving_of, set_guard_headers, sticky_key
 from cocina.serving import AdmissionRequest, Serving
 from cocina.serving.events import Completed, LogChunk, OutputChunk
 from cocina.store import PredictionStatus
@@ -107,9 +107,11 @@ async def _create(
             deadline=deadline,
             source=source,
             rag=rag,
+            principal=principal_of(request),
         )
     )
     rec = admitted.record
+    set_guard_headers(request, admitted.ticket, rec)
     headers: dict[str, str] = {}
     base = base_url(request)
     if wait_s is not None:
@@ -146,7 +148,9 @@ async def list_predictions(request: Request, cursor: str | None = None) -> dict[
         except ValueError:
             raise BadRequest("Invalid cursor.") from None
     serving = serving_of(request)
-    records = serving.page(before, PAGE_SIZE + 1)
+    principal = principal_of(request)
+    own = principal.id if principal is not None and not principal.has_scope("admin") else None
+    records = serving.page(before, PAGE_SIZE + 1, principal=own)
     base = base_url(request)
     page = records[:PAGE_SIZE]
     next_url = f"{base}/v1/predictions?cursor={page[-1].seq}" if len(records) > PAGE_SIZE else None
@@ -156,14 +160,18 @@ async def list_predictions(request: Request, cursor: str | None = None) -> dict[
 @router.get("/predictions/{prediction_id}")
 async def get_prediction(request: Request, prediction_id: str) -> dict[str, Any]:
     rec = serving_of(request).get(prediction_id)
-    if rec is None:
+    if rec is None or not may_see(request, rec):
         raise NotFound("Prediction not found.")
+    set_guard_headers(request, rec=rec)
     return replicate_prediction(rec, base_url(request))
 
 
 @router.post("/predictions/{prediction_id}/cancel")
 async def cancel_prediction(request: Request, prediction_id: str) -> dict[str, Any]:
-    rec = serving_of(request).cancel(prediction_id)
+    serving = serving_of(request)
+    if not may_see(request, serving.get(prediction_id)):
+        raise NotFound("Prediction not found.")
+    rec = serving.cancel(prediction_id)
     if rec is None:
         raise NotFound("Prediction not found.")
     return replicate_prediction(rec, base_url(request))
@@ -172,8 +180,10 @@ async def cancel_prediction(request: Request, prediction_id: str) -> dict[str, A
 @router.get("/predictions/{prediction_id}/stream")
 async def stream_prediction(request: Request, prediction_id: str) -> Response:
     serving = serving_of(request)
-    if serving.get(prediction_id) is None:
+    rec = serving.get(prediction_id)
+    if rec is None or not may_see(request, rec):
         raise NotFound("Prediction not found.")
+    set_guard_headers(request, rec=rec)
     return StreamingResponse(
         _stream(serving, prediction_id), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
     )

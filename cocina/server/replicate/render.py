@@ -30,6 +30,7 @@ def replicate_prediction(rec: PredictionRecord, base_url: str) -> dict[str, Any]
         "metrics": dict(rec.metrics),
         **({"sources": rec.sources} if rec.sources is not None else {}),
         **({"retrieval": rec.retrieval} if rec.retrieval is not None else {}),
+        **({"ai_disclosure": rec.guard["ai_disclosure"]} if rec.guard.get("ai_disclosure") else {}),
         "urls": {
             # "View the prediction in a browser": the model's page with this prediction opened.
             **({"web": f"{base}/{rec.model}/predictions/{rec.id}"} if rec.model else {}),

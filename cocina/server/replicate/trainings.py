@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from cocina.server.bodies import parse_body
 from cocina.server.errors import BadRequest, NotFound
 from cocina.server.replicate.render import replicate_training
-from cocina.server.state import base_url, serving_of
+from cocina.server.state import base_url, history_principal, may_see, principal_of, serving_of, set_guard_headers
 from cocina.serving import AdmissionRequest, Serving
 from cocina.store import PredictionRecord
 
@@ -55,8 +55,10 @@ async def create_training(request: Request, owner: str, name: str, version_id: s
             destination=body.destination,
             webhook=str(webhook) if webhook else None,
             webhook_events_filter=list(events or []),
+            principal=principal_of(request),
         )
     )
+    set_guard_headers(request, admitted.ticket, admitted.record)
     return JSONResponse(replicate_training(admitted.record, base_url(request)), status_code=201)
 
 
@@ -69,7 +71,7 @@ async def list_trainings(request: Request, cursor: str | None = None) -> dict[st
         except ValueError:
             raise BadRequest("Invalid cursor.") from None
     serving = serving_of(request)
-    records = serving.page(before, PAGE_SIZE + 1, kind="training")
+    records = serving.page(before, PAGE_SIZE + 1, kind="training", principal=history_principal(request))
     base = base_url(request)
     page = records[:PAGE_SIZE]
     next_url = f"{base}/v1/trainings?cursor={page[-1].seq}" if len(records) > PAGE_SIZE else None
@@ -79,20 +81,21 @@ async def list_trainings(request: Request, cursor: str | None = None) -> dict[st
 @router.get("/trainings/{training_id}")
 async def get_training(request: Request, training_id: str) -> dict[str, Any]:
     serving = serving_of(request)
-    return replicate_training(_training(serving, training_id), base_url(request))
+    return replicate_training(_training(request, serving, training_id), base_url(request))
 
 
 @router.post("/trainings/{training_id}/cancel")
 async def cancel_training(request: Request, training_id: str) -> dict[str, Any]:
     serving = serving_of(request)
-    _training(serving, training_id)
+    _training(request, serving, training_id)
     rec = serving.cancel(training_id)
     assert rec is not None
     return replicate_training(rec, base_url(request))
 
 
-def _training(serving: Serving, training_id: str) -> PredictionRecord:
+def _training(request: Request, serving: Serving, training_id: str) -> PredictionRecord:
+    """The training, if it is one and the request's key may see it (another key's answers 404, as predictions)."""
     rec = serving.get(training_id)
-    if rec is None or rec.kind != "training":
+    if rec is None or rec.kind != "training" or not may_see(request, rec):
         raise NotFound("Training not found.")
     return rec

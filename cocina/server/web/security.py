@@ -10,7 +10,8 @@ signed-in key's cookie, and protection against cross-site requests.
   cross-site form cannot send, and refuses an `Origin` that is not the server's own. The sign-in form is
   protected by a double-submitted token (a cookie and a form field).
 
-`check_key` is the seam to the server's credentials: today the single API token, later the guard's keys.
+`check_key` is the seam to the server's credentials: the guard's API keys once any exist, else the single API
+token.
 """
 
 from __future__ import annotations
@@ -104,7 +105,14 @@ def wants_html(scope: Scope) -> bool:
 
 
 def check_key(app_state: object, given: str) -> str | None:
-    """Why `given` is not a key of this server, or None (the seam to the server's credentials)."""
+    """Why `given` is not a credential of this server, or None: one of the guard's API keys once any exist,
+    else the single API token."""
+    guard = getattr(app_state, "guard", None)
+    if guard is not None and guard.keyed():
+        from cocina.guard.keys import failure_message
+
+        principal = guard.authenticate(given)
+        return failure_message(principal) if isinstance(principal, str) else None
     config = getattr(app_state, "config", None)
     token = getattr(config, "api_token", None)
     if not token:
@@ -115,7 +123,10 @@ def check_key(app_state: object, given: str) -> str | None:
 
 
 def keyed(app_state: object) -> bool:
-    """Whether this server asks for a key."""
+    """Whether this server asks for a key (the guard's API keys, or the single token)."""
+    guard = getattr(app_state, "guard", None)
+    if guard is not None and guard.keyed():
+        return True
     config = getattr(app_state, "config", None)
     return bool(getattr(config, "api_token", None))
 
