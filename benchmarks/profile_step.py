@@ -5,8 +5,13 @@
 
 Runs three steps many times: one decode (batch 1), 32 decodes, one 512-token prompt; prints each part's share
 (embeddings, norms, q|k|v projection, rotary + KV cache writes, attention, output projection, MLP up, activation,
-MLP down, LM head) as JSON. The profiling build times with clock_gettime between parts, which costs a few
-microseconds per layer: the totals run slightly above an ordinary build's.
+MLP down, LM head) as JSON. ``--engine-overhead`` also times, with the ordinary build, one request decoding
+alone through ``LLMEngine.step`` (as benchmarks/engine.py's batch-1 figure) against the native step by itself at
+the same batch and context: the difference is what a token costs outside the C step (scheduling, building the
+step's arrays, sampling, detokenizing, Python).
+
+The profiling build times with clock_gettime between parts, which costs a few microseconds per layer: the
+totals run slightly above an ordinary build's.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--variant", default=None, help="kernel variant (default: this CPU's best)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/cocina-bench"))
+    ap.add_argument("--engine-overhead", action="store_true",
+                    help="also time batch 1 through LLMEngine.step against the native step alone")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,8 +117,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "mean_ms": round(total / reps * 1e3, 2),
             "parts_ms": {p: round(t / reps * 1e3, 3) for p, t in zip(PARTS, times, strict=True)},
         }
+    if args.engine_overhead:
+        out["engine_overhead"] = engine_overhead(path, args, variant)
     print(json.dumps(out, indent=2))
     return out
+
+
+def engine_overhead(path: Path, args: argparse.Namespace, variant: str, reps: int = 3) -> dict[str, Any]:
+    """Per-token ms at batch 1: ``LLMEngine.step`` (32-token prompt, 128 tokens, as engine.py's figure) and the
+    native step alone (ordinary build) at the mean context of that run; best of ``reps`` each, interleaved."""
+    from cocina.engine.llm_engine import LLMEngine
+    from cocina.engine.sequence import SamplingParams
+
+    engine = LLMEngine.from_pretrained(path, EngineConfig(dtype=args.dtype, quantize=args.quantize, device="cpu",
+                                                          cpu_kernels=variant, kv_cache_bytes=1 << 30))
+    model = engine.runner.cocina
+    assert model is not None and model.native
+    prompt, n = list(range(100, 132)), 128
+    step = make_step(1, 1, 32 + n // 2, engine.runner.block_size)
+    engine.generate([prompt], SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True))
+    best_engine, best_native = float("inf"), float("inf")
+    for rep in range(reps):
+        engine.add_request(prompt, SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True), f"o-{rep}")
+        times: list[float] = []
+        while engine.has_unfinished():
+            for o in engine.step():
+                times.extend(time.perf_counter() for _ in o.token_ids)
+        best_engine = min(best_engine, (times[-1] - times[0]) / (len(times) - 1))
+        t = time.perf_counter()
+        for _ in range(n - 1):
+            model.forward_native(step)
+        best_native = min(best_native, (time.perf_counter() - t) / (n - 1))
+    return {
+        "engine_step_ms_per_token": round(best_engine * 1e3, 3),
+        "native_step_ms": round(best_native * 1e3, 3),
+        "outside_native_step_ms": round((best_engine - best_native) * 1e3, 3),
+        "outside_share": round(1 - best_native / best_engine, 3),
+        "weight_bytes_per_token": engine.runner.weight_bytes_per_token(),
+        "native_step_GBps": round(engine.runner.weight_bytes_per_token() / best_native / 1e9, 2),
+    }
 
 
 if __name__ == "__main__":

@@ -312,25 +312,25 @@ def end_to_end(workdir: Path, langs: list[str], n_questions: int, *, quick: bool
             _log(f"e2e: indexing {len(docs)} {lang} answers")
             store.create(name, [root], load_embedder())
         sets[lang] = items
-    port = free_port()
-    cmd = [*cocina_cmd(), "serve", "--data-dir", str(data), "--port", str(port)]
-    for lang in langs:
+    # One server a language: both models would answer to the OpenAI alias `cocina/demo`, which `cocina serve`
+    # refuses as ambiguous (two models with one name).
+    out: dict[str, Any] = {"model": E2E_MODEL, "top_k": E2E_TOP_K, "max_tokens": max_tokens}
+    for lang, items in sets.items():
+        port = free_port()
+        cmd = [*cocina_cmd(), "serve", "--data-dir", str(data), "--port", str(port)]
         cmd += ["--model", f"bench/{lang}={E2E_MODEL}", "--rag", f"bench/{lang}=qa-{lang}:top_k={E2E_TOP_K}"]
-    # Run from the work directory: in the repository, `cocina/demo` would name the package's folder, not the model.
-    server = Server(
-        "cocina serve", cmd, cwd=workdir, log=workdir / "e2e-server.log", port=port, health="/health-check"
-    )
-    out: dict[str, Any] = {
-        "model": E2E_MODEL,
-        "top_k": E2E_TOP_K,
-        "max_tokens": max_tokens,
-        "command": " ".join(["cocina", *cmd[len(cocina_cmd()) :]]).replace(str(data), "DATA").replace(
-            f"--port {port}", "--port PORT"
-        ),
-    }
-    with running(server, 300):
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120)
-        for lang, items in sets.items():
+        # Run from the work directory: in the repository, `cocina/demo` would name the package's folder.
+        server = Server(
+            "cocina serve", cmd, cwd=workdir, log=workdir / f"e2e-server-{lang}.log", port=port, health="/health-check"
+        )
+        out["command"] = (
+            " ".join(["cocina", *cmd[len(cocina_cmd()) :]])
+            .replace(str(data), "DATA")
+            .replace(f"--port {port}", "--port PORT")
+            .replace(lang, "LANG")
+        )
+        with running(server, 300):
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120)
             counts = collections.Counter()
             latencies = []
             examples = []

@@ -96,7 +96,7 @@ def system_label(key: str) -> str:
         base, precision = "llama-server", key.removeprefix("llama-server").lstrip("-")
     label = SYSTEM_LABELS[base].split(":")[0]
     if key.startswith("llama-server"):
-        return f"{label}, {precision or 'dtype'} GGUF"
+        return f"{label}, {GGUF_TYPE.get(precision, precision) if precision else 'dtype (BF16 or F32)'} GGUF"
     return f"{label}, int{precision}" if precision else label
 
 
@@ -692,7 +692,8 @@ def render_section(report: dict[str, Any]) -> str:
         f"AVX512-BF16: {'yes' if report['machine']['avx512_bf16'] else 'no'}; load before the run: "
         f"`{report['machine']['uptime_before']}`, after: `{report['machine']['uptime_after']}`"
         + (f"; code: `{report['code']}`." if report.get("code") else "."),
-        f"- Model: {cfg['model']}, random weights, **{cfg['dtype']}** in all three servers. Load: streaming chat "
+        f"- Model: {cfg['model']}, random weights, **{cfg['dtype']}** in every server (quantized rows: their "
+        "weights quantized, Q8_0/Q4_0 GGUF for llama-server). Load: streaming chat "
         f"completions, {cfg['input_len']}-token prompts (+ the chat template's tokens), {cfg['output_len']} output "
         f"tokens with EOS ignored, greedy; closed loop at each concurrency; "
         f"requests per level: {cfg['requests_rule']}.",
@@ -990,6 +991,8 @@ def main(argv: list[str] | None = None) -> int:
         "API, `ignore_eos`, usage counts the tokens.",
     }
 
+    if args.skip_seed and not args.skip_baselines:
+        notes["seed"] = "not run (--skip-seed)."
     if not args.skip_baselines and not args.skip_seed:
         # (a) the seed's way
         proj = write_seed_project(run_dir, model_dir)
@@ -1108,9 +1111,10 @@ def main(argv: list[str] | None = None) -> int:
                 gguf = llama_cpp.convert(model_dir, GGUF_TYPE[precision])
                 port = free_port()
                 cmd = llama_cpp.server_command(gguf, port, os.cpu_count() or 2, args.llama_parallel)
+                shown = " ".join(cmd[1:]).replace(str(gguf), gguf.name).replace(f"--port {port}", "--port PORT")
                 notes[key] = (
                     f"llama.cpp's own `llama-server` (built from the llama-cpp-python {llama_cpp.SDIST_VERSION} "
-                    f"sdist's vendor/llama.cpp), `{' '.join(cmd[1:]).replace(str(gguf), gguf.name)}` with "
+                    f"sdist's vendor/llama.cpp), `{shown}` with "
                     "PORT for the port; the same weights converted to GGUF by its convert_hf_to_gguf.py"
                     + (" and `llama-quantize --pure`" if quant else "")
                     + "; OpenAI chat API (the GGUF carries the ChatML template), `ignore_eos`."

@@ -4,7 +4,9 @@ token of a streamed answer shows, in headless Chromium against a real `cocina se
 The server is the real command (`cocina serve` in a subprocess, with an API token, so pages are behind the
 sign-in form): the echo predictor, the kitchen-sink form, a media maker, the built-in demo language model (a
 small GPT-2 trained on the seed's questions, on cocina's engine), and a model pushed twice with `cocina push`
-(two versions to compare). The browser is Debian's chromium
+(two versions to compare); its data directory holds an index `kb` of three short documents (`cocina index
+create`), which the playground offers for the demo model's answers (the sources screenshot). The browser is Debian's
+chromium
 driven by Playwright (`executable_path`: nothing downloaded).
 
 1. **Transfer and interactive** per page: a fresh browser context each run (nothing cached, signed in), the
@@ -63,6 +65,15 @@ Keeps a note, in capitals. Version 2 adds `copies`.
 | --- | --- |
 | `text` | the note |
 """
+
+
+# The index the playground offers (docs/rag.md): its sources are the `sources` screenshot.
+RAG_DOCS = {
+    "lavanderia.md": "# Lavandería\n\n## Blanquear\n\nLa lejía blanquea la ropa blanca: un tapón en cinco litros de "
+    "agua fría.\n\n## Manchas\n\nEl vino tinto se quita con sal y agua con gas.\n",
+    "cocina.md": "# Cocina\n\nEl vinagre blanco limpia la grasa del horno y desincrusta la cal del grifo.\n",
+    "jardin.txt": "Los tomates necesitan seis horas de sol al día y riego temprano por la mañana.\n",
+}
 
 
 def measure_page(browser: Any, base_url: str, path: str, storage_state: Any = None) -> dict[str, float]:
@@ -130,8 +141,25 @@ def first_token(browser: Any, base_url: str, storage_state: Any, runs: int) -> d
     }
 
 
+def shrink_png(path: Path) -> None:
+    """A screenshot in 256 colours (no dithering: the pages' colours are flat), zlib at its best, when that is
+    smaller (Pillow; about 40% of Chromium's PNG)."""
+    import io
+
+    from PIL import Image
+
+    raw = path.read_bytes()
+    image = Image.open(io.BytesIO(raw)).convert("RGB")
+    buf = io.BytesIO()
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        buf, format="PNG", optimize=True
+    )
+    if len(buf.getvalue()) < len(raw):
+        path.write_bytes(buf.getvalue())
+
+
 def screenshots(browser: Any, base_url: str, storage_state: Any, out: Path) -> list[str]:
-    """The pages docs/web.md shows (PNG, 1100 px wide, a few tens of KB each)."""
+    """The pages docs/web.md shows (PNG, 1100 px wide, 256 colours, 10-60 KiB each)."""
     out.mkdir(parents=True, exist_ok=True)
     made: list[str] = []
 
@@ -139,6 +167,7 @@ def screenshots(browser: Any, base_url: str, storage_state: Any, out: Path) -> l
         page.evaluate("window.scrollTo(0, 0)")
         path = out / f"web-{name}.png"
         page.screenshot(path=str(path), full_page=full)
+        shrink_png(path)
         made.append(str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path))
 
     anonymous = browser.new_context(base_url=base_url, viewport={"width": 1100, "height": 560})
@@ -161,6 +190,23 @@ def screenshots(browser: Any, base_url: str, storage_state: Any, out: Path) -> l
     page.click("#run")
     page.wait_for_selector("#status.status-succeeded", timeout=60_000)
     shot(page, "playground")
+    playground_url = page.url
+    page.goto("/cocina/demo")
+    page.select_option("#rag-index", "kb")
+    page.fill("#rag-top-k", "2")
+    page.fill("#in-prompt", "¿Qué producto blanquea la ropa?")
+    page.fill("#in-max_new_tokens", "32")
+    page.fill("#in-seed", "7")
+    page.click("#run")
+    page.wait_for_selector("#status.status-succeeded", timeout=60_000)
+    page.locator("#sources-list .source summary").first.click()
+    page.locator("#output-card").scroll_into_view_if_needed()
+    path = out / "web-sources.png"
+    page.locator("#output-card").screenshot(path=str(path))
+    shrink_png(path)
+    made.append(str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path))
+    page.goto(playground_url)
+    page.wait_for_selector("#status.status-succeeded", timeout=60_000)
     page.click("#example-add")
     page.click("#share-open")
     page.click("#share-create")
@@ -329,6 +375,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     port = free_port()
     env = {**os.environ, "COCINA_API_TOKEN": TOKEN, "COCINA_HOME": str(workdir / "home")}
+    docs = workdir / "rag-docs"
+    shutil.rmtree(docs, ignore_errors=True)
+    docs.mkdir()
+    for name, text in RAG_DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    subprocess.run(
+        [*cocina_cmd(), "index", "create", "kb", str(docs), "--data-dir", str(data)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env=env,
+    )
     engine = ["--device", "cpu", "--dtype", "float32", "--kv-cache", "64M"]
     cmd = [
         *cocina_cmd(),

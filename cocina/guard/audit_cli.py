@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="The audit log: checkpoints, proofs, verification.", no_args_is_help=True)
 
-DataDir = Annotated[Path, typer.Option("--data-dir", help="The server's data directory (its store and keys)")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="The server's data directory (default: $COCINA_HOME or ~/.cocina)"),
+]
 StoreUrl = Annotated[
     str | None,
     typer.Option(
@@ -30,7 +33,13 @@ StoreUrl = Annotated[
         help="The server's --store when it has one (postgresql://...; default: DATA_DIR/predictions.db)",
     ),
 ]
-_DEFAULT_DIR = Path(".cocina")
+_DEFAULT_DIR = None  # the server's default: cocina.config.default_data_dir()
+
+
+def _data_dir(given: Path | None) -> Path:
+    from cocina.config import default_data_dir
+
+    return given if given is not None else default_data_dir()
 
 
 def _store(data_dir: Path, store_url: str | None, command: str) -> Store:
@@ -44,10 +53,11 @@ def _store(data_dir: Path, store_url: str | None, command: str) -> Store:
         raise typer.Exit(1) from None
 
 
-def _open(data_dir: Path, origin: str, store_url: str | None = None) -> AuditLog:
+def _open(given: Path | None, origin: str, store_url: str | None = None) -> AuditLog:
     from cocina.guard.audit.log import AuditLog
     from cocina.guard.guard import GuardSecrets
 
+    data_dir = _data_dir(given)
     return AuditLog(_store(data_dir, store_url, "audit"), GuardSecrets(data_dir).signer, origin)
 
 

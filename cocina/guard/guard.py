@@ -30,6 +30,7 @@ from cocina.guard.keys import KeyHasher, Keys, Principal
 from cocina.guard.limits import Limiter, Reservation
 from cocina.guard.scanners.base import Verdict
 from cocina.guard.scanners.pipeline import Pipeline, ScanResult, StreamScanner
+from cocina.serving.errors import ModelNotFound
 from cocina.serving.gate import AccessDenied, OutputFilter, Ticket
 from cocina.store import PredictionRecord, Store
 
@@ -253,6 +254,9 @@ class Guard:
         if isinstance(principal, Principal):
             if not principal.allows_model(model.name):
                 self.metrics.refused("model_not_allowed")
+                if req.deployment is not None:
+                    # Answered exactly as a deployment that does not exist: neither it nor its model is revealed.
+                    raise ModelNotFound(f"Deployment {req.deployment} not found.", param="deployment")
                 raise AccessDenied(f"Model {model.name} not found.", hide=True)
             if not principal.has_scope("predict"):
                 self.metrics.refused("scope")

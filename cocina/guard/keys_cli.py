@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="API keys: create, list, rotate, revoke, usage.", no_args_is_help=True)
 
-DataDir = Annotated[Path, typer.Option("--data-dir", help="The server's data directory (its store and secret)")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="The server's data directory (default: $COCINA_HOME or ~/.cocina)"),
+]
 StoreUrl = Annotated[
     str | None,
     typer.Option(
@@ -28,7 +31,13 @@ StoreUrl = Annotated[
         help="The server's --store when it has one (postgresql://...; default: DATA_DIR/predictions.db)",
     ),
 ]
-_DEFAULT_DIR = Path(".cocina")
+_DEFAULT_DIR = None  # the server's default: cocina.config.default_data_dir()
+
+
+def _data_dir(given: Path | None) -> Path:
+    from cocina.config import default_data_dir
+
+    return given if given is not None else default_data_dir()
 
 
 def _store(data_dir: Path, store_url: str | None, command: str) -> Store:
@@ -42,10 +51,11 @@ def _store(data_dir: Path, store_url: str | None, command: str) -> Store:
         raise typer.Exit(1) from None
 
 
-def _keys(data_dir: Path, store_url: str | None = None) -> Keys:
+def _keys(given: Path | None, store_url: str | None = None) -> Keys:
     from cocina.guard.guard import GuardSecrets
     from cocina.guard.keys import KeyHasher, Keys
 
+    data_dir = _data_dir(given)
     return Keys(_store(data_dir, store_url, "keys"), KeyHasher(GuardSecrets(data_dir).key_hashing))
 
 

@@ -23,6 +23,7 @@ from cocina.serving.errors import InvalidRequest, ServingError
 if TYPE_CHECKING:
     from cocina.hub.hub import Hub
     from cocina.serving import Serving
+    from cocina.serving.gate import Principal
 
 MAX_EXAMPLES = 10_000
 Progress = Callable[[dict[str, Any]], None]
@@ -78,12 +79,14 @@ def _text(output: Any) -> str:
     return json.dumps(output)
 
 
-async def _answer(serving: Serving, ref: str, inp: dict[str, Any], timeout_s: float) -> tuple[Answer, str | None]:
+async def _answer(
+    serving: Serving, ref: str, inp: dict[str, Any], timeout_s: float, principal: Principal | None = None
+) -> tuple[Answer, str | None]:
     from cocina.serving.admission import AdmissionRequest
 
     started = time.perf_counter()
     try:
-        req = AdmissionRequest(surface="replicate", input=dict(inp), model=ref, source="compare")
+        req = AdmissionRequest(surface="replicate", input=dict(inp), model=ref, principal=principal, source="compare")
         admitted = await serving.admit(req)
     except ServingError as exc:
         return Answer(None, time.perf_counter() - started, ok=False), f"refused: {exc}"
@@ -117,8 +120,10 @@ async def run_compare(
     timeout_s: float = 300.0,
     perplexity: bool = True,
     progress: Progress | None = None,
+    principal: Principal | None = None,
 ) -> dict[str, Any]:
-    """The report of `cocina deployments compare` (see the module's docstring)."""
+    """The report of `cocina deployments compare` (see the module's docstring). `principal` (an API key's) is
+    whom the predictions are admitted for: the guard checks, limits and audits them as that key's."""
     if not examples:
         raise InvalidRequest("give at least one example", param="examples")
     if len(examples) > MAX_EXAMPLES:
@@ -137,7 +142,7 @@ async def run_compare(
     for i, ex in enumerate(examples):
         for k in range(len(split)):
             j = (i + k) % len(split)  # each version goes first in turn
-            answer, error = await _answer(serving, f"{record.model}:{split[j].version}", ex.input, timeout_s)
+            answer, error = await _answer(serving, f"{record.model}:{split[j].version}", ex.input, timeout_s, principal)
             results[j].answers.append(answer)
             if error is not None and len(errors[split[j].version]) < 5:
                 errors[split[j].version].append(f"example {i + 1}: {error}")

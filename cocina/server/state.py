@@ -84,10 +84,14 @@ def set_guard_headers(request: Request, ticket: Ticket | None = None, rec: Predi
 
 def sticky_key(request: Request) -> str | None:
     """What keeps one user on one version of a deployment: the `Cocina-Sticky` header, else the
-    `cocina_sticky` cookie, else the caller's credentials (each API token is one user)."""
+    `cocina_sticky` cookie, else the caller's API key's id (stable across its rotations), else the caller's
+    credentials (each token is one user)."""
     given = request.headers.get(STICKY_HEADER) or request.cookies.get(STICKY_COOKIE)
     if given:
         return given
+    principal = principal_of(request)
+    if principal is not None:
+        return f"key:{principal.id}"
     token = request.headers.get("authorization", "").partition(" ")[2]
     return f"token:{token.strip()}" if token.strip() else None
 

@@ -51,7 +51,7 @@ def test_quick_run(tmp_path: Path) -> None:
     assert large["rss_growth_bytes"] > large["vector_bytes"] and large["disk_bytes"] > large["vector_bytes"]
     assert 0 < large["search_p50_ms"] <= large["query_p50_ms"]
     e2e = report["end_to_end"]
-    assert e2e["model"] == "cocina/demo" and "--rag bench/spanish=qa-spanish:top_k=3" in e2e["command"]
+    assert e2e["model"] == "cocina/demo" and "--rag bench/LANG=qa-LANG:top_k=3" in e2e["command"]
     spanish = e2e["spanish"]
     assert spanish["questions"] == 3 and spanish["errors"] == 0
     assert spanish["any_source_has_answer"] > 0 and all(x["sources"] == 3 for x in spanish["examples"])

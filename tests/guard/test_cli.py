@@ -35,6 +35,20 @@ def test_keys_errors_are_named(tmp_path: Path) -> None:
     assert row["models"] == ["acme/*", "beta/*"] and row["state"] == "active" and row["expires"] != "-"
 
 
+def test_keys_and_audit_default_to_the_servers_data_directory(tmp_path: Path) -> None:
+    import os
+
+    from cocina.config import default_data_dir
+
+    home = default_data_dir()  # this test's COCINA_HOME, as `cocina serve` would use without --data-dir
+    assert home == Path(os.environ["COCINA_HOME"])
+    code, out = _run("keys", "create", "--name", "home")
+    assert code == 0, out
+    assert [k.name for k in SQLiteStore(home / "predictions.db").list_keys()] == ["home"]
+    assert (home / "guard" / "secret").exists() and not Path(".cocina", "guard", "secret").exists()
+    assert _run("audit", "key")[1] == _run("audit", "key", "--data-dir", str(home))[1]
+
+
 def _log_with_entries(data_dir: Path, n: int) -> AuditLog:
     log = AuditLog(SQLiteStore(data_dir / "predictions.db"), GuardSecrets(data_dir).signer, "cocina/audit")
     for i in range(n):

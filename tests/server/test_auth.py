@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -11,6 +12,7 @@ import pytest
 import replicate
 from starlette.routing import Route
 
+from cocina.server.middleware.auth import PUBLIC_PREFIXES
 from tests.server.conftest import LiveServer, start_server
 
 TOKEN = "s3cret-token"
@@ -25,34 +27,57 @@ def guarded(tmp_path: Path) -> Iterator[LiveServer]:
         srv.stop()
 
 
+def _flat(routes: list[Any], prefix: str = "") -> list[tuple[str, Route]]:
+    """(prefix, route) of every route, also those inside included routers: FastAPI 0.165 keeps an included
+    router as one `_IncludedRouter` entry rather than copying its routes (then a plain walk misses them all)."""
+    out: list[tuple[str, Route]] = []
+    for route in routes:
+        if isinstance(route, Route):
+            out.append((prefix, route))
+        elif hasattr(route, "original_router"):
+            context = getattr(route, "include_context", None)
+            out += _flat(route.original_router.routes, prefix + str(getattr(context, "prefix", "") or ""))
+    return out
+
+
 def _routes(srv: LiveServer) -> list[tuple[str, str]]:
     """Every (method, path) the app serves, path parameters filled with a sample value."""
-    from cocina.server import cog, openai, replicate
-
     out = []
-    for route in [*srv.server.app.routes, *cog.router.routes, *replicate.router.routes, *openai.router.routes]:
-        if isinstance(route, Route):
-            path = route.path.replace("{owner}", "acme").replace("{name}", "echo")
-            for param in ("{prediction_id}", "{file_id}", "{version_id}"):
-                path = path.replace(param, "x")
-            out += [(m, path) for m in sorted(route.methods or ()) if m != "HEAD"]
-    return out
+    for prefix, route in _flat(srv.server.app.routes):
+        path = (prefix + route.path).replace("{owner}", "acme").replace("{name}", "echo")
+        for param in ("{prediction_id}", "{file_id}", "{version_id}"):
+            path = path.replace(param, "x")
+        out += [(m, path) for m in sorted(route.methods or ()) if m != "HEAD"]
+    return sorted(set(out))
 
 
 def test_every_route_but_the_probes_needs_the_token(guarded: LiveServer) -> None:
     routes = _routes(guarded)
     assert ("POST", "/predictions") in routes and ("POST", "/shutdown") in routes and ("GET", "/metrics") in routes
+    # Every API's routes are walked, those of included routers too (Replicate's, the hub's, the audit log's).
+    for expected in [
+        ("POST", "/v1/predictions"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/deployments/acme/echo/predictions"),
+        ("PUT", "/v1/hub/blobs/sha256/{digest}"),
+        ("POST", "/v1/files"),
+        ("GET", "/v1/audit/checkpoint"),
+    ]:
+        assert expected in routes, expected
     open_ = {("GET", "/health"), ("GET", "/health-check")}
     for method, path in routes:
         r = httpx.request(method, f"{guarded.url}{path}", json={})
         if (method, path) in open_:
             assert r.status_code in (200, 503), (method, path)
             continue
+        if path.startswith(PUBLIC_PREFIXES):  # the web's static files, sign-in form and shared predictions
+            assert r.status_code != 401, (method, path)
+            continue
         assert r.status_code == 401, (method, path, r.status_code)
         body = r.json()
-        if path in ("/v1/completions", "/v1/chat/completions", "/v1/models"):
+        if path in ("/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/embeddings"):
             assert body["error"]["code"] == "invalid_api_key"
-        elif path.startswith("/v1/"):
+        elif path.startswith(("/v1/", "/-/")):
             assert r.headers["content-type"].startswith("application/problem+json") and body["status"] == 401
         else:
             assert body == {"detail": "You did not pass an authentication token."}

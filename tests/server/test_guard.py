@@ -28,6 +28,7 @@ from cocina.cli import build_app
 from cocina.guard import Guard, parse_guard_config
 from cocina.guard.audit.merkle import leaf_hash, verify_inclusion
 from cocina.guard.audit.note import Verifier, open_checkpoint
+from cocina.server.middleware.auth import PUBLIC_PREFIXES
 from tests.server.conftest import LiveServer, echo_spec, llm_spec, plain_spec, start_server
 from tests.server.sse import parse_sse
 
@@ -157,11 +158,14 @@ def test_every_route_needs_a_valid_key_once_keys_exist(srv: LiveServer, admin: s
             if (method, path) in open_:
                 assert r.status_code in (200, 503)
                 continue
+            if path.startswith(PUBLIC_PREFIXES):  # the web's static files, sign-in form and shared predictions
+                assert r.status_code != 401, (method, path)
+                continue
             assert r.status_code == 401, (method, path, header, r.status_code)
             body = r.json()
-            if path in ("/v1/completions", "/v1/chat/completions", "/v1/models"):
+            if path in ("/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/embeddings"):
                 assert body["error"]["code"] == "invalid_api_key" and body["error"]["message"] == message
-            elif path.startswith("/v1/"):
+            elif path.startswith(("/v1/", "/-/")):
                 assert body["status"] == 401 and body["detail"] == message
             else:
                 assert body == {"detail": message}

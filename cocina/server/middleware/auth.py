@@ -4,10 +4,14 @@ once any exist (`cocina keys create`, the guard), else the server's single token
 A credential comes in `Authorization: Bearer <key>` (or `Token <key>`, as the `replicate` client may send), or,
 for a browser signed in on the web page, in its HttpOnly cookie (`cocina.server.web.security`); a request the
 cookie authenticates that changes anything must also carry the page's CSRF token. With keys, the key's principal
-is put in the scope (`scope["state"]["principal"]`) for the routes, which pass it to admission; `POST /shutdown`
-and `/metrics` need the `admin` scope, other writes `predict`. Without keys, `COCINA_API_TOKEN` is kept as a
-SHA-256 digest and compared in constant time. A refusal is 401 (403 for a missing scope or CSRF token) in the
-API's own shape; a browser navigating to a page without a credential is sent to the sign-in form instead.
+is put in the scope (`scope["state"]["principal"]`) for the routes, which pass it to admission. What scope a route
+needs is `required_scopes`: `admin` for `POST /shutdown` and `/metrics`; `push` for the hub's models and versions
+(creating, pushing, deleting), its blob uploads and indexes (and with `predict`, trainings, which make versions);
+`deploy` for creating, changing, rolling back and deleting deployments (and `compare`, which also runs
+predictions, so `predict` too); `predict` for every other write; any valid key reads. Without keys,
+`COCINA_API_TOKEN` is kept as a SHA-256 digest and compared in constant time. A
+refusal is 401 (403 for a missing scope or CSRF token) in the API's own shape; a browser navigating to a page
+without a credential is sent to the sign-in form instead.
 
 The allowlist is `/health` and `/health-check` (orchestrators probe them without credentials), `/metrics` when it
 is configured public, and what the web serves to anyone: its static files, the sign-in form, and shared
@@ -33,6 +37,34 @@ if TYPE_CHECKING:
 PROBES = frozenset({"/health", "/health-check"})
 PUBLIC_PREFIXES = ("/-/static/", "/-/signin", "/-/signout", "/p/")
 ADMIN_PATHS = frozenset({"/shutdown", "/metrics"})
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+HUB_PREFIX = "/v1/hub/"  # the hub's blob uploads (and the query of which are missing): only a push uses them
+
+
+def required_scopes(method: str, path: str) -> tuple[str, ...]:
+    """The scopes (all of them) an API key needs for `method path`; () for any valid key."""
+    if path in ADMIN_PATHS:
+        return ("admin",)
+    if path.startswith(HUB_PREFIX):
+        return ("push",)  # HEAD too: whether a blob exists says whether someone pushed that file
+    if method in READS:
+        return ()
+    parts = path.rstrip("/").split("/")[1:]  # "/v1/models/o/n" -> ["v1", "models", "o", "n"]
+    if parts[:2] == ["v1", "models"]:
+        # POST /v1/models, DELETE /v1/models/o/n, POST /v1/models/o/n/versions, DELETE .../versions/{id}
+        if len(parts) in (2, 4) or (len(parts) in (5, 6) and parts[4] == "versions"):
+            return ("push",)
+        if len(parts) == 7 and parts[4] == "versions" and parts[6] == "trainings":
+            return ("predict", "push")  # a training runs, and its result is a new version of its destination
+    elif parts == ["v1", "indexes"]:
+        return ("push",)  # installing a pushed index version (cocina index push); a query is predict's
+    elif parts[:2] == ["v1", "deployments"]:
+        # POST /v1/deployments, PATCH/DELETE /v1/deployments/o/n, POST .../rollback; .../predictions is predict's
+        if len(parts) in (2, 4) or (len(parts) == 5 and parts[4] == "rollback"):
+            return ("deploy",)
+        if len(parts) == 5 and parts[4] == "compare":
+            return ("deploy", "predict")  # it runs the examples as predictions of this key
+    return ("predict",)
 
 
 def bearer(scope: Scope) -> str | None:
@@ -113,10 +145,8 @@ class TokenAuthMiddleware:
         principal = self.guard.authenticate(given)
         if isinstance(principal, str):
             return Unauthorized(failure_message(principal))
-        path, method = scope.get("path", ""), scope.get("method", "GET")
-        if path in ADMIN_PATHS and not principal.has_scope("admin"):
-            return Forbidden("This API key lacks the `admin` scope this route needs.")
-        if method not in ("GET", "HEAD", "OPTIONS") and not principal.has_scope("predict"):
-            return Forbidden("This API key lacks the `predict` scope this route needs.")
+        for needed in required_scopes(scope.get("method", "GET"), scope.get("path", "")):
+            if not principal.has_scope(needed):
+                return Forbidden(f"This API key lacks the `{needed}` scope this route needs.")
         scope.setdefault("state", {})["principal"] = principal
         return None

@@ -2,7 +2,11 @@
 weighted releases: `versions: [{"version", "weight"}]` splits the traffic (sticky by the caller's key), every
 change is a new numbered release, and `POST .../rollback` makes a release that routes as an earlier one did.
 A release may carry retrieval options, `rag: {index, top_k, min_score, rewrite}` (or an index name): every
-prediction through it answers from that index (docs/rag.md); `"rag": null` in an update drops them."""
+prediction through it answers from that index (docs/rag.md); `"rag": null` in an update drops them.
+
+With API keys (the guard), the auth middleware has checked the route's scope (`deploy` for changes); here a key
+whose `--models` patterns leave out a deployment's model does not see the deployment (404, as for the model
+itself), and each release records the key that made it (`created_by`)."""
 
 from __future__ import annotations
 
@@ -19,8 +23,10 @@ from cocina.hub.objects import deployment_object, release_object
 from cocina.server.bodies import parse_body
 from cocina.server.errors import BadRequest, RequestInvalid
 from cocina.server.replicate.ndjson import Emit, ndjson_response, wants_ndjson
-from cocina.server.state import hub_of, serving_of
+from cocina.server.state import hub_of, may_use_model, principal_of, serving_of
+from cocina.serving.errors import ModelNotFound
 from cocina.serving.retrieval import parse_rag
+from cocina.store import DeploymentRecord
 
 router = APIRouter(prefix="/v1")
 
@@ -68,13 +74,25 @@ def _splits(version: str | None, versions: list[Weighted] | None) -> list[Split]
     return [Split(version, 100)] if version is not None else None
 
 
+def _by(request: Request) -> str | None:
+    """Who makes a release: the API key's id (None without keys)."""
+    principal = principal_of(request)
+    return principal.id if principal is not None else None
+
+
+def _deployment(request: Request, owner: str, name: str) -> DeploymentRecord:
+    """The deployment, if the request's key may use its model; else answered exactly as a missing one."""
+    full = f"{owner}/{name}"
+    record = hub_of(request).get_deployment(full)
+    if not may_use_model(request, record.model):
+        raise ModelNotFound(f"Deployment {full} not found.", param="deployment")
+    return record
+
+
 @router.get("/deployments")
 async def list_deployments(request: Request) -> dict[str, Any]:
-    return {
-        "next": None,
-        "previous": None,
-        "results": [deployment_object(d) for d in hub_of(request).list_deployments()],
-    }
+    records = [d for d in hub_of(request).list_deployments() if may_use_model(request, d.model)]
+    return {"next": None, "previous": None, "results": [deployment_object(d) for d in records]}
 
 
 @router.post("/deployments")
@@ -85,6 +103,8 @@ async def create_deployment(request: Request) -> Response:
     splits = _splits(body.version, body.versions)
     if splits is None:
         raise BadRequest("a deployment needs `version` or `versions`", param="version")
+    if not may_use_model(request, body.model):
+        raise ModelNotFound(f"Model {body.model} not found.", param="model")
     record = hub_of(request).create_deployment(
         name,
         body.model,
@@ -92,30 +112,34 @@ async def create_deployment(request: Request) -> Response:
         min_instances=body.min_instances,
         max_instances=body.max_instances,
         rag=parse_rag(body.rag),
+        by=_by(request),
     )
     return JSONResponse(deployment_object(record), status_code=201)
 
 
 @router.get("/deployments/{owner}/{name}")
 async def get_deployment(request: Request, owner: str, name: str) -> dict[str, Any]:
-    return deployment_object(hub_of(request).get_deployment(f"{owner}/{name}"))
+    return deployment_object(_deployment(request, owner, name))
 
 
 @router.patch("/deployments/{owner}/{name}")
 async def update_deployment(request: Request, owner: str, name: str) -> dict[str, Any]:
     body = await parse_body(request, DeploymentUpdate)
+    _deployment(request, owner, name)
     record = hub_of(request).update_deployment(
         f"{owner}/{name}",
         splits=_splits(body.version, body.versions),
         min_instances=body.min_instances,
         max_instances=body.max_instances,
         rag=parse_rag(body.rag) if "rag" in body.model_fields_set else KEEP,
+        by=_by(request),
     )
     return deployment_object(record)
 
 
 @router.delete("/deployments/{owner}/{name}")
 async def delete_deployment(request: Request, owner: str, name: str) -> Response:
+    _deployment(request, owner, name)
     hub_of(request).delete_deployment(f"{owner}/{name}")
     return Response(status_code=204)
 
@@ -123,7 +147,7 @@ async def delete_deployment(request: Request, owner: str, name: str) -> Response
 @router.get("/deployments/{owner}/{name}/releases")
 async def list_releases(request: Request, owner: str, name: str) -> dict[str, Any]:
     hub = hub_of(request)
-    record = hub.get_deployment(f"{owner}/{name}")
+    record = _deployment(request, owner, name)
     releases = hub.releases(record.name)
     return {"next": None, "previous": None, "results": [release_object(r, record.model) for r in releases]}
 
@@ -131,6 +155,7 @@ async def list_releases(request: Request, owner: str, name: str) -> dict[str, An
 @router.get("/deployments/{owner}/{name}/stats")
 async def stats(request: Request, owner: str, name: str) -> dict[str, Any]:
     """Each version's live traffic: predictions, failures, latency and output tokens/s."""
+    _deployment(request, owner, name)
     return hub_of(request).stats(f"{owner}/{name}")
 
 
@@ -156,11 +181,19 @@ async def compare(request: Request, owner: str, name: str) -> Response:
         except ValueError as exc:
             raise RequestInvalid([{"loc": ["body", "examples", i], "msg": str(exc), "type": "value_error"}]) from None
     full = f"{owner}/{name}"
-    hub.get_deployment(full)  # a 404 before any work
+    _deployment(request, owner, name)  # a 404 before any work
+    principal = principal_of(request)  # the examples run as this key's predictions: its limits, the audit log
 
     async def work(emit: Emit | None = None) -> dict[str, Any]:
         return await run_compare(
-            hub, serving_of(request), full, examples, timeout_s=body.timeout, perplexity=body.perplexity, progress=emit
+            hub,
+            serving_of(request),
+            full,
+            examples,
+            timeout_s=body.timeout,
+            perplexity=body.perplexity,
+            progress=emit,
+            principal=principal,
         )
 
     if not wants_ndjson(request):
@@ -175,4 +208,5 @@ async def compare(request: Request, owner: str, name: str) -> Response:
 @router.post("/deployments/{owner}/{name}/rollback")
 async def rollback(request: Request, owner: str, name: str) -> dict[str, Any]:
     body = await parse_body(request, Rollback, empty_ok=True)
-    return deployment_object(hub_of(request).rollback(f"{owner}/{name}", body.release))
+    _deployment(request, owner, name)
+    return deployment_object(hub_of(request).rollback(f"{owner}/{name}", body.release, by=_by(request)))

@@ -5,6 +5,9 @@ versions are the one it was started with and every pushed one. `GET /v1/models` 
 `results` and OpenAI's `data` (the language models). Pushing (`POST /v1/models/{o}/{n}/versions` with a manifest,
 after the files went to `/v1/hub/blobs`) checks the version before it exists; with `Accept: application/x-ndjson`
 the answer streams its progress, one JSON object a line, the last holding the version or the error.
+
+With API keys (the guard), the auth middleware has checked the route's scope (`push` for changes); a model the
+key's `--models` patterns leave out is hidden here (404), in lists, reads and writes alike.
 """
 
 from __future__ import annotations
@@ -153,7 +156,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def create_model(request: Request) -> Response:
     body = await parse_body(request, ModelCreate)
     record = hub_of(request).create_model(
-        f"{body.owner}/{body.name}", description=body.description, visibility=body.visibility
+        _allowed(request, f"{body.owner}/{body.name}"), description=body.description, visibility=body.visibility
     )
     return JSONResponse(await model_object(request, record.name, {}), status_code=201)
 
@@ -165,7 +168,7 @@ async def get_model(request: Request, owner: str, name: str) -> dict[str, Any]:
 
 @router.delete("/models/{owner}/{name}")
 async def delete_model(request: Request, owner: str, name: str) -> Response:
-    hub_of(request).delete_model(f"{owner}/{name}")
+    hub_of(request).delete_model(_allowed(request, f"{owner}/{name}"))
     return Response(status_code=204)
 
 
@@ -268,7 +271,7 @@ async def get_version(request: Request, owner: str, name: str, version_id: str) 
 
 @router.delete("/models/{owner}/{name}/versions/{version_id}")
 async def delete_version(request: Request, owner: str, name: str, version_id: str) -> Response:
-    await hub_of(request).delete_version(f"{owner}/{name}", version_id)
+    await hub_of(request).delete_version(_allowed(request, f"{owner}/{name}"), version_id)
     return Response(status_code=204)
 
 
@@ -276,12 +279,12 @@ async def delete_version(request: Request, owner: str, name: str, version_id: st
 async def create_version(request: Request, owner: str, name: str) -> Response:
     """A pushed version: its files must have been uploaded; the version exists only once it checked out."""
     hub = hub_of(request)
+    full = _allowed(request, f"{owner}/{name}")
     body = await parse_body(request, VersionCreate)
     try:
         manifest = Manifest.from_json(body.manifest)
     except ValueError as exc:
         raise RequestInvalid([{"loc": ["body", "manifest"], "msg": str(exc), "type": "value_error"}]) from None
-    full = f"{owner}/{name}"
     if not wants_ndjson(request):
         result = await hub.create_version(full, manifest)
         return JSONResponse(version_object(result.version), status_code=201 if result.created else 200)

@@ -15,6 +15,7 @@ import pydantic
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from cocina.rag import RagConfig
 from cocina.server.bodies import dumps, parse_body, parse_duration_s, prefer_tokens, sse_event
 from cocina.server.errors import BadRequest, NotFound, RequestInvalid
 from cocina.server.replicate.render import replicate_prediction
@@ -73,8 +74,10 @@ async def _create(
     *,
     deployment: str | None = None,
     source: str = "api",
+    rag: RagConfig | None = None,
 ) -> Response:
-    """Admit the prediction and answer it (after `Prefer: wait`); `source` is `web` for the model page's."""
+    """Admit the prediction and answer it (after `Prefer: wait`); `source` is `web` for the model page's, which
+    alone may give `rag` (the playground's retrieval options)."""
     serving = serving_of(request)
     deadline = None
     cancel_after = request.headers.get("cancel-after")
@@ -102,6 +105,8 @@ async def _create(
             webhook=str(webhook) if webhook else None,
             webhook_events_filter=list(events or []),
             deadline=deadline,
+            source=source,
+            rag=rag,
             principal=principal_of(request),
         )
     )

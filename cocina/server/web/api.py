@@ -1,7 +1,9 @@
 """The page's own JSON API (`/-/api/`): what the Replicate API has no call for. Answers and errors are
 Replicate's shapes (problem+json).
 
-- `POST /-/api/predictions`: a prediction as `POST /v1/predictions` makes it, recorded with `source: web`.
+- `POST /-/api/predictions`: a prediction as `POST /v1/predictions` makes it, recorded with `source: web`; the
+  playground may add `rag` (an index name or `{index, top_k, min_score, rewrite}`, as the OpenAI API's `rag`) to
+  answer a language model's question from an index, its sources in the answer (docs/rag.md).
 - `POST /-/api/models/{o}/{n}/validate`: the input checked by the same validator admission uses (the same
   messages), before anything runs.
 - `POST /-/api/models/{o}/{n}/load` and `/unload`: warm a model up, or let one go.
@@ -35,6 +37,7 @@ from cocina.server.state import base_url, history_principal, may_admin, may_see,
 from cocina.server.web import security, shares
 from cocina.server.web.pages import model_state
 from cocina.serving.errors import Conflict, Unprocessable
+from cocina.serving.retrieval import parse_rag
 from cocina.store import ExampleRecord, PredictionRecord, PredictionStatus, utc_now
 
 HISTORY_PAGE = 20
@@ -78,14 +81,19 @@ def _admin(request: Request) -> None:
 # ---- predictions -------------------------------------------------------------------------------------------
 
 
+class WebPredictionRequest(ReplicatePredictionRequest):
+    rag: Any = None  # this request's retrieval options (checked by `parse_rag`, the OpenAI API's messages)
+
+
 @router.post("/predictions")
 async def create_prediction(request: Request) -> Response:
     """As `POST /v1/predictions` (`version` is a version id, `owner/name` or `owner/name:version`), from the
-    web."""
-    body = await parse_body(request, ReplicatePredictionRequest)
+    web; `rag` turns retrieval on for this one prediction (a language model only: else a 400 naming `rag`)."""
+    body = await parse_body(request, WebPredictionRequest)
     if body.version is None:
         raise BadRequest("version is required.", param="version")
-    return await admit_and_answer(request, body, body.version, "version", source="web")
+    rag = parse_rag(body.rag)
+    return await admit_and_answer(request, body, body.version, "version", source="web", rag=rag)
 
 
 class ValidateBody(pydantic.BaseModel):

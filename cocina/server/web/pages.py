@@ -234,6 +234,9 @@ async def shared_page(request: Request, token: str) -> Response:
         "completed_at": rec.completed_at,
         "metrics": shown["metrics"],
         "data_removed": rec.data_removed,
+        # The passages the answer was given (RAG): part of the prediction, shared with it.
+        **({"sources": rec.sources} if rec.sources is not None else {}),
+        **({"retrieval": rec.retrieval} if rec.retrieval is not None else {}),
     }
     inputs = [
         (k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)) for k, v in (public["input"] or {}).items()
@@ -443,6 +446,10 @@ async def _model_page(
         readme = readme_of(request, full, version["id"])
     except ApiError:
         readme = None
+    # Retrieval: the model's own (`--rag`, cocina.yaml) always applies; the playground may pick an index when the
+    # model has none and the server holds some (a language model only).
+    spec_rag = runtime.model.spec.rag if runtime is not None else None
+    indexes = serving.rag.store.names() if is_llm and spec_rag is None else []
     owner, short = full.split("/", 1)
     return _html(
         request,
@@ -460,6 +467,8 @@ async def _model_page(
         schema_known=bool(schema),
         readme_html=_readme_html(readme) if readme else None,
         is_llm=is_llm,
+        indexes=indexes,
+        model_rag=spec_rag,
         state=model_state(serving, full),
         may_admin=may_admin(request),
         data={
@@ -468,6 +477,7 @@ async def _model_page(
             "version": version["id"],
             "versions": [{"id": v["id"], "created_at": v["created_at"]} for v in versions],
             "language_model": is_llm,
+            "indexes": indexes,
             "output": output_schema(schema),
             "keyed": security.keyed(request.app.state),
             "max_body_bytes": request.app.state.config.max_body_bytes,

@@ -230,6 +230,43 @@ function renderMetrics(dl, prediction, live) {
   for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: v }));
 }
 
+// ---- sources (retrieval-augmented generation) ---------------------------------------------------------------
+
+/** The passages an answer was given, best first: [n], document, section or page, chunk, score, and the passage
+ * collapsed. A document is untrusted: every part is text (never markup), as an output is. */
+function renderSources(prediction) {
+  const box = $("#sources");
+  if (!box) return;
+  const sources = prediction ? prediction.sources : undefined;
+  const list = $("#sources-list", box);
+  list.replaceChildren();
+  box.hidden = !Array.isArray(sources);
+  if (!Array.isArray(sources)) return;
+  const r = prediction.retrieval || {};
+  $("#sources-query", box).textContent = r.index
+    ? `Searched ${r.index}${r.version ? ` (version ${shortId(r.version)})` : ""} for “${r.query}”${r.rewritten ? ", as the model rewrote the question" : ""}.`
+    : "";
+  if (!sources.length) list.append(el("li", { class: "hint", text: "No passage scored high enough: the question went in alone." }));
+  sources.forEach((s, i) => {
+    const where = [s.section, s.page !== undefined && s.page !== null ? `page ${s.page}` : null, `chunk ${s.chunk}`];
+    list.append(
+      el(
+        "li",
+        { class: "source" },
+        el(
+          "p",
+          { class: "source-head" },
+          el("span", { class: "source-n", text: `[${i + 1}]` }),
+          el("strong", { class: "source-doc", text: String(s.document) }),
+          el("span", { class: "source-where", text: where.filter(Boolean).join(" · ") }),
+          el("span", { class: "source-score", text: `score ${Number(s.score).toFixed(3)}` }),
+        ),
+        el("details", {}, el("summary", { text: "Passage" }), el("pre", { class: "text source-text", text: String(s.text ?? "") })),
+      ),
+    );
+  });
+}
+
 // ---- the index -----------------------------------------------------------------------------------------------
 
 function setupIndex() {
@@ -466,7 +503,8 @@ async function submit() {
   try {
     await uploadFiles(input);
     setStatus("starting");
-    prediction = await api("POST", "/-/api/predictions", { version: `${DATA.model}:${DATA.version}`, input });
+    const rag = ragOption();
+    prediction = await api("POST", "/-/api/predictions", { version: `${DATA.model}:${DATA.version}`, input, ...(rag ? { rag } : {}) });
   } catch (error) {
     setStatus("idle");
     if (error.fields.length) showFieldErrors(error.fields, null);
@@ -474,6 +512,14 @@ async function submit() {
     return;
   }
   follow(prediction);
+}
+
+/** The playground's retrieval choice (`rag` of the page's API), or null when off or not offered. */
+function ragOption() {
+  const index = $("#rag-index")?.value;
+  if (!index) return null;
+  const topK = Number($("#rag-top-k").value);
+  return { index, top_k: Number.isInteger(topK) && topK >= 1 ? topK : 4 };
 }
 
 const isTerminal = (status) => ["succeeded", "failed", "canceled"].includes(status);
@@ -490,6 +536,7 @@ function follow(prediction) {
   $("#logs").textContent = "";
   $("#run-error").textContent = "";
   $("#metrics").replaceChildren();
+  renderSources(prediction); // retrieval happens at admission: the creation answer has the sources already
   $("#ai-note").hidden = false;
   $("#after").hidden = true;
   $("#share-box").hidden = true;
@@ -588,6 +635,7 @@ function showPrediction(prediction, label) {
   $("#run-error").textContent = prediction.error || "";
   if (prediction.logs) $("#logs").textContent = prediction.logs;
   renderMetrics($("#metrics"), prediction, run.live || {});
+  renderSources(prediction);
   $("#output-card").dataset.predictionId = prediction.id;
   const after = $("#after");
   after.hidden = false;
@@ -705,6 +753,8 @@ function snippet(lang) {
       if (input[name] !== undefined) extra.push(`    ${name}=${py(input[name])},`);
     }
     if (input.stop) extra.push(`    stop=${py(String(input.stop).split(",").map((s) => s.trim()).filter(Boolean), 4)},`);
+    const rag = ragOption();
+    if (rag) extra.push(`    extra_body={"rag": ${py(rag, 4)}},`, '    # the sources: stream\'s first chunk, chunk.model_extra["sources"]');
     return [
       "import os",
       "",
@@ -749,7 +799,11 @@ let snippetLang = "curl";
 function refreshSnippet() {
   if ($("#panel-api").hidden) return;
   $("#snippet").textContent = snippet(snippetLang);
-  $("#snippet-note").textContent = NOTES[snippetLang];
+  const ragNote =
+    ragOption() && snippetLang !== "openai"
+      ? " The index picked in the playground is not in this call: the Replicate API answers from a model's or a deployment's own rag (docs/rag.md); the OpenAI API takes it per request."
+      : "";
+  $("#snippet-note").textContent = NOTES[snippetLang] + ragNote;
 }
 
 async function copyText(text, status) {
@@ -1003,6 +1057,8 @@ function setupModel() {
   $("#history-more").addEventListener("click", () => loadHistory(true));
   $("#diff-form")?.addEventListener("submit", showDiff);
 
+  const openedIndex = DATA.opened && DATA.opened.retrieval ? DATA.opened.retrieval.index : null;
+  if (openedIndex && $("#rag-index") && (DATA.indexes || []).includes(openedIndex)) $("#rag-index").value = openedIndex;
   if (DATA.opened) {
     if (isTerminal(DATA.opened.status)) {
       run.current = DATA.opened;
@@ -1050,6 +1106,7 @@ function setupShare() {
   const prediction = DATA.prediction;
   renderOutput($("#output"), prediction.output, DATA.output || {});
   renderMetrics($("#metrics"), prediction, {});
+  renderSources(prediction);
 }
 
 setupTheme();
