@@ -16,62 +16,33 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cocina.guard.cli_options import DEFAULT_DIR, DataDir, StoreUrl, data_dir_of, open_server_store
+
 if TYPE_CHECKING:
     from cocina.guard.audit.log import AuditLog
-    from cocina.store import Store
 
 app = typer.Typer(help="The audit log: checkpoints, proofs, verification.", no_args_is_help=True)
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="The server's data directory (default: $COCINA_HOME or ~/.cocina)"),
-]
-StoreUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="The server's --store when it has one (postgresql://...; default: DATA_DIR/predictions.db)",
-    ),
-]
-_DEFAULT_DIR = None  # the server's default: cocina.config.default_data_dir()
-
-
-def _data_dir(given: Path | None) -> Path:
-    from cocina.config import default_data_dir
-
-    return given if given is not None else default_data_dir()
-
-
-def _store(data_dir: Path, store_url: str | None, command: str) -> Store:
-    """The store the server uses: `--store` (PostgreSQL, shared by replicas) or the data directory's SQLite file."""
-    from cocina.store import SQLiteStore, StoreError, open_store
-
-    try:
-        return open_store(store_url) if store_url is not None else SQLiteStore(data_dir / "predictions.db")
-    except StoreError as exc:
-        typer.echo(f"cocina {command}: {'--store: ' if store_url is not None else ''}{exc}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _open(given: Path | None, origin: str, store_url: str | None = None) -> AuditLog:
     from cocina.guard.audit.log import AuditLog
     from cocina.guard.guard import GuardSecrets
 
-    data_dir = _data_dir(given)
-    return AuditLog(_store(data_dir, store_url, "audit"), GuardSecrets(data_dir).signer, origin)
+    data_dir = data_dir_of(given)
+    return AuditLog(open_server_store(data_dir, store_url, "audit"), GuardSecrets(data_dir).signer, origin)
 
 
 Origin = Annotated[str, typer.Option("--origin", help="The log's origin line (as in the guard file)")]
 
 
 @app.command("checkpoint")
-def checkpoint(data_dir: DataDir = _DEFAULT_DIR, store_url: StoreUrl = None, origin: Origin = "cocina/audit") -> None:
+def checkpoint(data_dir: DataDir = DEFAULT_DIR, store_url: StoreUrl = None, origin: Origin = "cocina/audit") -> None:
     """Print the latest signed checkpoint (signing a new one if the log grew)."""
     typer.echo(_open(data_dir, origin, store_url).checkpoint().note, nl=False)
 
 
 @app.command("key")
-def key(data_dir: DataDir = _DEFAULT_DIR, store_url: StoreUrl = None, origin: Origin = "cocina/audit") -> None:
+def key(data_dir: DataDir = DEFAULT_DIR, store_url: StoreUrl = None, origin: Origin = "cocina/audit") -> None:
     """Print the verifier key of the log's checkpoints."""
     typer.echo(_open(data_dir, origin, store_url).verifier.encode())
 
@@ -79,7 +50,7 @@ def key(data_dir: DataDir = _DEFAULT_DIR, store_url: StoreUrl = None, origin: Or
 @app.command("proof")
 def proof(
     ident: Annotated[str, typer.Argument(help="A prediction id, or an entry's number")],
-    data_dir: DataDir = _DEFAULT_DIR,
+    data_dir: DataDir = DEFAULT_DIR,
     store_url: StoreUrl = None,
     origin: Origin = "cocina/audit",
 ) -> None:
@@ -107,7 +78,7 @@ def proof(
 
 @app.command("verify")
 def verify(
-    data_dir: DataDir = _DEFAULT_DIR,
+    data_dir: DataDir = DEFAULT_DIR,
     store_url: StoreUrl = None,
     since: Annotated[Path | None, typer.Option("--since", help="A checkpoint saved earlier")] = None,
     verifier_key: Annotated[

@@ -14,49 +14,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cocina.guard.cli_options import DEFAULT_DIR, DataDir, StoreUrl, data_dir_of, open_server_store
+
 if TYPE_CHECKING:
     from cocina.guard.keys import Keys
-    from cocina.store import Store
 
 app = typer.Typer(help="API keys: create, list, rotate, revoke, usage.", no_args_is_help=True)
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="The server's data directory (default: $COCINA_HOME or ~/.cocina)"),
-]
-StoreUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="The server's --store when it has one (postgresql://...; default: DATA_DIR/predictions.db)",
-    ),
-]
-_DEFAULT_DIR = None  # the server's default: cocina.config.default_data_dir()
-
-
-def _data_dir(given: Path | None) -> Path:
-    from cocina.config import default_data_dir
-
-    return given if given is not None else default_data_dir()
-
-
-def _store(data_dir: Path, store_url: str | None, command: str) -> Store:
-    """The store the server uses: `--store` (PostgreSQL, shared by replicas) or the data directory's SQLite file."""
-    from cocina.store import SQLiteStore, StoreError, open_store
-
-    try:
-        return open_store(store_url) if store_url is not None else SQLiteStore(data_dir / "predictions.db")
-    except StoreError as exc:
-        typer.echo(f"cocina {command}: {'--store: ' if store_url is not None else ''}{exc}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _keys(given: Path | None, store_url: str | None = None) -> Keys:
     from cocina.guard.guard import GuardSecrets
     from cocina.guard.keys import KeyHasher, Keys
 
-    data_dir = _data_dir(given)
-    return Keys(_store(data_dir, store_url, "keys"), KeyHasher(GuardSecrets(data_dir).key_hashing))
+    data_dir = data_dir_of(given)
+    return Keys(open_server_store(data_dir, store_url, "keys"), KeyHasher(GuardSecrets(data_dir).key_hashing))
 
 
 def _when(t: float | None) -> str:
@@ -79,7 +50,7 @@ def create(
     rpm: Annotated[int | None, typer.Option("--rpm", help="Requests per minute")] = None,
     tpm: Annotated[int | None, typer.Option("--tpm", help="Tokens per minute (prompt + max_tokens, refunded)")] = None,
     monthly_tokens: Annotated[int | None, typer.Option("--monthly-tokens", help="Token budget per month")] = None,
-    data_dir: DataDir = _DEFAULT_DIR,
+    data_dir: DataDir = DEFAULT_DIR,
     store_url: StoreUrl = None,
 ) -> None:
     """Create a key and print it (once: it is not stored)."""
@@ -105,7 +76,7 @@ def create(
 
 @app.command("list")
 def list_keys(
-    data_dir: DataDir = _DEFAULT_DIR,
+    data_dir: DataDir = DEFAULT_DIR,
     store_url: StoreUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
 ) -> None:
@@ -144,7 +115,7 @@ def list_keys(
 def rotate(
     key_id: Annotated[str, typer.Argument(help="The key's id (key_...)")],
     grace: Annotated[str | None, typer.Option("--grace", help="How long the old key keeps working, e.g. 1h")] = None,
-    data_dir: DataDir = _DEFAULT_DIR,
+    data_dir: DataDir = DEFAULT_DIR,
     store_url: StoreUrl = None,
 ) -> None:
     """A new secret for the same key id (its usage and audit history stay); prints the new key once."""
@@ -160,7 +131,7 @@ def rotate(
 @app.command("revoke")
 def revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id")],
-    data_dir: DataDir = _DEFAULT_DIR,
+    data_dir: DataDir = DEFAULT_DIR,
     store_url: StoreUrl = None,
 ) -> None:
     """Revoke a key at once (a running server refuses it from its next request)."""
@@ -176,7 +147,7 @@ def revoke(
 @app.command("usage")
 def usage(
     key_id: Annotated[str, typer.Argument(help="The key's id")],
-    data_dir: DataDir = _DEFAULT_DIR,
+    data_dir: DataDir = DEFAULT_DIR,
     store_url: StoreUrl = None,
 ) -> None:
     """Requests and tokens in the last minute and by month, against the key's limits."""
