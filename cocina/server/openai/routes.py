@@ -240,15 +240,20 @@ async def _answer(request: Request, serving: Serving, rid: str) -> Response:
             await asyncio.sleep(0.1)
 
     watcher = asyncio.ensure_future(watch())
+    gone = False
     try:
         await asyncio.wait({waiting, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
         if not waiting.done():
+            # (A task asked to cancel is not `cancelled()` until the loop runs it again: decide here.)
+            gone = True
             waiting.cancel()
             serving.cancel(rid, CancelReason.CLIENT_GONE)
-    if waiting.cancelled():
-        raise asyncio.CancelledError()  # nobody is listening any more
+    if gone:
+        # Nobody is listening any more: the prediction is canceled and the handler ends quietly (499, nginx's
+        # "client closed request", is what the access log shows; the client never reads it).
+        return Response(status_code=499)
     rec = waiting.result()
     assert rec is not None
     if rec.status is PredictionStatus.SUCCEEDED:
