@@ -32,7 +32,7 @@ from cocina.guard.scanners.base import Verdict
 from cocina.guard.scanners.pipeline import Pipeline, ScanResult, StreamScanner
 from cocina.serving.errors import ModelNotFound
 from cocina.serving.gate import AccessDenied, OutputFilter, Ticket
-from cocina.store import PredictionRecord, Store
+from cocina.store import KeyRecord, PredictionRecord, Store
 
 if TYPE_CHECKING:
     from cocina.serving.admission import AdmissionRequest
@@ -203,6 +203,7 @@ class Guard:
 
         self.store = store
         self.keys = Keys(store, KeyHasher(self.secrets.key_hashing))
+        self.keys.on_created = self._key_created
         self.limiter = Limiter(store)
         warm()
         if self.config.audit:
@@ -216,13 +217,18 @@ class Guard:
     # ---- keys
 
     def keyed(self) -> bool:
-        """Whether any key exists (then every request needs one). Re-read at most once a second, so a key
-        created by `cocina keys create` in another process takes effect within a second."""
+        """Whether any key exists (then every request needs one). Re-read at most once a second (a store round
+        trip per request would cost PostgreSQL replicas a tenth of their requests' time), so a key created by
+        `cocina keys create` in another process takes effect within a second; one created through this guard
+        at once."""
         now = time.monotonic()
-        if now - self._keyed_at > 1.0 or not self._keyed:
+        if now - self._keyed_at > 1.0:
             self._keyed = self.store.count_keys() > 0
             self._keyed_at = now
         return self._keyed
+
+    def _key_created(self, rec: KeyRecord) -> None:
+        self._keyed = True
 
     def authenticate(self, token: str) -> Principal | str:
         """The principal of an API key, or the reason it is refused."""

@@ -19,6 +19,7 @@ import hmac
 import secrets
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cocina.store import KeyRecord, Store
@@ -144,6 +145,7 @@ class Keys:
     def __init__(self, store: Store, hasher: KeyHasher) -> None:
         self.store = store
         self.hasher = hasher
+        self.on_created: Callable[[KeyRecord], None] | None = None  # told of each key this process creates
 
     def create(
         self,
@@ -183,6 +185,8 @@ class Keys:
                 expires_at=now + expires_in_s if expires_in_s is not None else None,
             )
             if self.store.insert_key(rec):
+                if self.on_created is not None:
+                    self.on_created(rec)
                 return rec, text
         raise KeyError_("could not create a unique key; try again")
 

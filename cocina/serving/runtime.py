@@ -21,13 +21,11 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
-import functools
 import logging
 import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +49,7 @@ from cocina.serving.jobs import GenerationJob, Job, PredictJob
 from cocina.serving.model import ModelState, ServedModel
 from cocina.serving.spec import ModelSpec
 from cocina.serving.webhooks import WebhookChannel, WebhookSender
+from cocina.serving.writes import StoreWriter
 from cocina.store import PredictionRecord, PredictionStatus, Store, StoreError, utc_now
 from cocina.worker.events import Done, GenerationEnd, Log, Metric, Output, Tokens
 
@@ -92,7 +91,8 @@ class ActivePrediction:
     cancel_reason: CancelReason | None = None
     task: asyncio.Task[None] | None = None  # the whole run
     consume: asyncio.Task[Any] | None = None  # the part that talks to the model's process
-    last_flush: float = 0.0
+    last_flush: float = 0.0  # when partial output was last written (the "running" write counts)
+    flush: asyncio.Task[None] | None = None  # the next write of partial output, waiting for its time or running
     num_outputs: int = 0
     raw_output: Any = None  # a training's output as the worker gave it (its weights still a local file)
     ticket: Ticket | None = None  # what the gate decided at admission
@@ -141,16 +141,21 @@ class RuntimeContext:
     # Records whose last write the store refused (PostgreSQL restarting): written again until it takes them, so a
     # prediction that finished during an outage does not stay `processing` for ever.
     unwritten: dict[str, PredictionRecord] = field(default_factory=dict)
-    # Where the hot path's store calls run (acceptance, "running", final state): off the event loop, so that the
-    # round trips of many predictions overlap and a database server can commit them together. None: inline.
-    store_pool: Executor | None = None
+    # The hot path's store writes (acceptance, "running", final state): batched off the event loop on a store that
+    # takes calls from several threads, so that concurrent predictions share round trips and commits; None: inline.
+    writer: StoreWriter | None = None
 
-    async def call_store(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """`fn(*args, **kwargs)` on the store pool (inline without one)."""
-        if self.store_pool is None:
-            return fn(*args, **kwargs)
-        call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.store_pool, call)
+    async def insert(self, rec: PredictionRecord) -> bool:
+        """`store.insert(rec)`, through the writer."""
+        if self.writer is None:
+            return self.store.insert(rec)
+        return await self.writer.insert(rec)
+
+    async def update(self, rec: PredictionRecord, *, owner: str | None = None) -> bool:
+        """`store.update(rec, owner=owner)`, through the writer."""
+        if self.writer is None:
+            return self.store.update(rec, owner=owner)
+        return await self.writer.update(rec, owner=owner)
 
 
 class ModelRuntime:
@@ -334,6 +339,7 @@ class ModelRuntime:
         rec.status = PredictionStatus.PROCESSING
         rec.started_at = utc_now()
         started = time.monotonic()
+        active.last_flush = started
         if not await self._write_off_loop(rec):
             self._abandon(active)
             return
@@ -579,11 +585,24 @@ class ModelRuntime:
                 active.webhook.notify(kind)
 
     def _flush(self, active: ActivePrediction) -> None:
-        now = time.monotonic()
-        if now - active.last_flush >= self.flush_interval_s:
-            active.last_flush = now
-            if not self._write(active.record):
+        """Partial output (and logs) reach the store at most every `flush_interval_s`, and never later than that
+        after they were made (a follower on another replica reads them there): a write waits for its time in a
+        task of its own, off the event loop's path, and takes the newest state when it goes."""
+        if active.flush is None:
+            delay = max(0.0, active.last_flush + self.flush_interval_s - time.monotonic())
+            active.flush = asyncio.get_running_loop().create_task(self._flush_later(active, delay))
+
+    async def _flush_later(self, active: ActivePrediction, delay: float) -> None:
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if active.record.status.is_terminal:
+                return  # the final write has it all
+            active.last_flush = time.monotonic()
+            if not await self._write_off_loop(active.record):
                 self._lease_lost(active)
+        finally:
+            active.flush = None
 
     def _write(self, rec: PredictionRecord) -> bool:
         """Write the record under this server's lease; False when another server has taken it over."""
@@ -626,6 +645,8 @@ class ModelRuntime:
         """Put the final state in the record, and settle it with the guard (its tokens, the audit log), before it
         is written."""
         rec = active.record
+        if active.flush is not None and not active.flush.done():
+            active.flush.cancel()  # the final write takes everything; one already made is ordered before it
         rec.status = status
         rec.error = error
         rec.completed_at = utc_now()
@@ -660,7 +681,7 @@ class ModelRuntime:
         snapshot = gate.persist(rec) if gate is not None else rec
         snapshot = dataclasses.replace(snapshot) if snapshot is rec else snapshot
         try:
-            kept = await self.ctx.call_store(self.ctx.store.update, snapshot, owner=self.ctx.owner)
+            kept = await self.ctx.update(snapshot, owner=self.ctx.owner)
         except StoreError as exc:
             if rec.id not in self.ctx.unwritten:
                 log.error("prediction %s: the store failed: %s", rec.id, exc)

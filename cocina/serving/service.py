@@ -14,7 +14,6 @@ import contextlib
 import enum
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from cocina.serving.runtime import (
 )
 from cocina.serving.spec import ModelSpec
 from cocina.serving.webhooks import WebhookSender
+from cocina.serving.writes import StoreWriter
 from cocina.store import (
     PredictionRecord,
     PredictionStatus,
@@ -132,7 +132,7 @@ class Serving:
         if threads is None:
             threads = 4 if getattr(self.store, "concurrent_calls", False) else 0
         if threads > 0:
-            ctx.store_pool = ThreadPoolExecutor(threads, thread_name_prefix="cocina-store")
+            ctx.writer = StoreWriter(self.store, threads)
         self._ctx = ctx
         self._policy_env = url_policy_env(config)
         self.specs = [self._with_policy(s) for s in self.specs]
@@ -312,8 +312,8 @@ class Serving:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.leases.stop()
         self.rewrite_unwritten(self._ctx)
-        if self._ctx.store_pool is not None:
-            self._ctx.store_pool.shutdown(wait=True)
+        if self._ctx.writer is not None:
+            self._ctx.writer.close()
         if self.gate is not None:
             await self.gate.stop()
         await self.webhooks.aclose()

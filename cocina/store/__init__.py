@@ -5,7 +5,7 @@ This package imports nothing of cocina: serving, the hub and the guard build on 
 Both run the same Alembic migrations (`migrate`). `open_store(path_or_url)` picks one.
 """
 
-from cocina.store.base import Store, StoreError, UsageCell
+from cocina.store.base import Store, StoreError, UsageCell, Write
 from cocina.store.migrate import migrate
 from cocina.store.open import is_store_url, open_store
 from cocina.store.records import (
@@ -40,6 +40,7 @@ __all__ = [
     "StoreError",
     "UsageCell",
     "VersionRecord",
+    "Write",
     "is_store_url",
     "migrate",
     "open_store",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cocina.store.records import (
@@ -26,6 +27,28 @@ class StoreError(Exception):
     """The store could not do what was asked (disk full, database locked too long, connection lost)."""
 
 
+@dataclass(frozen=True)
+class Write:
+    """One write of serving's hot path, for `Store.write_many`: the acceptance `insert` of a new prediction, or an
+    update of one (under `owner`'s lease when given, as `Store.update`)."""
+
+    record: PredictionRecord
+    insert: bool = False
+    owner: str | None = None
+
+
+def write_each(store: Store, writes: Sequence[Write]) -> list[bool | StoreError]:
+    """`writes` one by one, each in its own transaction: what `write_many` falls back to when one write spoils the
+    transaction of all (a value the database refuses), so that the others still land."""
+    results: list[bool | StoreError] = []
+    for w in writes:
+        try:
+            results.append(store.insert(w.record) if w.insert else store.update(w.record, owner=w.owner))
+        except StoreError as exc:
+            results.append(exc)
+    return results
+
+
 class Store(Protocol):
     """Durable predictions and versions. Every method is short and synchronous; failures raise `StoreError`."""
 
@@ -38,6 +61,13 @@ class Store(Protocol):
 
         With `owner`, only while that instance holds the lease (fencing): False if another took it over.
         """
+        ...
+
+    def write_many(self, writes: Sequence[Write]) -> list[bool | StoreError]:
+        """The writes in order, in one transaction (one commit for all: serving batches the acceptances, "running"
+        writes and final states of concurrent predictions this way). Each write's result is what `insert` or
+        `update` would have returned, or the `StoreError` it alone met; a store that cannot be reached raises
+        `StoreError` for the whole batch."""
         ...
 
     def get(self, prediction_id: str) -> PredictionRecord | None: ...
@@ -178,6 +208,7 @@ class Store(Protocol):
         ...
 
     def delete_example(self, model: str, prediction_id: str) -> bool: ...
+
     # ---- API keys (the guard)
 
     def insert_key(self, key: KeyRecord) -> bool:

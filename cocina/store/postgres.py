@@ -28,13 +28,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
 
-from cocina.store.base import StoreError, UsageCell
+from cocina.store.base import StoreError, UsageCell, Write, write_each
 from cocina.store.columns import COLUMNS, KEY_COLUMNS, KEY_SELECT, MUTABLE, decode, decode_key, encode, key_values
 from cocina.store.migrate import migrate, redact_url
 from cocina.store.records import (
@@ -162,34 +162,66 @@ class PostgresStore:
     # ---- predictions
 
     def insert(self, rec: PredictionRecord) -> bool:
-        marks = ", ".join("%s" for _ in COLUMNS)
-        values = [encode(c, getattr(rec, c)) for c in COLUMNS]
         with self._locked() as db:
-            row = db.execute(
-                f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({marks}) "
-                "ON CONFLICT (id) DO NOTHING RETURNING seq",
-                values,
-            ).fetchone()
+            row = db.execute(*self._insert_query(rec)).fetchone()
         if row is None:
             return False
         rec.seq = int(row[0])
         return True
 
     def update(self, rec: PredictionRecord, *, owner: str | None = None) -> bool:
+        rows = self._write(*self._update_query(rec, owner), durable=rec.status.is_terminal)
+        return len(rows) > 0
+
+    def write_many(self, writes: Sequence[Write]) -> list[bool | StoreError]:
+        """One transaction and one round trip for the whole batch (pipeline mode: BEGIN, the writes and COMMIT
+        sent together), so that a batch of predictions costs one commit. It waits for the disk when any write
+        is an acceptance or a final state. A write the database refuses (a value it cannot store) spoils the
+        transaction for all: then each is written alone; a lost connection fails the whole batch."""
+        queries = [self._insert_query(w.record) if w.insert else self._update_query(w.record, w.owner) for w in writes]
+        durable = any(w.insert or w.record.status.is_terminal for w in writes)
+        try:
+            with self._locked() as db:
+                with db.pipeline(), db.transaction():
+                    if not durable:
+                        db.execute("SET LOCAL synchronous_commit = off")
+                    cursors = [db.execute(query, values) for query, values in queries]
+                rows = [cur.fetchall() for cur in cursors]
+        except StoreError:
+            if len(writes) <= 1 or getattr(self._local, "conn", None) is None:  # connection lost: all fail
+                raise
+            return write_each(self, writes)
+        results: list[bool | StoreError] = []
+        for w, got in zip(writes, rows, strict=True):
+            if w.insert and got:
+                w.record.seq = int(got[0][0])
+            results.append(len(got) > 0)
+        return results
+
+    @staticmethod
+    def _insert_query(rec: PredictionRecord) -> tuple[str, list[Any]]:
+        marks = ", ".join("%s" for _ in COLUMNS)
+        values = [_text(encode(c, getattr(rec, c))) for c in COLUMNS]
+        query = (
+            f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING RETURNING seq"
+        )
+        return query, values
+
+    @staticmethod
+    def _update_query(rec: PredictionRecord, owner: str | None) -> tuple[str, list[Any]]:
         sets = ", ".join(f"{c} = %s" for c in MUTABLE)
-        values: list[Any] = [encode(c, getattr(rec, c)) for c in MUTABLE]
+        values: list[Any] = [_text(encode(c, getattr(rec, c))) for c in MUTABLE]
         where = "id = %s"
         values.append(rec.id)
         if owner is not None:
             where += " AND lease_owner = %s"
             values.append(owner)
-        # One round trip: the write and its notification (sent when the write commits, only if it happened).
+        # One statement: the write and its notification (sent when the write commits, only if it happened).
         query = (
             f"WITH written AS (UPDATE predictions SET {sets} WHERE {where} RETURNING id) "
             f"SELECT pg_notify('{CHANNEL}', id) FROM written"
         )
-        rows = self._write(query, values, durable=rec.status.is_terminal)
-        return len(rows) > 0
+        return query, values
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
         with self._locked() as db:
@@ -724,10 +756,11 @@ class PostgresStore:
 
     def audit_append(self, entry: AuditEntry, nodes: list[tuple[int, int, bytes]]) -> bool:
         """The entry and the subtree roots it completes in one transaction; False (nothing written) if its position
-        is taken (another replica appended first)."""
+        is taken (another replica appended first). One round trip (pipeline mode: BEGIN, the inserts and COMMIT sent
+        together): the append runs on serving's event loop at each prediction's end."""
         with self._locked() as db:
             try:
-                with db.transaction():
+                with db.pipeline(), db.transaction():
                     db.execute(
                         "INSERT INTO audit_entries (idx, prediction_id, entry, leaf_hash) VALUES (%s, %s, %s, %s)",
                         (entry.idx, entry.prediction_id, entry.entry, entry.leaf_hash),
@@ -863,6 +896,14 @@ class _Listener:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=3)
+
+
+def _text(value: Any) -> Any:
+    """PostgreSQL's text cannot hold NUL characters (SQLite's can): a predictor that prints one must not make its
+    prediction unwritable, so NUL becomes U+FFFD, the replacement character. JSON columns escape it already."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
 
 
 def _first_line(exc: BaseException) -> str:

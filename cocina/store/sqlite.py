@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cocina.store.base import StoreError, UsageCell
+from cocina.store.base import StoreError, UsageCell, Write, write_each
 from cocina.store.columns import COLUMNS, KEY_COLUMNS, KEY_SELECT, MUTABLE, decode, decode_key, encode, key_values
 from cocina.store.migrate import migrate
 from cocina.store.records import (
@@ -89,17 +89,38 @@ class SQLiteStore:
     # ---- predictions
 
     def insert(self, rec: PredictionRecord) -> bool:
+        with self._locked() as db:
+            return self._insert(db, rec)
+
+    def update(self, rec: PredictionRecord, *, owner: str | None = None) -> bool:
+        with self._locked() as db:
+            return self._update(db, rec, owner)
+
+    def write_many(self, writes: Sequence[Write]) -> list[bool | StoreError]:
+        try:
+            with self._transaction() as db:
+                results: list[bool | StoreError] = [
+                    self._insert(db, w.record) if w.insert else self._update(db, w.record, w.owner) for w in writes
+                ]
+        except StoreError:
+            if len(writes) <= 1:
+                raise
+            return write_each(self, writes)
+        return results
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, rec: PredictionRecord) -> bool:
         marks = ", ".join("?" for _ in COLUMNS)
         values = [encode(c, getattr(rec, c)) for c in COLUMNS]
         try:
-            with self._locked() as db:
-                cur = db.execute(f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({marks})", values)
+            cur = db.execute(f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({marks})", values)
         except sqlite3.IntegrityError:
             return False
         rec.seq = int(cur.lastrowid or 0)
         return True
 
-    def update(self, rec: PredictionRecord, *, owner: str | None = None) -> bool:
+    @staticmethod
+    def _update(db: sqlite3.Connection, rec: PredictionRecord, owner: str | None) -> bool:
         sets = ", ".join(f"{c} = ?" for c in MUTABLE)
         values = [encode(c, getattr(rec, c)) for c in MUTABLE]
         query = f"UPDATE predictions SET {sets} WHERE id = ?"
@@ -107,9 +128,7 @@ class SQLiteStore:
         if owner is not None:
             query += " AND lease_owner = ?"
             values.append(owner)
-        with self._locked() as db:
-            cur = db.execute(query, values)
-        return cur.rowcount > 0
+        return db.execute(query, values).rowcount > 0
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
         with self._locked() as db:

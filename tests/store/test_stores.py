@@ -14,7 +14,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cocina.store import PredictionRecord, PredictionStatus, SQLiteStore, Store, StoreError, VersionRecord, open_store
+from cocina.store import (
+    PredictionRecord,
+    PredictionStatus,
+    SQLiteStore,
+    Store,
+    StoreError,
+    VersionRecord,
+    Write,
+    open_store,
+)
 from cocina.store.postgres import PostgresStore
 from cocina.store.throwaway import ThrowawayPostgres
 
@@ -95,6 +104,45 @@ def test_insert_get_update_and_duplicates(store: Store) -> None:
     assert got is not None and got.status is PredictionStatus.SUCCEEDED and got.output == ["x"]
     assert (got.principal, got.deployment, got.source, got.surface) == ("key-1", "acme/prod", "web", "replicate")
     assert store.get("missing") is None
+
+
+def test_write_many_writes_a_batch_in_order_with_each_result(store: Store) -> None:
+    """Serving's batches: acceptances, "running" writes and final states of several predictions in one call."""
+    taken = _rec("taken", lease_owner="other", lease_expires_at=time.time() + 30)
+    assert store.insert(taken)
+    a = _rec("a", lease_owner="me", lease_expires_at=time.time() + 30)
+    b = _rec("b", lease_owner="me", lease_expires_at=time.time() + 30)
+    running = PredictionRecord(**{**a.__dict__, "status": PredictionStatus.PROCESSING})
+    done = PredictionRecord(**{**a.__dict__, "status": PredictionStatus.SUCCEEDED, "output": ["a"]})
+    results = store.write_many(
+        [
+            Write(a, insert=True),
+            Write(b, insert=True),
+            Write(running, owner="me"),
+            Write(_rec("a"), insert=True),  # the same id again: not written
+            Write(done, owner="me"),  # after the "running" write of the same batch: it wins
+            Write(_rec("missing"), owner="me"),
+            Write(PredictionRecord(**{**taken.__dict__, "logs": "not mine"}), owner="me"),  # fenced off
+        ]
+    )
+    assert results == [True, True, True, False, True, False, False]
+    assert a.seq > 0 and b.seq > a.seq
+    got = store.get("a")
+    assert got is not None and got.status is PredictionStatus.SUCCEEDED and got.output == ["a"]
+    assert store.get("b") is not None and store.get("missing") is None
+    assert store.get("taken").logs == ""  # type: ignore[union-attr]
+    assert store.write_many([]) == []
+
+
+def test_a_nul_character_in_logs_does_not_make_a_prediction_unwritable(store: Store) -> None:
+    rec = _rec("nul", logs="before\x00after")
+    assert store.insert(rec)
+    rec.logs += "\x00more"
+    rec.status = PredictionStatus.SUCCEEDED
+    assert store.update(rec)
+    got = store.get("nul")
+    assert got is not None and got.status is PredictionStatus.SUCCEEDED
+    assert got.logs is not None and got.logs.replace("\ufffd", "\x00") == "before\x00after\x00more"
 
 
 def test_page_newest_first_by_model(store: Store) -> None:
@@ -259,6 +307,33 @@ def test_a_write_notifies_a_replica_watching_the_prediction(postgres_url: str) -
     assert not woke.wait(0.5)  # no longer watched
     writer.close()
     follower.close()
+
+
+def test_a_write_postgres_refuses_fails_alone_in_its_batch(postgres_url: str) -> None:
+    """One value the database refuses (out of its integer's range) spoils the batch's transaction: the batch is
+    written again one write at a time, so only that write fails."""
+    store = PostgresStore(postgres_url)
+    bad = _rec("refused", attempts=2**40)
+    results = store.write_many(
+        [Write(_rec("ok-1"), insert=True), Write(bad, insert=True), Write(_rec("ok-2"), insert=True)]
+    )
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], StoreError) and "out of range" in str(results[1])
+    assert store.get("ok-1") is not None and store.get("ok-2") is not None and store.get("refused") is None
+    store.close()
+
+
+def test_a_batch_meeting_a_stopped_postgres_fails_whole_and_the_next_reconnects() -> None:
+    with ThrowawayPostgres(fast=True) as pg:
+        store = PostgresStore(pg.url)
+        assert store.write_many([Write(_rec("before"), insert=True)]) == [True]
+        pg.stop_server()
+        with pytest.raises(StoreError, match="unavailable"):
+            store.write_many([Write(_rec("during-1"), insert=True), Write(_rec("during-2"), insert=True)])
+        pg.start_server()
+        assert store.write_many([Write(_rec("after"), insert=True)]) == [True]
+        assert store.get("during-1") is None and store.get("during-2") is None  # refused means not recorded
+        store.close()
 
 
 def test_postgres_restart_is_a_store_error_then_the_store_reconnects() -> None:
