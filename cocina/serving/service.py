@@ -130,7 +130,7 @@ class Serving:
         )
         threads = config.store_threads
         if threads is None:
-            threads = 4 if getattr(self.store, "concurrent_calls", False) else 0
+            threads = 2 if getattr(self.store, "concurrent_calls", False) else 0
         if threads > 0:
             ctx.writer = StoreWriter(self.store, threads)
         self._ctx = ctx
