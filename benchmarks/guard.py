@@ -444,6 +444,15 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _verdict(met: bool, resolved: bool, spread: float | None) -> str:
+    """A paired comparison's verdict: met or missed only when its spread lets it say."""
+    if resolved:
+        return "met" if met else "missed"
+    if spread is None:
+        return "not resolved: one round"
+    return f"not resolved by this run: the paired costs' interquartile range is {spread} points"
+
+
 def render(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
@@ -474,13 +483,7 @@ def render(report: dict[str, Any]) -> str:
         )
     if "stream" in report:
         st = report["stream"]
-        verdict = (
-            ("met" if t["guard_cost_le_5pct"] else "missed")
-            if t["guard_cost_resolved"]
-            else f"not resolved by this run: the paired costs' interquartile range is {st['spread_pct']} points"
-            if st["spread_pct"] is not None
-            else "not resolved: one round"
-        )
+        verdict = _verdict(t["guard_cost_le_5pct"], t["guard_cost_resolved"], st["spread_pct"])
         cpu = st.get("guard_cpu_pct_of_one_core")
         extra = f"; the guard's own work at that rate: {cpu}% of one core" if cpu is not None else ""
         lines.append(
@@ -489,11 +492,7 @@ def render(report: dict[str, Any]) -> str:
             f"{st['rounds']['guard']}) | cost, median of the paired bursts: {st['cost_pct']}% (paired costs "
             f"{st['paired_costs_pct']}){extra} | <= 5%: {verdict} |"
         )
-        cpu_verdict = (
-            ("met" if t["guard_cpu_cost_le_5pct"] else "missed")
-            if t["guard_cpu_cost_resolved"]
-            else f"not resolved: the paired costs' interquartile range is {st['cpu_spread_pct']} points"
-        )
+        cpu_verdict = _verdict(t["guard_cpu_cost_le_5pct"], t["guard_cpu_cost_resolved"], st["cpu_spread_pct"])
         med = st["median_cpu_ms_per_token"]
         lines.append(
             f"| the same bursts in CPU time: each server's process group (server and engine), CPU ms per output "
@@ -501,10 +500,8 @@ def render(report: dict[str, Any]) -> str:
             f"bursts: {st['cpu_cost_pct']}% (interquartile range {st['cpu_spread_pct']} points; paired costs "
             f"{st['paired_cpu_costs_pct']}) | <= 5%: {cpu_verdict} |"
         )
-        server_verdict = (
-            ("met" if t["guard_server_cpu_cost_le_5pct"] else "missed")
-            if t["guard_server_cpu_cost_resolved"]
-            else f"not resolved: the paired costs' interquartile range is {st['server_cpu_spread_pct']} points"
+        server_verdict = _verdict(
+            t["guard_server_cpu_cost_le_5pct"], t["guard_server_cpu_cost_resolved"], st["server_cpu_spread_pct"]
         )
         sv = {k: round(statistics.median(v), 4) for k, v in st["server_cpu_ms_per_token"].items()}
         lines.append(
