@@ -93,6 +93,7 @@ class ActivePrediction:
     consume: asyncio.Task[Any] | None = None  # the part that talks to the model's process
     last_flush: float = 0.0  # when partial output was last written (the "running" write counts)
     flush: asyncio.Task[None] | None = None  # the next write of partial output, waiting for its time or running
+    unflushed: bool = False  # output made since the last write of partial output began
     num_outputs: int = 0
     raw_output: Any = None  # a training's output as the worker gave it (its weights still a local file)
     ticket: Ticket | None = None  # what the gate decided at admission
@@ -588,6 +589,7 @@ class ModelRuntime:
         """Partial output (and logs) reach the store at most every `flush_interval_s`, and never later than that
         after they were made (a follower on another replica reads them there): a write waits for its time in a
         task of its own, off the event loop's path, and takes the newest state when it goes."""
+        active.unflushed = True
         if active.flush is None:
             delay = max(0.0, active.last_flush + self.flush_interval_s - time.monotonic())
             active.flush = asyncio.get_running_loop().create_task(self._flush_later(active, delay))
@@ -599,10 +601,13 @@ class ModelRuntime:
             if active.record.status.is_terminal:
                 return  # the final write has it all
             active.last_flush = time.monotonic()
+            active.unflushed = False
             if not await self._write_off_loop(active.record):
                 self._lease_lost(active)
         finally:
             active.flush = None
+        if active.unflushed and not active.record.status.is_terminal:
+            self._flush(active)  # output made while the write was in flight: its own write, in its time
 
     def _write(self, rec: PredictionRecord) -> bool:
         """Write the record under this server's lease; False when another server has taken it over."""
