@@ -154,6 +154,51 @@ static ALWAYS_INLINE void i8_block(const int8_t *wp, const uint8_t *xq, int64_t 
         }
 }
 
+#if defined(COCINA_AVX512)
+/* One row on the AVX-512 builds runs the 256-bit form of the loop: per k-quad 4 ymm loads of the panel's 128
+ * bytes and 4 dot products (vpdpbusd ymm with VNNI, vpmaddubsw otherwise), consecutive k-quads to 4 sets of
+ * accumulators (16 ymm). A decode is memory-bound here, and on Zen 4 (this project's AVX-512 machines) the
+ * 512-bit loop (2 zmm loads and dot products per k-quad) read the weights about 25% slower at one row than
+ * this one, whose speed is the AVX2 build's (issue #14; docs/engine.md). With 2 rows or more the 512-bit
+ * blocks keep the lead: each weight load serves several rows. */
+static ALWAYS_INLINE void i8_step_ymm(const int8_t *line, const uint8_t *xq, __m256i acc[4])
+{
+    int32_t four;
+    memcpy(&four, xq, sizeof four);
+    const __m256i b = _mm256_set1_epi32(four);
+#if defined(COCINA_VNNI)
+    for (int c = 0; c < 4; c++) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(line + c * 32));
+        __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[c]) : "v"(b), "v"(w)); /* see vi_dot_u8s8 for the asm */
+    }
+#else
+    const __m256i a = _mm256_abs_epi8(b), ones = _mm256_set1_epi16(1);
+    for (int c = 0; c < 4; c++) {
+        const __m256i w = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(line + c * 32)), b);
+        acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), ones));
+    }
+#endif
+}
+
+static void i8_1(const int8_t *wp, const uint8_t *xq, int64_t K4, int64_t ldx, int32_t *out, const prefetch_t *pf)
+{
+    enum { U1 = 4 };
+    (void)ldx;
+    (void)pf;
+    __m256i acc[U1][4];
+    for (int u = 0; u < U1; u++)
+        for (int c = 0; c < 4; c++) acc[u][c] = _mm256_setzero_si256();
+    int64_t g = 0;
+    for (; g + U1 <= K4; g += U1)
+        for (int u = 0; u < U1; u++) i8_step_ymm(wp + (g + u) * 128, xq + (g + u) * 4, acc[u]);
+    for (; g < K4; g++) i8_step_ymm(wp + g * 128, xq + g * 4, acc[0]);
+    for (int c = 0; c < 4; c++) {
+        const __m256i s01 = _mm256_add_epi32(acc[0][c], acc[1][c]), s23 = _mm256_add_epi32(acc[2][c], acc[3][c]);
+        _mm256_storeu_si256((__m256i *)(out + c * 8), _mm256_add_epi32(s01, s23));
+    }
+}
+#endif
+
 /* Largest |x| of n values (NaN when one is NaN, so the row's outputs become NaN, not finite garbage). */
 static float absmax(const float *x, int64_t n)
 {
@@ -285,7 +330,7 @@ typedef void (*i4_fn)(const uint8_t *, const int8_t *, const float *, const int3
                       float *, const prefetch_t *);
 #if defined(COCINA_AVX512)
 BF(1) BF(2) BF(3) BF(4) BF(5) BF(6) BF(7) BF(8) BF(9) BF(10) BF(11) BF(12)
-I8(1) I8(2) I8(3) I8(4) I8(5) I8(6) I8(7) I8(8) I8(9) I8(10) I8(11) I8(12)
+I8(2) I8(3) I8(4) I8(5) I8(6) I8(7) I8(8) I8(9) I8(10) I8(11) I8(12) /* i8_1: above */
 I4(1) I4(2) I4(3) I4(4) I4(5) I4(6) I4(7) I4(8)
 static const bf16_fn BF16_BLOCKS[MR + 1] = {0, bf16_1, bf16_2, bf16_3, bf16_4, bf16_5, bf16_6, bf16_7, bf16_8,
                                             bf16_9, bf16_10, bf16_11, bf16_12};
