@@ -157,10 +157,11 @@ static ALWAYS_INLINE void i8_block(const int8_t *wp, const uint8_t *xq, int64_t 
 #if defined(COCINA_AVX512)
 /* One row on the AVX-512 builds runs the 256-bit form of the loop: per k-quad 4 ymm loads of the panel's 128
  * bytes and 4 dot products (vpdpbusd ymm with VNNI, vpmaddubsw otherwise), consecutive k-quads to 4 sets of
- * accumulators (16 ymm). A decode is memory-bound here, and on Zen 4 (this project's AVX-512 machines) the
- * 512-bit loop (2 zmm loads and dot products per k-quad) read the weights about 25% slower at one row than
- * this one, whose speed is the AVX2 build's (issue #14; docs/engine.md). With 2 rows or more the 512-bit
- * blocks keep the lead: each weight load serves several rows. */
+ * accumulators (16 ymm). A one-row decode only streams the weights, and on the AMD EPYC (Zen 4) it was measured
+ * on, the 512-bit loop (2 zmm loads and dot products per k-quad, 8 accumulators; 16 did not help) streamed them
+ * 15-20% slower, per decode step, than this one, which is as fast as the AVX2 build (issue #14, docs/engine.md).
+ * From 3 rows on, the 512-bit blocks are faster (each weight load serves several rows); at 2 rows they were
+ * level with the 256-bit ones. */
 static ALWAYS_INLINE void i8_step_ymm(const int8_t *line, const uint8_t *xq, __m256i acc[4])
 {
     int32_t four;
