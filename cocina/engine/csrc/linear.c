@@ -105,6 +105,49 @@ static ALWAYS_INLINE void bf16_block(const uint16_t *wp, const void *xp, int64_t
         for (int c = 0; c < NCH; c++) vf_store(out + r * NP + c * VL, acc[0][r][c]);
 }
 
+#if defined(COCINA_AVX512)
+/* One row on the AVX-512 builds: the 256-bit form of the loop, as for int8 below (which says why): per k pair 4 ymm
+ * loads of the panel's 128 bytes, with native bf16 4 vdpbf16ps ymm, otherwise each pair widened for 2 FMAs as in
+ * the AVX2 build; consecutive pairs to 4 sets of accumulators (16 ymm). */
+static ALWAYS_INLINE void bf16_step_ymm(const uint16_t *line, const void *xp, int64_t k2, __m256 acc[4])
+{
+#if defined(COCINA_BF16DP)
+    const __m256i b = _mm256_set1_epi32((int)((const uint32_t *)xp)[k2]);
+    for (int c = 0; c < 4; c++) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(line + c * 16));
+        acc[c] = _mm256_dpbf16_ps(acc[c], (__m256bh)w, (__m256bh)b);
+    }
+#else
+    const float *xf = (const float *)xp;
+    const __m256 x0 = _mm256_set1_ps(xf[2 * k2]), x1 = _mm256_set1_ps(xf[2 * k2 + 1]);
+    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
+    for (int c = 0; c < 4; c++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(line + c * 16));
+        acc[c] = _mm256_fmadd_ps(x0, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), acc[c]);
+        acc[c] = _mm256_fmadd_ps(x1, _mm256_castsi256_ps(_mm256_and_si256(v, hi)), acc[c]);
+    }
+#endif
+}
+
+static void bf16_1(const uint16_t *wp, const void *xp, int64_t K2, int64_t ldx, float *out, const prefetch_t *pf)
+{
+    enum { U1 = 4 };
+    (void)ldx;
+    (void)pf;
+    __m256 acc[U1][4];
+    for (int u = 0; u < U1; u++)
+        for (int c = 0; c < 4; c++) acc[u][c] = _mm256_setzero_ps();
+    int64_t k2 = 0;
+    for (; k2 + U1 <= K2; k2 += U1)
+        for (int u = 0; u < U1; u++) bf16_step_ymm(wp + (k2 + u) * 64, xp, k2 + u, acc[u]);
+    for (; k2 < K2; k2++) bf16_step_ymm(wp + k2 * 64, xp, k2, acc[0]);
+    for (int c = 0; c < 4; c++) {
+        const __m256 s01 = _mm256_add_ps(acc[0][c], acc[1][c]), s23 = _mm256_add_ps(acc[2][c], acc[3][c]);
+        _mm256_storeu_ps(out + c * 8, _mm256_add_ps(s01, s23));
+    }
+}
+#endif
+
 /* ---- int8 ------------------------------------------------------------------------------------------------ */
 static ALWAYS_INLINE void i8_step(const int8_t *line, const uint8_t *xq, int64_t g, int64_t ldx, int mr,
                                   vi acc[][NCH])
@@ -153,6 +196,52 @@ static ALWAYS_INLINE void i8_block(const int8_t *wp, const uint8_t *xq, int64_t 
 #endif
         }
 }
+
+#if defined(COCINA_AVX512)
+/* One row on the AVX-512 builds runs the 256-bit form of the loop: per k-quad 4 ymm loads of the panel's 128
+ * bytes and 4 dot products (vpdpbusd ymm with VNNI, vpmaddubsw otherwise), consecutive k-quads to 4 sets of
+ * accumulators (16 ymm). A one-row decode only streams the weights, and on the AMD EPYC (Zen 4) it was measured
+ * on, the 512-bit loop (2 zmm loads and dot products per k-quad, 8 accumulators; 16 did not help) streamed them
+ * 15-20% slower, per decode step, than this one, which is as fast as the AVX2 build (issue #14, docs/engine.md).
+ * From 3 rows on, the 512-bit blocks are faster (each weight load serves several rows); at 2 rows they were
+ * level with the 256-bit ones. */
+static ALWAYS_INLINE void i8_step_ymm(const int8_t *line, const uint8_t *xq, __m256i acc[4])
+{
+    int32_t four;
+    memcpy(&four, xq, sizeof four);
+    const __m256i b = _mm256_set1_epi32(four);
+#if defined(COCINA_VNNI)
+    for (int c = 0; c < 4; c++) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(line + c * 32));
+        __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[c]) : "v"(b), "v"(w)); /* see vi_dot_u8s8 for the asm */
+    }
+#else
+    const __m256i a = _mm256_abs_epi8(b), ones = _mm256_set1_epi16(1);
+    for (int c = 0; c < 4; c++) {
+        const __m256i w = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(line + c * 32)), b);
+        acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), ones));
+    }
+#endif
+}
+
+static void i8_1(const int8_t *wp, const uint8_t *xq, int64_t K4, int64_t ldx, int32_t *out, const prefetch_t *pf)
+{
+    enum { U1 = 4 };
+    (void)ldx;
+    (void)pf;
+    __m256i acc[U1][4];
+    for (int u = 0; u < U1; u++)
+        for (int c = 0; c < 4; c++) acc[u][c] = _mm256_setzero_si256();
+    int64_t g = 0;
+    for (; g + U1 <= K4; g += U1)
+        for (int u = 0; u < U1; u++) i8_step_ymm(wp + (g + u) * 128, xq + (g + u) * 4, acc[u]);
+    for (; g < K4; g++) i8_step_ymm(wp + g * 128, xq + g * 4, acc[0]);
+    for (int c = 0; c < 4; c++) {
+        const __m256i s01 = _mm256_add_epi32(acc[0][c], acc[1][c]), s23 = _mm256_add_epi32(acc[2][c], acc[3][c]);
+        _mm256_storeu_si256((__m256i *)(out + c * 8), _mm256_add_epi32(s01, s23));
+    }
+}
+#endif
 
 /* Largest |x| of n values (NaN when one is NaN, so the row's outputs become NaN, not finite garbage). */
 static float absmax(const float *x, int64_t n)
@@ -284,8 +373,8 @@ typedef void (*i8_fn)(const int8_t *, const uint8_t *, int64_t, int64_t, int32_t
 typedef void (*i4_fn)(const uint8_t *, const int8_t *, const float *, const int32_t *, int64_t, int64_t, int64_t,
                       float *, const prefetch_t *);
 #if defined(COCINA_AVX512)
-BF(1) BF(2) BF(3) BF(4) BF(5) BF(6) BF(7) BF(8) BF(9) BF(10) BF(11) BF(12)
-I8(1) I8(2) I8(3) I8(4) I8(5) I8(6) I8(7) I8(8) I8(9) I8(10) I8(11) I8(12)
+BF(2) BF(3) BF(4) BF(5) BF(6) BF(7) BF(8) BF(9) BF(10) BF(11) BF(12) /* bf16_1: above */
+I8(2) I8(3) I8(4) I8(5) I8(6) I8(7) I8(8) I8(9) I8(10) I8(11) I8(12) /* i8_1: above */
 I4(1) I4(2) I4(3) I4(4) I4(5) I4(6) I4(7) I4(8)
 static const bf16_fn BF16_BLOCKS[MR + 1] = {0, bf16_1, bf16_2, bf16_3, bf16_4, bf16_5, bf16_6, bf16_7, bf16_8,
                                             bf16_9, bf16_10, bf16_11, bf16_12};
