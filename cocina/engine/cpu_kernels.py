@@ -33,6 +33,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+import mmap
 import os
 import platform
 import shutil
@@ -410,13 +411,43 @@ def _panels(n: int) -> int:
     return -(-n // PANEL)
 
 
+_HUGE_PAGE = 2 << 20
+
+
+def in_huge_pages(t: Tensor) -> Tensor:
+    """``t`` copied into memory backed by 2 MiB transparent huge pages where the kernel grants them (Linux's
+    default THP mode, ``madvise``, gives them only to memory that asks), else ``t`` itself.
+
+    A decode step streams every weight once; with 4 KiB pages that is a TLB miss every 4 KiB (60,000 page walks a
+    token for GPT-2-small in bf16), with 2 MiB pages one every 2 MiB. On this machine kind batch-1 decode ran
+    172-182 tok/s from huge pages against 115-164 from ordinary ones (bf16, the same process, alternating), int8
+    217-247 against 193-205. The copy lives in a fresh anonymous mapping (a heap allocation may reuse pages
+    already faulted in as small ones), advised before anything touches it, its whole 2 MiB pages only (the tail
+    stays in small pages: nothing is made resident that the tensor does not use); the tensor keeps the mapping.
+    """
+    nbytes = t.numel() * t.element_size()
+    advise = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advise is None or nbytes < _HUGE_PAGE or not t.is_contiguous():
+        return t
+    mapping = mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf = torch.frombuffer(mapping, dtype=torch.uint8)  # holds a reference to the mapping
+    start = -buf.data_ptr() % _HUGE_PAGE
+    try:
+        mapping.madvise(advise, start, nbytes // _HUGE_PAGE * _HUGE_PAGE)
+    except OSError:
+        return t  # not granted (THP disabled, an old kernel): ordinary pages as before
+    out = buf[start : start + nbytes].view(t.dtype).view(t.shape)
+    out.copy_(t)
+    return out
+
+
 def pack_bf16(weight: Tensor) -> Tensor:
     """``[N, K]`` weight -> bf16 panels ``[ceil(N/32), ceil(K/2), 32, 2]`` (N and K zero padded)."""
     n, k = weight.shape
     p, k2 = _panels(n), -(-k // 2)
     padded = torch.zeros(p * PANEL, k2 * 2, dtype=torch.bfloat16)
     padded[:n, :k] = weight.detach().to(torch.bfloat16)
-    return padded.view(p, PANEL, k2, 2).permute(0, 2, 1, 3).contiguous()
+    return in_huge_pages(padded.view(p, PANEL, k2, 2).permute(0, 2, 1, 3).contiguous())
 
 
 def unpack_bf16(packed: Tensor, n: int, k: int) -> Tensor:
@@ -437,7 +468,7 @@ def pack_int8(weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     p, k4 = _panels(n), -(-k // 4)
     padded = torch.zeros(p * PANEL, k4 * 4, dtype=torch.int8)
     padded[:n, :k] = q
-    packed = padded.view(p, PANEL, k4, 4).permute(0, 2, 1, 3).contiguous()
+    packed = in_huge_pages(padded.view(p, PANEL, k4, 4).permute(0, 2, 1, 3).contiguous())
     return packed, scales.contiguous(), q.sum(dim=1, dtype=torch.int32).contiguous()
 
 

@@ -65,6 +65,37 @@ def test_packing_round_trips(n: int, k: int) -> None:
     assert bool((err <= step + 1e-3 * step + 1e-7).all())
 
 
+def _anon_huge_kb(addr: int) -> int:
+    """AnonHugePages of the mapping that holds ``addr`` (/proc/self/smaps)."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            start, end = (int(x, 16) for x in head.split("-"))
+            inside = start <= addr < end
+        elif inside and line.startswith("AnonHugePages:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_packed_weights_sit_in_huge_pages_where_the_kernel_grants_them() -> None:
+    """A decode step streams every weight once: the packers place layers of 2 MiB and more in transparent huge
+    pages (Linux grants them to memory that asks in its default mode), with the same numbers; smaller ones stay."""
+    mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not mode.exists() or "[never]" in mode.read_text():
+        pytest.skip("this kernel gives no transparent huge pages")
+    w = torch.randn(2048, 1024)
+    packed = ck.pack_bf16(w)  # 4 MiB
+    assert packed.data_ptr() % (2 << 20) == 0
+    assert _anon_huge_kb(packed.data_ptr()) >= 2048
+    assert torch.equal(ck.unpack_bf16(packed, 2048, 1024), w.to(torch.bfloat16))
+    q, scales, _ = ck.pack_int8(w)
+    assert _anon_huge_kb(q.data_ptr()) >= 2048
+    assert torch.allclose(ck.unpack_int8(q, scales, 2048, 1024), w, atol=float(scales.max()))
+    small = torch.randn(64, 64)
+    assert ck.in_huge_pages(small) is small  # under a page of 2 MiB: as it was
+
+
 # -- linear layers -----------------------------------------------------------------------------------------
 def _int8_reference(lib: ck.KernelLib, layer: ck.PackedLinear, x: torch.Tensor) -> torch.Tensor:
     """Per-row int8 activations (scale = max |x| / 127, round half to even), exact integer sums."""
