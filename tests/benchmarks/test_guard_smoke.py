@@ -36,5 +36,12 @@ def test_quick_run(tmp_path: Path) -> None:
     assert st["audit_entries_after_last_round"] >= 16  # every streamed request of the guarded server was audited
     assert len(st["paired_costs_pct"]) == 1 and st["spread_pct"] is None
     assert report["targets"]["guard_cost_resolved"] is False  # one round cannot resolve a 5% difference
+    # The same bursts in CPU time, the whole process group and the server's main process apart from the engine.
+    assert all(v[0] > 0 for v in st["cpu_ms_per_token"].values()) and len(st["paired_cpu_costs_pct"]) == 1
+    assert all(v[0] > 0 for v in st["server_cpu_ms_per_token"].values())
+    main, group = st["server_cpu_ms_per_token"]["guard"], st["cpu_ms_per_token"]["guard"]
+    assert all(m <= g for m, g in zip(main, group, strict=True))  # the main process is part of its group
+    assert report["targets"]["guard_server_cpu_cost_resolved"] is False and st["server_cpu_spread_pct"] is None
     section = render(report)
-    assert section.startswith(SECTION) and section.count("\n| ") == 7  # header, rule, five measures
+    assert section.startswith(SECTION) and section.count("\n| ") == 9  # header, rule, seven measures
+    assert section.count("not resolved: one round") == 3  # the three readings of the stream bursts
