@@ -283,43 +283,43 @@ def bench_stream(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         srv, key = servers["guard"]
         note = httpx.get(f"{srv.url}/v1/audit/checkpoint", headers={"Authorization": f"Bearer {key}"})
         audit_size = int(note.text.split("\n")[1])
-    costs = sorted(100 * (1 - g / b) for g, b in zip(rows["guard"], rows["no-guard"], strict=True))
-    quartiles = statistics.quantiles(costs, n=4) if len(costs) >= 2 else None
+    costs = [100 * (1 - g / b) for g, b in zip(rows["guard"], rows["no-guard"], strict=True)]
     # What the guard costs in CPU: the guarded server's CPU time per output token over the unguarded one's, per
     # pair of bursts. At c=32 the two cores are saturated, so throughput is inverse to it; and unlike the
     # throughput of a burst, a process's CPU time is not what other work on the machine takes from it.
-    cpu_costs = sorted(100 * (g / b - 1) for g, b in zip(cpu["guard"], cpu["no-guard"], strict=True))
-    cpu_quartiles = statistics.quantiles(cpu_costs, n=4) if len(cpu_costs) >= 2 else None
+    cpu_costs = [100 * (g / b - 1) for g, b in zip(cpu["guard"], cpu["no-guard"], strict=True)]
     # The guard runs in the server's main process; the engine's process does the same work with or without it
     # (same prompts, same tokens). So the guard's cost is the main process's extra CPU per token over the whole
     # unguarded group's: a difference of two small numbers, which the engine's larger, noisier share leaves out.
-    server_costs = sorted(
+    server_costs = [
         100 * (g - b) / total
         for g, b, total in zip(server_cpu["guard"], server_cpu["no-guard"], cpu["no-guard"], strict=True)
-    )
-    server_quartiles = statistics.quantiles(server_costs, n=4) if len(server_costs) >= 2 else None
+    ]
     return {
         "model": "tiny" if args.quick else "GPT-2-small shape (random weights)",
         "dtype": args.dtype,
         "requests_per_burst": args.requests,
         "rounds": rows,
         "median_tok_s": {"no-guard": statistics.median(rows["no-guard"]), "guard": statistics.median(rows["guard"])},
-        "paired_costs_pct": [round(c, 1) for c in costs],
-        "cost_pct": round(statistics.median(costs), 2),
-        # The interquartile range of the paired costs (None with one round: unknown).
-        "spread_pct": None if quartiles is None else round(quartiles[2] - quartiles[0], 1),
+        **_paired(costs, "", 1),
         "audit_entries_after_last_round": audit_size,
         "cpu_ms_per_token": cpu,
         "median_cpu_ms_per_token": {k: round(statistics.median(v), 4) for k, v in cpu.items()},
-        "paired_cpu_costs_pct": [round(c, 1) for c in cpu_costs],
-        "cpu_cost_pct": round(statistics.median(cpu_costs), 2),
-        "cpu_spread_pct": None if cpu_quartiles is None else round(cpu_quartiles[2] - cpu_quartiles[0], 1),
+        **_paired(cpu_costs, "cpu_", 1),
         "server_cpu_ms_per_token": server_cpu,
-        "paired_server_cpu_costs_pct": [round(c, 2) for c in server_costs],
-        "server_cpu_cost_pct": round(statistics.median(server_costs), 2),
-        "server_cpu_spread_pct": (
-            None if server_quartiles is None else round(server_quartiles[2] - server_quartiles[0], 2)
-        ),
+        **_paired(server_costs, "server_cpu_", 2),
+    }
+
+
+def _paired(costs: list[float], name: str, digits: int) -> dict[str, Any]:
+    """The paired bursts' costs (%), sorted; their median; and their interquartile range (None with one pair:
+    unknown), under the keys `paired_{name}costs_pct`, `{name}cost_pct` and `{name}spread_pct`."""
+    costs = sorted(costs)
+    quartiles = statistics.quantiles(costs, n=4) if len(costs) >= 2 else None
+    return {
+        f"paired_{name}costs_pct": [round(c, digits) for c in costs],
+        f"{name}cost_pct": round(statistics.median(costs), 2),
+        f"{name}spread_pct": None if quartiles is None else round(quartiles[2] - quartiles[0], digits),
     }
 
 

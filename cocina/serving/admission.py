@@ -188,7 +188,7 @@ async def admit(serving: Serving, req: AdmissionRequest) -> Admitted:
             rec.run_input = None
         try:
             stored = gate.persist(rec) if gate is not None else rec
-            inserted = await serving.ctx.insert(stored)
+            inserted = await serving.ctx.writer.insert(stored)
         except StoreError as exc:
             raise StoreUnavailable(
                 "The prediction could not be recorded, so it was not started; try again shortly.", retry_after_s=1

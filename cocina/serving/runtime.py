@@ -136,27 +136,16 @@ class RuntimeContext:
     webhooks: WebhookSender
     book: PredictionBook
     owner: str  # this server instance's lease owner id
+    # The hot path's store writes (acceptance, "running", partial output, final state): batched off the event loop
+    # on a store that takes calls from several threads, so that concurrent predictions share round trips and
+    # commits; plain calls on the loop otherwise (SQLite).
+    writer: StoreWriter
     renderers: dict[str, Renderer] = field(default_factory=dict)  # webhook bodies, by surface
     publish_training: TrainingPublisher | None = None  # None: this server keeps no trained versions
     gate: Gate | None = None  # the guard: what the store keeps of a record, and each prediction's end
     # Records whose last write the store refused (PostgreSQL restarting): written again until it takes them, so a
     # prediction that finished during an outage does not stay `processing` for ever.
     unwritten: dict[str, PredictionRecord] = field(default_factory=dict)
-    # The hot path's store writes (acceptance, "running", final state): batched off the event loop on a store that
-    # takes calls from several threads, so that concurrent predictions share round trips and commits; None: inline.
-    writer: StoreWriter | None = None
-
-    async def insert(self, rec: PredictionRecord) -> bool:
-        """`store.insert(rec)`, through the writer."""
-        if self.writer is None:
-            return self.store.insert(rec)
-        return await self.writer.insert(rec)
-
-    async def update(self, rec: PredictionRecord, *, owner: str | None = None) -> bool:
-        """`store.update(rec, owner=owner)`, through the writer."""
-        if self.writer is None:
-            return self.store.update(rec, owner=owner)
-        return await self.writer.update(rec, owner=owner)
 
 
 class ModelRuntime:
@@ -686,7 +675,7 @@ class ModelRuntime:
         snapshot = gate.persist(rec) if gate is not None else rec
         snapshot = dataclasses.replace(snapshot) if snapshot is rec else snapshot
         try:
-            kept = await self.ctx.update(snapshot, owner=self.ctx.owner)
+            kept = await self.ctx.writer.update(snapshot, owner=self.ctx.owner)
         except StoreError as exc:
             if rec.id not in self.ctx.unwritten:
                 log.error("prediction %s: the store failed: %s", rec.id, exc)

@@ -117,6 +117,9 @@ class Serving:
         self.webhooks = WebhookSender(min_interval_s=config.webhook_min_interval_s, retries=config.webhook_retries)
         if self.gate is not None:
             await self.gate.start(self.store)
+        threads = config.store_threads
+        if threads is None:
+            threads = 2 if getattr(self.store, "concurrent_calls", False) else 0
         ctx = RuntimeContext(
             config,
             self.store,
@@ -124,15 +127,11 @@ class Serving:
             self.webhooks,
             self.book,
             self.owner,
+            StoreWriter(self.store, threads),
             self.renderers,
             publish_training=self._publish_training if self.catalog is not None else None,
             gate=self.gate,
         )
-        threads = config.store_threads
-        if threads is None:
-            threads = 2 if getattr(self.store, "concurrent_calls", False) else 0
-        if threads > 0:
-            ctx.writer = StoreWriter(self.store, threads)
         self._ctx = ctx
         self._policy_env = url_policy_env(config)
         self.specs = [self._with_policy(s) for s in self.specs]
@@ -312,8 +311,7 @@ class Serving:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.leases.stop()
         self.rewrite_unwritten(self._ctx)
-        if self._ctx.writer is not None:
-            self._ctx.writer.close()
+        self._ctx.writer.close()
         if self.gate is not None:
             await self.gate.stop()
         await self.webhooks.aclose()
